@@ -1,0 +1,1 @@
+"""The protodb command line (typer). No logic lives here: each command is one library call."""

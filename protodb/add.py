@@ -1,0 +1,324 @@
+"""``protodb add``: generate -> masks -> features -> prototypes -> bank, for each class.
+
+Resumable by construction: support images are written as they are generated, prototype rows
+before the set's completion record, and an existing (class, generator, seed, extractor) set is
+never rebuilt. Adding a new extractor for a class reuses its stored support images.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from protodb.bank import Bank, SetKey, now, vectors_to_arrow
+from protodb.errors import ProtodbError
+from protodb.features import ExtractorConfig
+from protodb.generate import GENERATORS, GeneratorConfig, SupportImage
+from protodb.names import canonical, class_key
+
+MAX_N = 1024
+
+
+@dataclass
+class AddResult:
+    """What ``add`` did for one class.
+
+    status: "added" (at least one set built) or "exists" (every set was already in the bank);
+    generated / reused: support images sampled now / read back from the bank;
+    built / skipped: extractor ids whose sets were built now / already present.
+    """
+
+    name: str
+    class_key: str
+    generator_id: str
+    seed: int
+    n: int
+    status: str
+    generated: int = 0
+    reused: int = 0
+    built: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    prototypes: dict[str, dict[str, int]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _runtime(device: str) -> str:
+    import diffusers
+    import torch
+    import transformers
+
+    return json.dumps(
+        {
+            "device": device,
+            "dtype": "float16" if device.startswith("cuda") else "float32",
+            "torch": torch.__version__,
+            "diffusers": diffusers.__version__,
+            "transformers": transformers.__version__,
+            "python": platform.python_version(),
+        },
+        sort_keys=True,
+    )
+
+
+def _progress_bar(total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total, desc=desc, unit="img", disable=not enabled, file=sys.stderr, leave=False
+    )
+
+
+def add_class(
+    bank: Bank,
+    name: str,
+    *,
+    generator: GeneratorConfig,
+    extractors: Sequence[ExtractorConfig],
+    seed: int = 0,
+    n: int = 32,
+    device: str = "cpu",
+    batch_size: int = 1,
+    mask_source: str = "otsu",
+    progress: bool = True,
+) -> AddResult:
+    """Build the prototype sets of one class for each extractor (a no-op for existing sets)."""
+    from protodb.masks import MASK_SOURCES
+
+    if not 1 <= n <= MAX_N:
+        raise ProtodbError(f"--n {n} is out of range; use 1 to {MAX_N} (paper: 32)")
+    if not extractors:
+        raise ProtodbError("no extractor given; pass --extractor NAME (e.g. dinov2)")
+    MASK_SOURCES.get(mask_source)
+    GENERATORS.get(generator.name)
+    start = time.perf_counter()
+    display, key = canonical(name), class_key(name)
+    gid = generator.id
+    result = AddResult(display, key, gid, seed, n, status="exists")
+    todo = []
+    for ext in extractors:
+        if bank.has_set(SetKey(key, gid, seed, ext.id)):
+            result.skipped.append(ext.id)
+        else:
+            todo.append(ext)
+    if not todo:
+        result.seconds = time.perf_counter() - start
+        return result
+
+    supports = _supports(
+        bank, display, key, generator, seed, n, device, batch_size, progress, result
+    )
+    masks = _masks(bank, key, gid, seed, n, supports, mask_source)
+    bank.upsert_class(key, display)
+    for ext in todo:
+        _build_set(bank, key, display, generator, seed, n, ext, supports, masks, device)
+        result.built.append(ext.id)
+        result.prototypes[ext.id] = masks["counts"].pop(ext.id, {})
+    result.status = "added"
+    bank.log(
+        "add",
+        {
+            "class": display,
+            "generator_id": gid,
+            "seed": seed,
+            "n": n,
+            "extractors": result.built,
+            "generated": result.generated,
+        },
+    )
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _supports(bank, display, key, generator, seed, n, device, batch_size, progress, result):
+    """Support images 0..n-1: those stored are read back, the rest generated and stored."""
+    from protodb.images import decode_png, png_bytes
+
+    stored = {
+        r["index"]: r for r in bank.supports(key, generator.id, seed).to_pylist() if r["index"] < n
+    }
+    images: dict[int, SupportImage] = {}
+    for i, r in stored.items():
+        attr = np.frombuffer(r["attribution"], dtype="<f4").reshape(r["attr_h"], r["attr_w"])
+        images[i] = SupportImage(i, decode_png(r["image_png"]), attr.copy())
+    result.reused = len(images)
+    missing = [i for i in range(n) if i not in images]
+    if missing:
+        gen = GENERATORS.get(generator.name)
+        runtime = _runtime(device)
+        bar = _progress_bar(len(missing), f"generate {display}", progress)
+        try:
+            for start in range(0, len(missing), max(batch_size, 1)):
+                chunk = missing[start : start + max(batch_size, 1)]
+                made = gen(
+                    display, key, generator, seed, chunk, device=device, batch_size=batch_size
+                )
+                rows = {
+                    "class_key": [],
+                    "generator_id": [],
+                    "seed": [],
+                    "index": [],
+                    "image_png": [],
+                    "height": [],
+                    "width": [],
+                    "attribution": [],
+                    "attr_h": [],
+                    "attr_w": [],
+                    "generator_config": [],
+                    "runtime": [],
+                    "created_at": [],
+                }
+                for s in made:
+                    images[s.index] = s
+                    h, w = s.attribution.shape
+                    for col, val in (
+                        ("class_key", key),
+                        ("generator_id", generator.id),
+                        ("seed", seed),
+                        ("index", s.index),
+                        ("image_png", png_bytes(s.image)),
+                        ("height", s.image.shape[0]),
+                        ("width", s.image.shape[1]),
+                        ("attribution", s.attribution.astype("<f4").tobytes()),
+                        ("attr_h", h),
+                        ("attr_w", w),
+                        ("generator_config", generator.to_json()),
+                        ("runtime", runtime),
+                        ("created_at", now()),
+                    ):
+                        rows[col].append(val)
+                bank.append("supports", pa.table(rows))
+                result.generated += len(made)
+                bar.update(len(made))
+        finally:
+            bar.close()
+    return [images[i] for i in range(n)]
+
+
+def _masks(bank, key, gid, seed, n, supports, mask_source):
+    """fg/bg masks of the support set (stored once per set size and mask source)."""
+    from protodb.bank import sql_str
+    from protodb.images import decode_png, png_bytes
+    from protodb.masks import MASK_SOURCES, SupportMasks
+
+    where = (
+        f"class_key = {sql_str(key)} AND generator_id = {sql_str(gid)} AND seed = {int(seed)}"
+        f" AND n = {int(n)} AND mask_source = {sql_str(mask_source)}"
+    )
+    rows = sorted(bank.read("masks", where).to_pylist(), key=lambda r: r["index"])
+    if len(rows) == n:
+        masks = SupportMasks(
+            fg=np.stack([decode_png(r["fg_png"], "1") for r in rows]),
+            bg=np.stack([decode_png(r["bg_png"], "1") for r in rows]),
+            thresholds=tuple(json.loads(rows[0]["thresholds"])),
+            source=mask_source,
+            fallback=False,
+        )
+    else:
+        size = supports[0].image.shape[:2]
+        masks = MASK_SOURCES.get(mask_source)([s.attribution for s in supports], size)
+        done = {r["index"] for r in rows}
+        new = [i for i in range(n) if i not in done]
+        bank.append(
+            "masks",
+            pa.table(
+                {
+                    "class_key": [key] * len(new),
+                    "generator_id": [gid] * len(new),
+                    "seed": [seed] * len(new),
+                    "index": new,
+                    "n": [n] * len(new),
+                    "mask_source": [mask_source] * len(new),
+                    "fg_png": [png_bytes(masks.fg[i]) for i in new],
+                    "bg_png": [png_bytes(masks.bg[i]) for i in new],
+                    "thresholds": [json.dumps(list(masks.thresholds))] * len(new),
+                }
+            ),
+        )
+    return {"masks": masks, "counts": {}}
+
+
+def _build_set(bank, key, display, generator, seed, n, ext, supports, masks_info, device):
+    """Features -> prototypes -> rows -> completion record, for one extractor."""
+    from protodb.features import get_extractor
+    from protodb.prototypes import support_prototypes
+
+    masks = masks_info["masks"]
+    extractor = get_extractor(ext, device)
+    images = np.stack([s.image for s in supports])
+    feats = []
+    for start in range(0, len(images), 8):
+        feats.append(extractor.extract(images[start : start + 8]).numpy())
+    features = np.concatenate(feats)
+    fg, bg = support_prototypes(features, masks.fg, masks.bg)
+    dim = features.shape[1]
+    table = bank.ensure_prototype_table(ext.id, dim, ext.store_dtype)
+    proto_rows, cell_rows = [], []
+    for p in (fg, bg):
+        m = len(p)
+        proto_rows.append(
+            pa.table(
+                {
+                    "class_key": [key] * m,
+                    "generator_id": [generator.id] * m,
+                    "seed": [seed] * m,
+                    "extractor_id": [ext.id] * m,
+                    "polarity": [p.polarity] * m,
+                    "level": p.level.tolist(),
+                    "part": p.part.tolist(),
+                    "support": p.support.tolist(),
+                    "weight": p.weight.tolist(),
+                    "vector": vectors_to_arrow(p.vectors, ext.store_dtype),
+                }
+            )
+        )
+        idx = np.flatnonzero(p.used)
+        gh, gw = p.cells.shape[1:]
+        cell_rows.append(
+            pa.table(
+                {
+                    "class_key": [key] * len(idx),
+                    "generator_id": [generator.id] * len(idx),
+                    "seed": [seed] * len(idx),
+                    "extractor_id": [ext.id] * len(idx),
+                    "polarity": [p.polarity] * len(idx),
+                    "support": idx.tolist(),
+                    "grid_h": [gh] * len(idx),
+                    "grid_w": [gw] * len(idx),
+                    "cells": [p.cells[i].astype("<i2").tobytes() for i in idx],
+                }
+            )
+        )
+    bank.append(table, pa.concat_tables(proto_rows))
+    bank.append("cells", pa.concat_tables(cell_rows))
+    bank.append(
+        "sets",
+        pa.table(
+            {
+                "class_key": [key],
+                "name": [display],
+                "generator_id": [generator.id],
+                "seed": [seed],
+                "extractor_id": [ext.id],
+                "prototype_table": [table],
+                "n_supports": [len(supports)],
+                "n": [n],
+                "n_used": [int(fg.used.sum())],
+                "n_fg": [len(fg)],
+                "n_bg": [len(bg)],
+                "dim": [dim],
+                "mask_source": [masks.source],
+                "thresholds": [json.dumps(list(masks.thresholds))],
+                "generator_config": [generator.to_json()],
+                "extractor_config": [ext.to_json()],
+                "created_at": [now()],
+            }
+        ),
+    )
+    masks_info["counts"][ext.id] = {"fg": len(fg), "bg": len(bg), "used": int(fg.used.sum())}

@@ -1,0 +1,87 @@
+"""Run-time settings: profile, device and where the bank lives.
+
+Resolution order for each setting: the explicit argument, then the environment variable, then
+the default. Nothing here imports torch unless a device must actually be resolved.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from protodb.errors import ProtodbError
+
+PROFILES = ("default", "tiny")
+DEVICES = ("auto", "cpu", "cuda")
+ENV_PROFILE = "PROTODB_PROFILE"
+ENV_BANK = "PROTODB_BANK"
+ENV_DEVICE = "PROTODB_DEVICE"
+
+
+def resolve_profile(profile: str | None = None) -> str:
+    """Return 'default' (real models by hub id or path) or 'tiny' (tiny random-weight twins)."""
+    value = profile or os.environ.get(ENV_PROFILE) or "default"
+    if value not in PROFILES:
+        raise ProtodbError(
+            f"unknown profile {value!r}; use one of {', '.join(PROFILES)} "
+            f"(--profile or {ENV_PROFILE})"
+        )
+    return value
+
+
+def default_bank_uri() -> str:
+    """The per-user bank: <user data dir>/protodb/bank."""
+    from platformdirs import user_data_dir
+
+    return str(Path(user_data_dir("protodb", appauthor=False)) / "bank")
+
+
+def resolve_bank_uri(bank: str | os.PathLike | None = None) -> str:
+    """Return the bank URI: the argument, else $PROTODB_BANK, else the per-user data directory.
+
+    Local paths are made absolute; URIs with a scheme (s3://, gs://, az://, ...) pass unchanged.
+    """
+    value = str(bank) if bank is not None else os.environ.get(ENV_BANK) or default_bank_uri()
+    if not value.strip():
+        raise ProtodbError("empty bank location; pass --bank DIR_OR_URI or set PROTODB_BANK")
+    if "://" in value:
+        return value
+    return str(Path(value).expanduser().resolve())
+
+
+def resolve_device(device: str | None = None) -> str:
+    """Return 'cpu' or 'cuda' ('auto' picks CUDA when torch sees a GPU)."""
+    value = device or os.environ.get(ENV_DEVICE) or "auto"
+    if value not in DEVICES and not value.startswith("cuda:"):
+        raise ProtodbError(f"unknown device {value!r}; use one of {', '.join(DEVICES)} or cuda:N")
+    if value == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if value.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ProtodbError(
+                f"device {value!r} asked for, but torch sees no CUDA GPU; use --device cpu"
+            )
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved global options of one protodb session."""
+
+    bank: str
+    profile: str
+    device: str = "auto"
+
+    @classmethod
+    def resolve(
+        cls, *, bank: str | None = None, profile: str | None = None, device: str | None = None
+    ) -> Settings:
+        dev = device or os.environ.get(ENV_DEVICE) or "auto"
+        if dev not in DEVICES and not dev.startswith("cuda:"):
+            raise ProtodbError(f"unknown device {dev!r}; use one of {', '.join(DEVICES)} or cuda:N")
+        return cls(bank=resolve_bank_uri(bank), profile=resolve_profile(profile), device=dev)

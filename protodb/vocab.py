@@ -1,0 +1,262 @@
+"""Vocabularies: named, immutable pins of class prototype sets and the table versions read.
+
+``create_vocab`` resolves each class to one completed prototype set per extractor and records
+the version of every bank table, so :func:`assemble` reads exactly the same rows forever, whatever
+is added to the bank later.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from protodb.bank import Bank, arrow_to_vectors, now, sql_str
+from protodb.errors import NotFoundError, ProtodbError
+from protodb.features import ExtractorConfig
+from protodb.names import canonical, class_key
+
+VOCAB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+LEVEL_ORDER = {"class": 0, "instance": 1, "part": 2}
+
+
+@dataclass(frozen=True)
+class VocabClass:
+    name: str
+    class_key: str
+    generator_id: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class VocabExtractor:
+    extractor_id: str
+    prototype_table: str
+    config: ExtractorConfig
+
+
+@dataclass
+class Vocabulary:
+    """A pinned vocabulary. Label i (1-based) of a segmentation is ``classes[i - 1]``."""
+
+    name: str
+    classes: list[VocabClass]
+    extractors: list[VocabExtractor]
+    versions: dict[str, int]
+    bank_version: int
+    created_at: object = None
+
+    @property
+    def class_names(self) -> list[str]:
+        return [c.name for c in self.classes]
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "classes": [c.__dict__ for c in self.classes],
+            "extractors": [
+                {"extractor_id": e.extractor_id, "prototype_table": e.prototype_table}
+                for e in self.extractors
+            ],
+            "versions": self.versions,
+            "bank_version": self.bank_version,
+            "created_at": str(self.created_at) if self.created_at else None,
+        }
+
+
+def _from_row(r: dict) -> Vocabulary:
+    return Vocabulary(
+        name=r["name"],
+        classes=[VocabClass(**c) for c in json.loads(r["classes"])],
+        extractors=[
+            VocabExtractor(e["extractor_id"], e["prototype_table"], ExtractorConfig(**e["config"]))
+            for e in json.loads(r["extractors"])
+        ],
+        versions={k: int(v) for k, v in json.loads(r["versions"]).items()},
+        bank_version=int(r["bank_version"]),
+        created_at=r["created_at"],
+    )
+
+
+def list_vocabs(bank: Bank) -> list[Vocabulary]:
+    return sorted((_from_row(r) for r in bank.read("vocabs").to_pylist()), key=lambda v: v.name)
+
+
+def get_vocab(bank: Bank, name: str) -> Vocabulary:
+    rows = bank.read("vocabs", f"name = {sql_str(name)}").to_pylist()
+    if not rows:
+        known = ", ".join(v.name for v in list_vocabs(bank)) or "none yet"
+        raise NotFoundError(
+            f"unknown vocabulary {name!r} (known: {known}); "
+            f"create it with `protodb vocab create {name} CLASS...`"
+        )
+    return _from_row(rows[0])
+
+
+def create_vocab(
+    bank: Bank,
+    name: str,
+    classes: list[str],
+    *,
+    extractors: list[str] | None = None,
+    seed: int | None = None,
+    generator_id: str | None = None,
+) -> Vocabulary:
+    """Pin a vocabulary of ``classes`` (in label order) under ``name``.
+
+    Each class must have a completed prototype set; when a class has sets from several
+    (generator, seed) pairs, ``seed`` / ``generator_id`` choose. ``extractors`` (names such as
+    "dinov2" or full extractor ids) default to those every class has.
+    """
+    if not VOCAB_NAME.match(name or ""):
+        raise ProtodbError(
+            f"invalid vocabulary name {name!r}: use 1-64 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit"
+        )
+    if not classes:
+        raise ProtodbError(
+            "a vocabulary needs at least one class: protodb vocab create NAME CLASS..."
+        )
+    if bank.read("vocabs", f"name = {sql_str(name)}").num_rows:
+        raise ProtodbError(
+            f"vocabulary {name!r} exists and vocabularies are immutable; choose another name"
+        )
+    chosen: list[VocabClass] = []
+    ext_sets: list[dict[str, dict]] = []
+    seen: set[str] = set()
+    for raw in classes:
+        display, key = canonical(raw), class_key(raw)
+        if key in seen:
+            raise ProtodbError(f"class {display!r} is listed twice; list each class once")
+        seen.add(key)
+        rows = bank.sets(key).to_pylist()
+        if not rows:
+            raise NotFoundError(
+                f"class {display!r} is not in the bank; add it first: protodb add {display!r}"
+            )
+        if seed is not None:
+            rows = [r for r in rows if r["seed"] == seed]
+        if generator_id is not None:
+            rows = [r for r in rows if r["generator_id"] == generator_id]
+        pairs = sorted({(r["generator_id"], r["seed"]) for r in rows})
+        if not pairs:
+            raise NotFoundError(
+                f"class {display!r} has no prototype set with seed={seed} generator={generator_id}"
+            )
+        if len(pairs) > 1:
+            opts = "; ".join(f"--generator {g} --seed {s}" for g, s in pairs)
+            raise ProtodbError(f"class {display!r} has several prototype sets; choose one: {opts}")
+        gid, s = pairs[0]
+        rows = [r for r in rows if (r["generator_id"], r["seed"]) == (gid, s)]
+        chosen.append(VocabClass(rows[0]["name"], key, gid, int(s)))
+        ext_sets.append({r["extractor_id"]: r for r in rows})
+
+    common = sorted(set.intersection(*(set(e) for e in ext_sets)))
+    if extractors:
+        picked = []
+        for want in extractors:
+            match = [e for e in common if e == want or e.split("-")[0] == want]
+            if not match:
+                have = sorted(set().union(*(set(e) for e in ext_sets)))
+                raise NotFoundError(
+                    f"extractor {want!r} is not available for every class (available to all: "
+                    f"{', '.join(common) or 'none'}; to some: {', '.join(have)}); "
+                    f"add the missing sets with protodb add CLASS --extractor {want}"
+                )
+            picked += [m for m in match if m not in picked]
+        common = picked
+    if not common:
+        raise ProtodbError("the classes share no extractor; add them with a common --extractor")
+    vexts = [
+        VocabExtractor(
+            e,
+            ext_sets[0][e]["prototype_table"],
+            ExtractorConfig.from_json(ext_sets[0][e]["extractor_config"]),
+        )
+        for e in common
+    ]
+    versions = bank.versions()
+    bank_version = len(bank.history()) + 1
+    vocab = Vocabulary(name, chosen, vexts, versions, bank_version, now())
+    bank.append(
+        "vocabs",
+        __import__("pyarrow").table(
+            {
+                "name": [name],
+                "classes": [json.dumps([c.__dict__ for c in chosen])],
+                "extractors": [
+                    json.dumps(
+                        [
+                            {
+                                "extractor_id": e.extractor_id,
+                                "prototype_table": e.prototype_table,
+                                "config": json.loads(e.config.to_json()),
+                            }
+                            for e in vexts
+                        ]
+                    )
+                ],
+                "versions": [json.dumps(versions, sort_keys=True)],
+                "bank_version": [bank_version],
+                "created_at": [vocab.created_at],
+            }
+        ),
+    )
+    bank.log("vocab create", {"name": name, "classes": [c.name for c in chosen]})
+    return vocab
+
+
+@dataclass
+class ExtractorPrototypes:
+    """One extractor's prototypes of a vocabulary, ready for matching.
+
+    vectors: float32 [P, D], L2-normalised; owner: int64 [P], the label each row votes for
+    (0 = background, i = i-th class); rows: per-row metadata (class_key, polarity, level, part,
+    support) for explanations.
+    """
+
+    extractor: VocabExtractor
+    vectors: np.ndarray
+    owner: np.ndarray
+    rows: list[dict] = field(default_factory=list)
+
+
+def assemble(bank: Bank, vocab: Vocabulary) -> list[ExtractorPrototypes]:
+    """Load the vocabulary's pinned prototypes: fg rows per class, and a background class made
+    of the union of the bg rows of all its classes. Row order is deterministic."""
+    keys = {c.class_key: i + 1 for i, c in enumerate(vocab.classes)}
+    pinned = {(c.class_key, c.generator_id, c.seed) for c in vocab.classes}
+    out = []
+    for ext in vocab.extractors:
+        in_list = ", ".join(sql_str(k) for k in keys)
+        where = f"extractor_id = {sql_str(ext.extractor_id)} AND class_key IN ({in_list})"
+        version = vocab.versions.get(ext.prototype_table)
+        table = bank.read(ext.prototype_table, where, version=version)
+        dim = table.schema.field("vector").type.list_size
+        vectors = arrow_to_vectors(table.column("vector"), dim)
+        meta = table.drop_columns(["vector"]).to_pylist()
+        order = [
+            i
+            for i in sorted(
+                range(len(meta)),
+                key=lambda i: (
+                    meta[i]["polarity"] != "bg",
+                    keys[meta[i]["class_key"]],
+                    LEVEL_ORDER[meta[i]["level"]],
+                    meta[i]["part"],
+                    meta[i]["support"],
+                ),
+            )
+            if (meta[i]["class_key"], meta[i]["generator_id"], meta[i]["seed"]) in pinned
+        ]
+        vectors = vectors[order]
+        rows = [meta[i] for i in order]
+        owner = np.array(
+            [0 if r["polarity"] == "bg" else keys[r["class_key"]] for r in rows], dtype=np.int64
+        )
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        vectors = vectors / np.maximum(norms, 1e-12)
+        out.append(ExtractorPrototypes(ext, vectors.astype(np.float32), owner, rows))
+    return out

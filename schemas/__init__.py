@@ -1,0 +1,1 @@
+"""Data files shipped with protodb: the bank's table schemas (bank.json)."""
