@@ -18,7 +18,7 @@ from protodb.errors import NotFoundError, ProtodbError
 from protodb.features import ExtractorConfig
 from protodb.names import canonical, class_key
 
-VOCAB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+VOCAB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 LEVEL_ORDER = {"class": 0, "instance": 1, "part": 2}
 
 
@@ -110,7 +110,7 @@ def create_vocab(
     (generator, seed) pairs, ``seed`` / ``generator_id`` choose. ``extractors`` (names such as
     "dinov2" or full extractor ids) default to those every class has.
     """
-    if not VOCAB_NAME.match(name or ""):
+    if not isinstance(name, str) or not VOCAB_NAME.fullmatch(name):
         raise ProtodbError(
             f"invalid vocabulary name {name!r}: use 1-64 letters, digits, '_', '.' or '-', "
             "starting with a letter or digit"

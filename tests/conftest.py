@@ -1,0 +1,91 @@
+"""Shared fixtures: one tiny bank for the whole session, copies of it for tests that write.
+
+Everything runs on the ``tiny`` profile: the real model classes (diffusers UNet / VAE,
+transformers CLIPTextModel / Dinov2Model, open_clip CLIP) built from tiny configs with
+deterministic random weights. Nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import protodb
+
+CLASSES = ["red apple", "grass"]
+N_SUPPORT = 4
+
+
+@dataclass
+class TinyBank:
+    """The session bank: two classes (n=4 each) and the vocabulary ``v1`` over both."""
+
+    path: Path
+    db: protodb.ProtoDB
+    add_results: list
+    vocab: object
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch):
+    """Tests do not inherit the caller's protodb settings."""
+    for var in ("PROTODB_BANK", "PROTODB_PROFILE", "PROTODB_DEVICE"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_bank(tmp_path_factory) -> TinyBank:
+    path = tmp_path_factory.mktemp("session") / "bank"
+    db = protodb.connect(path, profile="tiny", device="cpu")
+    results = db.add(CLASSES, n=N_SUPPORT, progress=False)
+    vocab = db.create_vocab("v1", CLASSES)
+    return TinyBank(path=path, db=db, add_results=results, vocab=vocab)
+
+
+@pytest.fixture
+def bank_copy(tiny_bank, tmp_path) -> Path:
+    """A private copy of the session bank (a few hundred KB of Lance files) to write into."""
+    dst = tmp_path / "bank"
+    shutil.copytree(tiny_bank.path, dst)
+    return dst
+
+
+def make_image(height: int = 50, width: int = 70, seed: int = 0) -> np.ndarray:
+    """A deterministic uint8 RGB test image: gradients, a disc and a little noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    img = np.zeros((height, width, 3), np.float64)
+    img[..., 0] = 255 * xx / max(width - 1, 1)
+    img[..., 1] = 255 * yy / max(height - 1, 1)
+    disc = (yy - height / 2) ** 2 + (xx - width / 3) ** 2 < (min(height, width) / 4) ** 2
+    img[disc] = (200, 30, 40)
+    img += rng.normal(0, 8, img.shape)
+    return np.clip(img, 0, 255).round().astype(np.uint8)
+
+
+@pytest.fixture
+def image() -> np.ndarray:
+    return make_image()
+
+
+@dataclass
+class GrownBank:
+    """A copy of the session bank that grew after ``v1`` was pinned: a new class ``sky`` and a
+    second prototype set of ``grass`` (seed 1)."""
+
+    path: Path
+    db: protodb.ProtoDB
+
+
+@pytest.fixture(scope="session")
+def grown_bank(tiny_bank, tmp_path_factory) -> GrownBank:
+    path = tmp_path_factory.mktemp("grown") / "bank"
+    shutil.copytree(tiny_bank.path, path)
+    db = protodb.connect(path, profile="tiny", device="cpu")
+    db.add(["sky"], n=2, progress=False)
+    db.add(["grass"], n=2, seed=1, progress=False)
+    return GrownBank(path=path, db=db)

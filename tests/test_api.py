@@ -1,0 +1,215 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import CLASSES, N_SUPPORT, make_image
+from PIL import Image
+
+import protodb
+from protodb.api import ClassInfo, ProtoDB, VocabHandle
+from protodb.bank import open_bank
+from protodb.errors import ModelNotFoundError, NotFoundError, ProtodbError
+from protodb.features import default_extractor_config
+from protodb.generate import default_generator_config
+
+EXT = default_extractor_config("tiny")
+GEN = default_generator_config("tiny")
+
+
+def test_package_exports():
+    assert protodb.__version__ == "0.1.0"
+    assert protodb.connect is not None and protodb.ProtoDB is ProtoDB
+    assert issubclass(protodb.NotFoundError, protodb.ProtodbError)
+    assert issubclass(ModelNotFoundError, ProtodbError)
+
+
+def test_connect_settings(tmp_path, monkeypatch):
+    db = protodb.connect(tmp_path / "b", profile="tiny", device="cpu")
+    assert db.settings.bank == str((tmp_path / "b").resolve())
+    assert (db.settings.profile, db.device) == ("tiny", "cpu")
+    monkeypatch.setenv("PROTODB_BANK", str(tmp_path / "env"))
+    monkeypatch.setenv("PROTODB_PROFILE", "tiny")
+    db = protodb.connect()
+    assert db.settings.bank == str((tmp_path / "env").resolve())
+    assert db.settings.profile == "tiny"
+    with pytest.raises(ProtodbError, match="unknown profile 'big'"):
+        protodb.connect(tmp_path, profile="big")
+
+
+# --------------------------------------------------------------------------- reads
+
+
+def test_classes_and_show(tiny_bank):
+    infos = tiny_bank.db.classes()
+    assert [c.name for c in infos] == sorted(CLASSES)
+    assert all(isinstance(c, ClassInfo) and c.kind == "unknown" for c in infos)
+    info = tiny_bank.db.show("  RED   Apple ")
+    assert info.class_key == "red apple" and info.name == "red apple"
+    (s,) = info.sets
+    assert (s["generator_id"], s["seed"], s["extractor_id"], s["n"]) == (
+        GEN.id,
+        0,
+        EXT.id,
+        N_SUPPORT,
+    )
+    assert s["dim"] == 32 and s["mask_source"] == "otsu"
+    assert set(s) == {
+        "generator_id", "seed", "extractor_id", "n", "n_used", "n_fg", "n_bg", "dim",
+        "mask_source", "thresholds",
+    }  # fmt: skip
+
+
+def test_show_unknown_class(tiny_bank):
+    with pytest.raises(NotFoundError, match="class 'Sky' is not in the bank"):
+        tiny_bank.db.show("Sky")
+
+
+def test_history_and_vocabs(tiny_bank):
+    assert [e.op for e in tiny_bank.db.history()] == ["add", "add", "vocab create"]
+    assert [v.name for v in tiny_bank.db.vocabs()] == ["v1"]
+    handle = tiny_bank.db.vocab("v1")
+    assert isinstance(handle, VocabHandle) and handle.info.class_names == CLASSES
+    with pytest.raises(NotFoundError, match="unknown vocabulary 'v2'"):
+        tiny_bank.db.vocab("v2")
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda db: db.classes(),
+        lambda db: db.history(),
+        lambda db: db.vocabs(),
+        lambda db: db.vocab("v1"),
+    ],
+)
+def test_reads_do_not_create_a_bank(tmp_path, call):
+    db = protodb.connect(tmp_path / "missing", profile="tiny", device="cpu")
+    with pytest.raises(NotFoundError, match="no protodb bank"):
+        call(db)
+    with pytest.raises(NotFoundError):
+        open_bank(str(tmp_path / "missing"), create=False)
+
+
+def test_create_vocab_needs_existing_bank(tmp_path):
+    db = protodb.connect(tmp_path / "missing", profile="tiny", device="cpu")
+    with pytest.raises(NotFoundError, match="no protodb bank"):
+        db.create_vocab("v", ["grass"])
+
+
+# --------------------------------------------------------------------------- add
+
+
+@pytest.mark.parametrize(
+    ("names", "kwargs", "message"),
+    [
+        ([], {}, "no class given"),
+        (["grass", " GRASS"], {}, "listed twice"),
+        (["grass"], {"seed": -1}, "--seed -1 must be >= 0"),
+        (["grass"], {"extractors": ["clip"]}, "unknown extractor 'clip'"),
+        (["grass"], {"steps": 0}, "steps=0 is out of range"),
+        (["grass"], {"template": "no placeholder"}, "template 'no placeholder'"),
+        (["grass", ""], {}, "empty class name"),
+    ],
+)
+def test_add_argument_errors_touch_no_bank(tmp_path, names, kwargs, message):
+    db = protodb.connect(tmp_path / "bank", profile="tiny", device="cpu")
+    with pytest.raises(ProtodbError, match=message):
+        db.add(names, progress=False, **kwargs)
+    with pytest.raises(NotFoundError):
+        open_bank(str(tmp_path / "bank"), create=False)
+
+
+def test_add_again_reports_exists(bank_copy):
+    db = protodb.connect(bank_copy, profile="tiny", device="cpu")
+    seen = []
+    results = db.add(["Grass", "red apple"], n=N_SUPPORT, progress=False, on_result=seen.append)
+    assert [r.status for r in results] == ["exists", "exists"]
+    assert [r.generated for r in results] == [0, 0]
+    assert [r.name for r in seen] == ["Grass", "red apple"]
+    assert len(db.history()) == 3
+
+
+def test_add_with_overrides_makes_a_new_generator(tmp_path):
+    db = protodb.connect(tmp_path / "bank", profile="tiny", device="cpu")
+    (res,) = db.add(["sky"], n=1, steps=2, guidance=3.0, progress=False)
+    assert res.status == "added" and res.generated == 1
+    expected = default_generator_config("tiny", steps=2, guidance=3.0)
+    assert res.generator_id == expected.id != GEN.id
+    assert db.show("sky").sets[0]["generator_id"] == expected.id
+    db.create_vocab("s", ["sky"])
+    labels = db.vocab("s").segment(make_image(20, 20)).labels
+    assert labels.shape == (20, 20) and labels.max() <= 1
+
+
+# --------------------------------------------------------------------------- segment
+
+
+def test_vocab_handle_segment_inputs(tiny_bank, tmp_path):
+    handle = tiny_bank.db.vocab("v1")
+    img = make_image(30, 40, 4)
+    Image.fromarray(img).save(tmp_path / "x.png")
+    a = handle.segment(img)
+    b = handle.segment(str(tmp_path / "x.png"))
+    c = handle.segment(tmp_path / "x.png")
+    assert a.labels.tobytes() == b.labels.tobytes() == c.labels.tobytes()
+    assert handle.segmenter is handle.segmenter
+    for bad in (img.astype(np.float32), img[..., 0], img[..., :2]):
+        with pytest.raises(ProtodbError, match="image must be uint8"):
+            handle.segment(bad)
+    with pytest.raises(NotFoundError, match="does not exist"):
+        handle.segment(tmp_path / "missing.png")
+
+
+def test_segment_files(tiny_bank, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    imgs = {"one": make_image(30, 40, 1), "two": make_image(25, 25, 2)}
+    for stem, img in imgs.items():
+        Image.fromarray(img).save(src / f"{stem}.png")
+    seen = []
+    out = tmp_path / "out"
+    summaries = tiny_bank.db.segment(
+        [src], vocab="v1", out=out, progress=False, on_image=seen.append
+    )
+    assert [Path(s["image"]).name for s in summaries] == ["one.png", "two.png"]
+    assert seen == summaries
+    for s in summaries:
+        stem = Path(s["image"]).stem
+        img = imgs[stem]
+        assert s["vocab"] == "v1"
+        assert (s["height"], s["width"]) == img.shape[:2]
+        with Image.open(s["label_png"]) as im:
+            assert im.mode == "P" and im.size == (img.shape[1], img.shape[0])
+            labels = np.asarray(im)
+        expected = tiny_bank.db.vocab("v1").segment(img).labels
+        np.testing.assert_array_equal(labels, expected)
+        with Image.open(s["overlay_png"]) as ov:
+            assert ov.size == (img.shape[1], img.shape[0])
+        assert Path(s["label_png"]).parent == out
+
+
+def test_segment_refuses_colliding_names(tiny_bank, tmp_path):
+    img = make_image(10, 10)
+    Image.fromarray(img).save(tmp_path / "a.png")
+    Image.fromarray(img).save(tmp_path / "a.jpg")
+    out = tmp_path / "out"
+    with pytest.raises(ProtodbError, match="share the name 'a'"):
+        tiny_bank.db.segment(
+            [tmp_path / "a.png", tmp_path / "a.jpg"], vocab="v1", out=out, progress=False
+        )
+    assert not out.exists()
+
+
+def test_segment_errors(tiny_bank, tmp_path):
+    img_path = tmp_path / "a.png"
+    Image.fromarray(make_image(10, 10)).save(img_path)
+    bad = tmp_path / "bad.png"
+    bad.write_text("nope")
+    out = tmp_path / "out"
+    with pytest.raises(NotFoundError, match="unknown vocabulary 'zz'"):
+        tiny_bank.db.segment([img_path], vocab="zz", out=out, progress=False)
+    with pytest.raises(NotFoundError, match="missing.png"):
+        tiny_bank.db.segment([tmp_path / "missing.png"], vocab="v1", out=out, progress=False)
+    with pytest.raises(ProtodbError, match="cannot read image"):
+        tiny_bank.db.segment([img_path, bad], vocab="v1", out=out, progress=False)
+    assert not out.exists()

@@ -1,0 +1,194 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from protodb.attention import (
+    AttributionStore,
+    CaptureCrossAttnProcessor,
+    capture_cross_attention,
+    class_token_positions,
+)
+from protodb.errors import ProtodbError
+from protodb.generate import DEFAULT_TEMPLATE
+from protodb.models import TINY, load_sd, tiny_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return tiny_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return load_sd(TINY, None, "cpu", "float32", "sigma_min")
+
+
+# --------------------------------------------------------------------------- token positions
+
+
+def test_positions_red_apple(tokenizer):
+    assert class_token_positions(tokenizer, DEFAULT_TEMPLATE, "red apple") == [6, 7]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("a good dog", [6, 7, 8]), ("picture frame", [6, 7]), ("of", [6]), ("A", [6])],
+)
+def test_positions_of_class_starting_with_template_word(tokenizer, name, expected):
+    positions = class_token_positions(tokenizer, DEFAULT_TEMPLATE, name)
+    assert positions == expected
+    ids = tokenizer(DEFAULT_TEMPLATE.format(name)).input_ids
+    own = tokenizer(name, add_special_tokens=False).input_ids
+    assert [ids[p] for p in positions] == own
+    # the first occurrence of the class's first token is inside the template, not at 6
+    assert ids.index(own[0]) < 6
+
+
+def test_positions_template_at_start(tokenizer):
+    assert class_token_positions(tokenizer, "{} in the wild", "red apple") == [1, 2]
+
+
+def test_positions_reject_bad_template(tokenizer):
+    with pytest.raises(ProtodbError, match="exactly one"):
+        class_token_positions(tokenizer, "a photo", "dog")
+    with pytest.raises(ProtodbError, match="exactly one"):
+        class_token_positions(tokenizer, "{} and {}", "dog")
+
+
+def test_positions_reject_merging_template(tokenizer):
+    with pytest.raises(ProtodbError, match="merges with class 'dog'"):
+        class_token_positions(tokenizer, "photo of a{}", "dog")
+
+
+def test_positions_reject_too_long_class(tokenizer):
+    with pytest.raises(ProtodbError, match="80 tokens"):
+        class_token_positions(tokenizer, DEFAULT_TEMPLATE, "word " * 80)
+
+
+def test_positions_longest_class_that_fits(tokenizer):
+    # 76 = last position before end-of-text; the prefix takes 1 + 5 positions
+    positions = class_token_positions(tokenizer, DEFAULT_TEMPLATE, "word " * 70)
+    assert positions == list(range(6, 76))
+    with pytest.raises(ProtodbError, match="1 to 70 tokens"):
+        class_token_positions(tokenizer, DEFAULT_TEMPLATE, "word " * 71)
+
+
+# --------------------------------------------------------------------------- AttributionStore
+
+
+def _probs(b_all, heads, n, k):
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(b_all * heads, n, k, generator=g)
+
+
+def test_store_same_resolution_by_hand():
+    heads, k = 2, 5
+    probs = _probs(4, heads, 4, k)  # batch [uncond x2, cond x2], 2x2 latent grid
+    probs[5, 0, 1] = -0.5  # cond image 0, head 1, query 0, token 1: clamped at 0
+    probs[:4] = 100.0  # the unconditional half must be ignored
+    store = AttributionStore([1, 3], (2, 2))
+    store.add(probs, heads)
+    assert store.count == heads and store.calls == 1
+    maps = store.maps()
+    assert maps.shape == (2, 2, 2)
+    p = probs.view(4, heads, 4, k).clamp_min(0)
+    for b in range(2):
+        cond = p[2 + b]  # [heads, n, k]
+        expected = (cond[:, :, 1].sum(0) + cond[:, :, 3].sum(0)) / heads / 2
+        assert torch.allclose(maps[b].reshape(-1), expected)
+    # one pixel by hand: cond image 0 is batch row 2, i.e. rows 4 (head 0) and 5 (head 1)
+    tok1 = (float(probs[4, 0, 1]) + 0.0) / heads  # head 1's -0.5 is clamped to 0
+    tok3 = (float(probs[4, 0, 3]) + float(probs[5, 0, 3])) / heads
+    assert float(maps[0, 0, 0]) == pytest.approx((tok1 + tok3) / 2)
+
+
+def test_store_sums_layers_and_upsamples_bicubic():
+    heads = 2
+    store = AttributionStore([0], (4, 4))
+    fine = _probs(2, heads, 16, 3)  # a 4x4 layer: no resampling
+    coarse = torch.zeros(2 * heads, 4, 3)  # a 2x2 layer
+    coarse[2, :, 0] = torch.tensor([0.1, 0.9, 0.4, 0.2])  # cond, head 0
+    coarse[3, :, 0] = torch.tensor([0.3, 0.3, 0.3, 0.3])  # cond, head 1: constant
+    store.add(fine, heads)
+    store.add(coarse, heads)
+    assert store.count == 2 * heads and store.calls == 2
+    up0 = F.interpolate(
+        coarse[2, :, 0].view(1, 1, 2, 2), size=(4, 4), mode="bicubic", align_corners=False
+    )[0, 0].clamp_min(0)
+    up1 = torch.full((4, 4), 0.3)  # bicubic keeps a constant map constant
+    expected = (fine[2:, :, 0].sum(0).view(4, 4) + up0 + up1) / (2 * heads)
+    assert torch.allclose(store.maps()[0], expected, atol=1e-6)
+    assert (store.maps() >= 0).all()
+
+
+def test_store_maps_before_add_raises():
+    with pytest.raises(RuntimeError, match="no cross-attention"):
+        AttributionStore([1], (2, 2)).maps()
+
+
+# --------------------------------------------------------------------------- capture
+
+
+def _unet_inputs(pipe):
+    g = torch.Generator().manual_seed(0)
+    latents = torch.randn(2, 4, 32, 32, generator=g)
+    text = torch.randn(2, 77, pipe.unet.config.cross_attention_dim, generator=g)
+    return latents, torch.tensor(500), text
+
+
+def test_capture_restores_processors_by_identity(pipe):
+    before = dict(pipe.unet.attn_processors)
+    with capture_cross_attention(pipe.unet, [6, 7], (32, 32)):
+        during = pipe.unet.attn_processors
+        for name, proc in during.items():
+            if name.endswith("attn2.processor"):
+                assert isinstance(proc, CaptureCrossAttnProcessor)
+            else:
+                assert proc is before[name]
+    after = pipe.unet.attn_processors
+    assert after.keys() == before.keys()
+    assert all(after[k] is before[k] for k in before)
+
+
+def test_capture_restores_processors_after_exception(pipe):
+    before = dict(pipe.unet.attn_processors)
+    with pytest.raises(KeyError, match="boom"), capture_cross_attention(pipe.unet, [6], (32, 32)):
+        raise KeyError("boom")
+    after = pipe.unet.attn_processors
+    assert all(after[k] is before[k] for k in before)
+    assert not any(isinstance(p, CaptureCrossAttnProcessor) for p in after.values())
+
+
+def test_capture_does_not_change_the_unet_output(pipe):
+    latents, t, text = _unet_inputs(pipe)
+    with torch.no_grad():
+        ref = pipe.unet(latents, t, encoder_hidden_states=text).sample
+        with capture_cross_attention(pipe.unet, [1, 2], (32, 32)) as store:
+            got = pipe.unet(latents, t, encoder_hidden_states=text).sample
+    assert torch.allclose(got, ref, atol=1e-5)
+    heads = [m.heads for n, m in pipe.unet.named_modules() if n.endswith("attn2")]
+    assert store.calls == len(heads) == 7
+    assert store.count == sum(heads)
+    maps = store.maps()
+    assert maps.shape == (1, 32, 32)  # conditional half of a batch of 2
+    assert (maps >= 0).all() and maps.max() > 0
+
+
+def test_capture_counts_every_layer_and_step(pipe):
+    steps = 2
+    positions = class_token_positions(pipe.tokenizer, DEFAULT_TEMPLATE, "red apple")
+    with torch.inference_mode(), capture_cross_attention(pipe.unet, positions, (32, 32)) as s:
+        pipe(
+            prompt=["A good picture of a red apple"],
+            negative_prompt=["blurry"],
+            num_inference_steps=steps,
+            guidance_scale=8.0,
+            height=64,
+            width=64,
+            output_type="np",
+        )
+    heads = sum(m.heads for n, m in pipe.unet.named_modules() if n.endswith("attn2"))
+    assert s.calls == 7 * steps
+    assert s.count == heads * steps
+    assert s.total.shape == (1, 2, 32, 32)  # [B, class tokens, latent grid]
+    assert s.maps().shape == (1, 32, 32)

@@ -1,0 +1,164 @@
+"""CLI tests through typer's CliRunner, on the tiny profile (real model classes, no stand-ins)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from protodb.cli.app import app
+
+runner = CliRunner()
+
+
+def run(bank, *args, ok=True):
+    result = runner.invoke(app, ["--bank", str(bank), "--profile", "tiny", *args])
+    if ok:
+        assert result.exit_code == 0, (result.output, result.stderr)
+    return result
+
+
+@pytest.fixture(scope="module")
+def cli_bank(tmp_path_factory):
+    """A bank made through the CLI: 'red apple' and grass (n=3), vocabulary v1."""
+    bank = tmp_path_factory.mktemp("cli") / "bank"
+    start = time.perf_counter()
+    run(bank, "add", "red apple", "grass", "--n", "3", "-q")
+    first = time.perf_counter() - start
+    run(bank, "vocab", "create", "v1", "red apple", "grass")
+    return bank, first
+
+
+@pytest.fixture(scope="module")
+def rgb_image(tmp_path_factory):
+    path = tmp_path_factory.mktemp("img") / "photo.jpg"
+    rng = np.random.default_rng(3)
+    Image.fromarray(rng.integers(0, 255, (45, 61, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_help_lists_commands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for cmd in ("add", "ls", "show", "vocab", "segment", "history", "demo"):
+        assert cmd in result.output
+
+
+def test_readd_generates_nothing_and_is_fast(cli_bank):
+    bank, first = cli_bank
+    start = time.perf_counter()
+    result = run(bank, "add", "red apple", "grass", "--n", "3", "-q")
+    again = time.perf_counter() - start
+    assert "nothing generated" in result.output
+    assert result.output.count("already in the bank") == 2
+    assert again < first / 3
+
+
+def test_segment_writes_label_png_of_image_size(cli_bank, rgb_image, tmp_path):
+    bank, _ = cli_bank
+    out = tmp_path / "out"
+    result = run(bank, "segment", str(rgb_image), "--vocab", "v1", "--out", str(out), "-q")
+    assert "photo.jpg" in result.output
+    label = Image.open(out / "photo.png")
+    assert label.mode == "P"
+    assert label.size == (61, 45)
+    assert set(np.unique(np.asarray(label))) <= {0, 1, 2}
+    assert (out / "photo_overlay.png").exists()
+
+
+def test_segment_json_summary(cli_bank, rgb_image, tmp_path):
+    bank, _ = cli_bank
+    result = run(bank, "segment", str(rgb_image), "--vocab", "v1", "--out", str(tmp_path), "--json")
+    summary = json.loads(result.stdout)
+    assert summary[0]["height"] == 45 and summary[0]["width"] == 61
+    assert abs(sum(summary[0]["areas"].values()) - 1.0) < 1e-3
+
+
+def test_v1_is_byte_identical_after_adding_a_class(cli_bank, rgb_image, tmp_path):
+    bank, _ = cli_bank
+    run(bank, "segment", str(rgb_image), "--vocab", "v1", "--out", str(tmp_path / "a"), "-q")
+    run(bank, "add", "sky", "--n", "2", "-q")
+    run(bank, "segment", str(rgb_image), "--vocab", "v1", "--out", str(tmp_path / "b"), "-q")
+    a = (tmp_path / "a" / "photo.png").read_bytes()
+    b = (tmp_path / "b" / "photo.png").read_bytes()
+    assert a == b
+    history = run(bank, "history", "--json")
+    ops = [e["op"] for e in json.loads(history.stdout)]
+    assert ops[:3] == ["add", "add", "vocab create"] and ops[-1] == "add"
+    versions = [e["version"] for e in json.loads(history.stdout)]
+    assert versions == sorted(versions) and len(set(versions)) == len(versions)
+
+
+def test_listings(cli_bank):
+    bank, _ = cli_bank
+    assert "red apple" in run(bank, "ls").output
+    classes = json.loads(run(bank, "ls", "--json").stdout)
+    assert {"red apple", "grass"} <= {c["name"] for c in classes}
+    shown = json.loads(run(bank, "show", "Red  Apple", "--json").stdout)
+    assert shown["name"] == "red apple" and shown["sets"][0]["n"] == 3
+    assert "v1" in run(bank, "vocab", "ls").output
+    text = run(bank, "vocab", "show", "v1").output
+    assert "1: red apple" in text and "2: grass" in text
+    assert json.loads(run(bank, "vocab", "show", "v1", "--json").stdout)["name"] == "v1"
+    assert "red apple" in run(bank, "history").output
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["segment", "IMG", "--vocab", "nope", "--out", "OUT"], "unknown vocabulary 'nope'"),
+        (["vocab", "create", "v9", "banana"], "class 'banana' is not in the bank"),
+        (["segment", "missing.jpg", "--vocab", "v1", "--out", "OUT"], "does not exist"),
+        (["segment", "BAD", "--vocab", "v1", "--out", "OUT"], "cannot read image"),
+        (["add", ""], "empty class name"),
+        (["add", "   "], "empty class name"),
+        (["add", "x", "--n", "0"], "--n 0 is out of range"),
+        (["add", "x", "--extractor", "nope"], "unknown extractor 'nope'"),
+        (["vocab", "create", "v1", "grass"], "vocabulary 'v1' exists"),
+        (["vocab", "create", "bad name", "grass"], "invalid vocabulary name"),
+        (["vocab", "create", "v8", "grass", "Grass"], "listed twice"),
+        (["show", "banana"], "class 'banana' is not in the bank"),
+        (["add", "x", "--template", "no placeholder"], "must contain"),
+    ],
+)
+def test_user_mistakes_exit_nonzero_with_message(cli_bank, rgb_image, tmp_path, args, needle):
+    bank, _ = cli_bank
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    args = [
+        {"IMG": str(rgb_image), "OUT": str(tmp_path / "o"), "BAD": str(bad)}.get(a, a) for a in args
+    ]
+    before = run(bank, "history", "--json").output
+    result = run(bank, *args, ok=False)
+    assert result.exit_code != 0
+    assert needle in result.stderr
+    assert "Traceback" not in result.output + result.stderr
+    assert run(bank, "history", "--json").output == before  # nothing written
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_option_and_profile(tmp_path):
+    result = runner.invoke(app, ["--bank", str(tmp_path / "b"), "add", "x", "--steps", "abc"])
+    assert result.exit_code == 2
+    result = runner.invoke(app, ["--bank", str(tmp_path / "b"), "--profile", "huge", "ls"])
+    assert result.exit_code != 0 and "unknown profile 'huge'" in result.stderr
+
+
+def test_read_commands_do_not_create_a_bank(tmp_path):
+    missing = tmp_path / "nobank"
+    result = runner.invoke(app, ["--bank", str(missing), "ls"])
+    assert result.exit_code != 0 and "no protodb bank" in result.stderr
+    assert not missing.exists()
+
+
+def test_add_from_file(tmp_path):
+    classes = tmp_path / "classes.txt"
+    classes.write_text("pear\n\n")
+    result = run(tmp_path / "bank", "add", "--from", str(classes), "--n", "1", "-q", "--json")
+    assert json.loads(result.stdout)[0]["name"] == "pear"
+    missing = run(tmp_path / "bank", "add", "--from", str(tmp_path / "none.txt"), ok=False)
+    assert missing.exit_code != 0 and "cannot read --from file" in missing.stderr
