@@ -8,21 +8,19 @@ extractor id is a hash of it and keys the prototype sets made with it.
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from protodb.models import DINOV2_DEFAULT, TINY, TINY_VERSION
-from protodb.registry import Registry
+from protodb.registry import PluginConfig, Registry
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
-class ExtractorConfig:
+class ExtractorConfig(PluginConfig):
     """name: registry name; model: hub id, local path or "tiny"; layer: which output;
     input_size: short side in pixels (rounded to the patch grid); store_dtype: how prototype
     vectors are stored ("float16" or "float32")."""
@@ -34,18 +32,6 @@ class ExtractorConfig:
     input_size: int = 448
     store_dtype: str = "float16"
     weights: str | None = None
-
-    @property
-    def id(self) -> str:
-        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
-        return f"{self.name}-{digest[:12]}"
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> ExtractorConfig:
-        return cls(**json.loads(text))
 
 
 class Extractor:

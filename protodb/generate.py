@@ -8,22 +8,21 @@ and what else runs in the same call do not matter.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from protodb.errors import ProtodbError
 from protodb.models import SD_DEFAULT, TINY, TINY_VERSION
-from protodb.registry import Registry
+from protodb.registry import PluginConfig, Registry
 
 DEFAULT_TEMPLATE = "A good picture of a {}"
 DEFAULT_NEGATIVE = "text, low quality, blurry, cartoon, meme, low resolution, bad, poor, faded"
 
 
 @dataclass(frozen=True)
-class GeneratorConfig:
+class GeneratorConfig(PluginConfig):
     """Everything that changes a support image (REFERENCE 1.1 defaults).
 
     The generator id is a hash of these fields; the runtime (device, dtype, library versions)
@@ -55,24 +54,8 @@ class GeneratorConfig:
                 "e.g. 'A good picture of a {}'"
             )
 
-    @property
-    def id(self) -> str:
-        """Stable id: ``<name>-<12 hex of sha256(config json)>``."""
-        return f"{self.name}-{_digest(asdict(self))}"
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> GeneratorConfig:
-        return cls(**json.loads(text))
-
     def prompt(self, class_name: str) -> str:
         return self.template.format(class_name)
-
-
-def _digest(obj: object) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def default_generator_config(profile: str, **overrides) -> GeneratorConfig:

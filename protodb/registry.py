@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from dataclasses import asdict
+from typing import Generic, Self, TypeVar
 
 from protodb.errors import ProtodbError
 
@@ -40,3 +43,24 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._items
+
+
+class PluginConfig:
+    """Mixin for a plugin's frozen config dataclass: a stable id and a JSON form.
+
+    The config is stored beside every row it produced; ``id`` is ``<name>-<first 12 hex of the
+    sha256 of the sorted-key JSON>``, so any change of a field gives a new id.
+    """
+
+    name: str
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)  # type: ignore[call-overload]
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}-{hashlib.sha256(self.to_json().encode()).hexdigest()[:12]}"
+
+    @classmethod
+    def from_json(cls, text: str) -> Self:
+        return cls(**json.loads(text))
