@@ -159,6 +159,8 @@ def add(
                     f"{r.name}: already in the bank (generator {r.generator_id}, seed {r.seed}, "
                     f"{', '.join(r.skipped)}); nothing generated"
                 )
+                if r.note:
+                    err(f"note: {r.note}")
             else:
                 protos = "; ".join(
                     f"{e}: {c['fg']} fg / {c['bg']} bg prototypes from {c['used']} images"

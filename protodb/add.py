@@ -47,6 +47,7 @@ class AddResult:
     skipped: list[str] = field(default_factory=list)
     prototypes: dict[str, dict[str, int]] = field(default_factory=dict)
     seconds: float = 0.0
+    note: str = ""
 
 
 def _runtime(device: str) -> str:
@@ -103,8 +104,15 @@ def add_class(
     result = AddResult(display, key, gid, seed, n, status="exists")
     todo = []
     for ext in extractors:
-        if bank.has_set(SetKey(key, gid, seed, ext.id)):
+        found = bank.read("sets", SetKey(key, gid, seed, ext.id).where())
+        if found.num_rows:
             result.skipped.append(ext.id)
+            stored_n = int(found.column("n")[0].as_py())
+            if stored_n != n:
+                result.note = (
+                    f"the stored set has n={stored_n}, not {n}; a set is keyed by (class, "
+                    f"generator, seed, extractor): use another --seed for a new set"
+                )
         else:
             todo.append(ext)
     if not todo:

@@ -162,3 +162,10 @@ def test_add_from_file(tmp_path):
     assert json.loads(result.stdout)[0]["name"] == "pear"
     missing = run(tmp_path / "bank", "add", "--from", str(tmp_path / "none.txt"), ok=False)
     assert missing.exit_code != 0 and "cannot read --from file" in missing.stderr
+
+
+def test_readd_with_other_n_says_what_is_stored(cli_bank):
+    bank, _ = cli_bank
+    result = run(bank, "add", "grass", "--n", "5", "-q")
+    assert "nothing generated" in result.stdout
+    assert "stored set has n=3, not 5" in result.stderr
