@@ -84,7 +84,7 @@ def add_class(
     extractors: Sequence[ExtractorConfig],
     seed: int = 0,
     n: int = 32,
-    device: str = "cpu",
+    device: str = "auto",
     batch_size: int = 1,
     mask_source: str = "otsu",
     progress: bool = True,
@@ -119,6 +119,9 @@ def add_class(
         result.seconds = time.perf_counter() - start
         return result
 
+    from protodb.settings import resolve_device
+
+    device = resolve_device(device)  # only now: resolving imports torch
     supports = _supports(
         bank, display, key, generator, seed, n, device, batch_size, progress, result
     )

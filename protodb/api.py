@@ -140,7 +140,7 @@ class ProtoDB:
                 extractors=exts,
                 seed=seed,
                 n=n,
-                device=self.device if not self._all_exist(name, gen, exts, seed) else "cpu",
+                device=self.settings.device,
                 batch_size=batch_size,
                 progress=progress,
             )
@@ -148,12 +148,6 @@ class ProtoDB:
             if on_result is not None:
                 on_result(res)
         return results
-
-    def _all_exist(self, name, gen, exts, seed) -> bool:
-        from protodb.bank import SetKey
-
-        key = class_key(name)
-        return all(self.bank.has_set(SetKey(key, gen.id, seed, e.id)) for e in exts)
 
     # ------------------------------------------------------------------ reads
 
