@@ -128,9 +128,9 @@ def add_class(
     masks = _masks(bank, key, gid, seed, n, supports, mask_source)
     bank.upsert_class(key, display)
     for ext in todo:
-        _build_set(bank, key, display, generator, seed, n, ext, supports, masks, device)
+        counts = _build_set(bank, key, display, generator, seed, n, ext, supports, masks, device)
         result.built.append(ext.id)
-        result.prototypes[ext.id] = masks["counts"].pop(ext.id, {})
+        result.prototypes[ext.id] = counts
     result.status = "added"
     bank.log(
         "add",
@@ -213,7 +213,7 @@ def _supports(bank, display, key, generator, seed, n, device, batch_size, progre
 
 
 def _masks(bank, key, gid, seed, n, supports, mask_source):
-    """fg/bg masks of the support set (stored once per set size and mask source)."""
+    """fg/bg masks of the support set -> SupportMasks (stored once per set size and source)."""
     from protodb.bank import sql_str
     from protodb.images import decode_png, png_bytes
     from protodb.masks import MASK_SOURCES, SupportMasks
@@ -252,15 +252,16 @@ def _masks(bank, key, gid, seed, n, supports, mask_source):
                 }
             ),
         )
-    return {"masks": masks, "counts": {}}
+    return masks
 
 
-def _build_set(bank, key, display, generator, seed, n, ext, supports, masks_info, device):
-    """Features -> prototypes -> rows -> completion record, for one extractor."""
+def _build_set(bank, key, display, generator, seed, n, ext, supports, masks, device):
+    """Features -> prototypes -> rows -> completion record, for one extractor.
+
+    Returns the prototype counts {"fg", "bg", "used"}."""
     from protodb.features import get_extractor
     from protodb.prototypes import support_prototypes
 
-    masks = masks_info["masks"]
     extractor = get_extractor(ext, device)
     images = np.stack([s.image for s in supports])
     feats = []
@@ -332,4 +333,4 @@ def _build_set(bank, key, display, generator, seed, n, ext, supports, masks_info
             }
         ),
     )
-    masks_info["counts"][ext.id] = {"fg": len(fg), "bg": len(bg), "used": int(fg.used.sum())}
+    return {"fg": len(fg), "bg": len(bg), "used": int(fg.used.sum())}
