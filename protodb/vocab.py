@@ -19,6 +19,7 @@ from protodb.features import ExtractorConfig
 from protodb.names import canonical, class_key
 
 VOCAB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+MAX_CLASSES = 255
 LEVEL_ORDER = {"class": 0, "instance": 1, "part": 2}
 
 
@@ -118,6 +119,11 @@ def create_vocab(
     if not classes:
         raise ProtodbError(
             "a vocabulary needs at least one class: protodb vocab create NAME CLASS..."
+        )
+    if len(classes) > MAX_CLASSES:
+        raise ProtodbError(
+            f"a vocabulary holds at most {MAX_CLASSES} classes (labels are 8-bit PNG values, "
+            f"0 = background); {len(classes)} given: split them into several vocabularies"
         )
     if bank.read("vocabs", f"name = {sql_str(name)}").num_rows:
         raise ProtodbError(

@@ -208,3 +208,9 @@ def test_assemble_reads_the_pinned_table_version(tiny_bank, bank_copy):
     (after,) = assemble(bank, v1)
     np.testing.assert_array_equal(after.vectors, before.vectors)
     assert after.rows == before.rows
+
+
+def test_vocab_refuses_more_classes_than_8bit_labels(tiny_bank):
+    bank = open_bank(str(tiny_bank.path))
+    with pytest.raises(ProtodbError, match="at most 255 classes"):
+        create_vocab(bank, "huge", [f"class {i}" for i in range(256)])
