@@ -20,7 +20,7 @@ import pyarrow as pa
 from protodb.bank import Bank, SetKey, now, vectors_to_arrow
 from protodb.errors import ProtodbError
 from protodb.features import ExtractorConfig
-from protodb.generate import GENERATORS, GeneratorConfig, SupportImage
+from protodb.generate import GENERATORS, GeneratorConfig, SupportImage, sd_dtype
 from protodb.names import canonical, class_key
 
 MAX_N = 1024
@@ -58,7 +58,7 @@ def _runtime(device: str) -> str:
     return json.dumps(
         {
             "device": device,
-            "dtype": "float16" if device.startswith("cuda") else "float32",
+            "dtype": sd_dtype(device),
             "torch": torch.__version__,
             "diffusers": diffusers.__version__,
             "transformers": transformers.__version__,
@@ -104,10 +104,10 @@ def add_class(
     result = AddResult(display, key, gid, seed, n, status="exists")
     todo = []
     for ext in extractors:
-        found = bank.read("sets", SetKey(key, gid, seed, ext.id).where())
-        if found.num_rows:
+        found = bank.find_set(SetKey(key, gid, seed, ext.id))
+        if found is not None:
             result.skipped.append(ext.id)
-            stored_n = int(found.column("n")[0].as_py())
+            stored_n = int(found["n"])
             if stored_n != n:
                 result.note = (
                     f"the stored set has n={stored_n}, not {n}; a set is keyed by (class, "

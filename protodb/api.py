@@ -17,7 +17,7 @@ import numpy as np
 
 from protodb.bank import Bank, LogEntry, open_bank
 from protodb.errors import NotFoundError, ProtodbError
-from protodb.features import EXTRACTORS, default_extractor_config
+from protodb.features import default_extractor_config
 from protodb.generate import default_generator_config
 from protodb.names import canonical, class_key
 from protodb.settings import Settings, resolve_device
@@ -125,8 +125,6 @@ class ProtoDB:
             raise ProtodbError("a class is listed twice; list each class once")
         if seed < 0:
             raise ProtodbError(f"--seed {seed} must be >= 0")
-        for name in extractors:
-            EXTRACTORS.get(name)
         gen = default_generator_config(
             self.settings.profile, steps=steps, guidance=guidance, template=template, model=model
         )
@@ -212,12 +210,13 @@ class ProtoDB:
 
         from tqdm.auto import tqdm
 
-        from protodb.images import expand_inputs, load_rgb
+        from protodb.images import check_image, expand_inputs, load_rgb
         from protodb.segment import write_outputs
 
         files = expand_inputs(list(paths))
         handle = self.vocab(vocab)
-        images = [(p, load_rgb(p)) for p in files]  # read all first: fail before writing anything
+        for p in files:  # check every input before writing anything; decode one at a time
+            check_image(p)
         stems = [p.stem for p in files]
         dupes = sorted({s for s in stems if stems.count(s) > 1})
         if dupes:
@@ -226,9 +225,10 @@ class ProtoDB:
             )
         out_dir = Path(out)
         summaries = []
-        for path, array in tqdm(
-            images, desc="segment", unit="img", disable=not progress, file=sys.stderr, leave=False
+        for path in tqdm(
+            files, desc="segment", unit="img", disable=not progress, file=sys.stderr, leave=False
         ):
+            array = load_rgb(path)
             result = handle.segment(array)
             summary = {
                 "image": str(path),

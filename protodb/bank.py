@@ -266,8 +266,13 @@ class Bank:
 
     # ------------------------------------------------------------------ reads
 
+    def find_set(self, key: SetKey) -> dict | None:
+        """The completion record of a prototype set (a ``sets`` row as a dict), or None."""
+        rows = self.read("sets", key.where()).to_pylist()
+        return rows[0] if rows else None
+
     def has_set(self, key: SetKey) -> bool:
-        return self.read("sets", key.where()).num_rows > 0
+        return self.find_set(key) is not None
 
     def sets(self, class_key: str | None = None) -> pa.Table:
         where = None if class_key is None else f"class_key = {sql_str(class_key)}"

@@ -68,6 +68,11 @@ def default_generator_config(profile: str, **overrides) -> GeneratorConfig:
     return replace(base, **overrides)
 
 
+def sd_dtype(device: str) -> str:
+    """The dtype Stable Diffusion runs in on ``device``: float16 on CUDA, float32 otherwise."""
+    return "float16" if device.startswith("cuda") else "float32"
+
+
 def image_seed(class_key: str, generator_id: str, seed: int, index: int) -> int:
     """The noise seed of one support image: a 63-bit hash of its key."""
     digest = hashlib.sha256(f"{class_key}\x1f{generator_id}\x1f{seed}\x1f{index}".encode()).digest()
@@ -113,8 +118,9 @@ def generate_sd(
     from protodb.attention import capture_cross_attention, class_token_positions
     from protodb.models import load_sd
 
-    dtype = "float16" if device.startswith("cuda") else "float32"
-    pipe = load_sd(config.model, config.revision, device, dtype, config.final_sigmas_type)
+    pipe = load_sd(
+        config.model, config.revision, device, sd_dtype(device), config.final_sigmas_type
+    )
     positions = class_token_positions(pipe.tokenizer, config.template, class_name)
     factor = pipe.vae_scale_factor
     latent_hw = (config.size // factor, config.size // factor)

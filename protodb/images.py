@@ -12,8 +12,7 @@ from protodb.errors import NotFoundError, ProtodbError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
-def load_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as uint8 [H, W, 3] RGB. Raises a ProtodbError naming the file."""
+def _read(path: str | Path, decode: bool) -> np.ndarray | None:
     from PIL import Image, UnidentifiedImageError
 
     p = Path(path)
@@ -23,11 +22,21 @@ def load_rgb(path: str | Path) -> np.ndarray:
         raise ProtodbError(f"{str(p)!r} is a directory; pass image files")
     try:
         with Image.open(p) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy() if decode else None
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise ProtodbError(
             f"cannot read image {str(p)!r} ({err}); give a PNG, JPEG or other image PIL can open"
         ) from None
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """Read an image file as uint8 [H, W, 3] RGB. Raises a ProtodbError naming the file."""
+    return _read(path, decode=True)
+
+
+def check_image(path: str | Path) -> None:
+    """Raise load_rgb's error for a missing or unidentifiable image, reading only its header."""
+    _read(path, decode=False)
 
 
 def expand_inputs(paths: list[str | Path]) -> list[Path]:

@@ -7,7 +7,6 @@ scores are averaged over extractors, then non-positive scores are zeroed and the
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,7 +120,3 @@ def write_outputs(result: SegmentResult, image: np.ndarray, out_dir: Path, stem:
         "width": int(result.labels.shape[1]),
         "areas": result.areas(),
     }
-
-
-def summary_json(summaries: list[dict]) -> str:
-    return json.dumps(summaries, indent=2)

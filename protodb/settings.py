@@ -50,11 +50,17 @@ def resolve_bank_uri(bank: str | os.PathLike | None = None) -> str:
     return str(Path(value).expanduser().resolve())
 
 
-def resolve_device(device: str | None = None) -> str:
-    """Return 'cpu' or 'cuda' ('auto' picks CUDA when torch sees a GPU)."""
+def device_setting(device: str | None = None) -> str:
+    """The device asked for (argument, else $PROTODB_DEVICE, else 'auto'), validated, unresolved."""
     value = device or os.environ.get(ENV_DEVICE) or "auto"
     if value not in DEVICES and not value.startswith("cuda:"):
         raise ProtodbError(f"unknown device {value!r}; use one of {', '.join(DEVICES)} or cuda:N")
+    return value
+
+
+def resolve_device(device: str | None = None) -> str:
+    """Return 'cpu' or 'cuda[:N]' ('auto' picks CUDA when torch sees a GPU)."""
+    value = device_setting(device)
     if value == "auto":
         import torch
 
@@ -81,7 +87,8 @@ class Settings:
     def resolve(
         cls, *, bank: str | None = None, profile: str | None = None, device: str | None = None
     ) -> Settings:
-        dev = device or os.environ.get(ENV_DEVICE) or "auto"
-        if dev not in DEVICES and not dev.startswith("cuda:"):
-            raise ProtodbError(f"unknown device {dev!r}; use one of {', '.join(DEVICES)} or cuda:N")
-        return cls(bank=resolve_bank_uri(bank), profile=resolve_profile(profile), device=dev)
+        return cls(
+            bank=resolve_bank_uri(bank),
+            profile=resolve_profile(profile),
+            device=device_setting(device),
+        )

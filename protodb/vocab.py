@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
 
 from protodb.bank import Bank, arrow_to_vectors, now, sql_str
 from protodb.errors import NotFoundError, ProtodbError
@@ -188,7 +189,7 @@ def create_vocab(
     vocab = Vocabulary(name, chosen, vexts, versions, bank_version, now())
     bank.append(
         "vocabs",
-        __import__("pyarrow").table(
+        pa.table(
             {
                 "name": [name],
                 "classes": [json.dumps([c.__dict__ for c in chosen])],

@@ -1,5 +1,3 @@
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -9,7 +7,7 @@ from PIL import Image
 from protodb.features import default_extractor_config, get_extractor
 from protodb.images import palette
 from protodb.match import labels_from_scores
-from protodb.segment import Segmenter, SegmentResult, summary_json, write_outputs
+from protodb.segment import Segmenter, SegmentResult, write_outputs
 from protodb.vocab import ExtractorPrototypes, VocabClass, VocabExtractor, Vocabulary, assemble
 
 EXT = default_extractor_config("tiny")
@@ -165,7 +163,3 @@ def test_areas_only_present_labels():
     labels = np.zeros((2, 2), np.uint8)
     labels[0, 0] = 2
     assert _result(labels).areas() == {"background": 0.75, "b": 0.25}
-
-
-def test_summary_json():
-    assert json.loads(summary_json([{"a": 1}])) == [{"a": 1}]
