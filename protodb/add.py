@@ -88,8 +88,12 @@ def add_class(
     batch_size: int = 1,
     mask_source: str = "otsu",
     progress: bool = True,
+    kind: str | None = None,
 ) -> AddResult:
-    """Build the prototype sets of one class for each extractor (a no-op for existing sets)."""
+    """Build the prototype sets of one class for each extractor (a no-op for existing sets).
+
+    kind: "stuff" or "thing" as the user states it (stored with source "user"), or None.
+    """
     from protodb.masks import MASK_SOURCES
 
     if not 1 <= n <= MAX_N:
@@ -97,6 +101,8 @@ def add_class(
     if not extractors:
         raise ProtodbError("no extractor given; pass --extractor NAME (e.g. dinov2)")
     MASK_SOURCES.get(mask_source)
+    if kind not in (None, "stuff", "thing"):
+        raise ProtodbError(f"kind {kind!r} is not one of stuff, thing")
     GENERATORS.get(generator.name)
     start = time.perf_counter()
     display, key = canonical(name), class_key(name)
@@ -126,7 +132,7 @@ def add_class(
         bank, display, key, generator, seed, n, device, batch_size, progress, result
     )
     masks = _masks(bank, key, gid, seed, n, supports, mask_source)
-    bank.upsert_class(key, display)
+    bank.upsert_class(key, display, kind or "unknown", "user" if kind else "none")
     for ext in todo:
         counts = _build_set(bank, key, display, generator, seed, n, ext, supports, masks, device)
         result.built.append(ext.id)

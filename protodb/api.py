@@ -20,6 +20,7 @@ from protodb.errors import NotFoundError, ProtodbError
 from protodb.features import default_extractor_config
 from protodb.generate import default_generator_config
 from protodb.names import canonical, class_key
+from protodb.query import QueryConfig
 from protodb.settings import Settings, resolve_device
 from protodb.vocab import Vocabulary, assemble, create_vocab, get_vocab, list_vocabs
 
@@ -39,9 +40,10 @@ class ClassInfo:
 class VocabHandle:
     """A pinned vocabulary with its prototypes assembled lazily (once per handle)."""
 
-    def __init__(self, db: ProtoDB, vocab: Vocabulary) -> None:
+    def __init__(self, db: ProtoDB, vocab: Vocabulary, config: QueryConfig | None = None) -> None:
         self.db = db
         self.info = vocab
+        self.config = config or QueryConfig()
         self._segmenter = None
 
     @property
@@ -50,7 +52,7 @@ class VocabHandle:
             from protodb.segment import Segmenter
 
             self._segmenter = Segmenter(
-                self.info, assemble(self.db.bank, self.info), self.db.device
+                self.info, assemble(self.db.bank, self.info), self.db.device, self.config
             )
         return self._segmenter
 
@@ -110,6 +112,7 @@ class ProtoDB:
         batch_size: int = 1,
         progress: bool = True,
         on_result: Callable | None = None,
+        kind: str | None = None,
     ):
         """Build prototype sets for each class; existing sets are skipped (nothing generated).
 
@@ -141,6 +144,7 @@ class ProtoDB:
                 device=self.settings.device,
                 batch_size=batch_size,
                 progress=progress,
+                kind=kind,
             )
             results.append(res)
             if on_result is not None:
@@ -189,8 +193,9 @@ class ProtoDB:
     def vocabs(self) -> list[Vocabulary]:
         return list_vocabs(self.open_existing())
 
-    def vocab(self, name: str) -> VocabHandle:
-        return VocabHandle(self, get_vocab(self.open_existing(), name))
+    def vocab(self, name: str, config: QueryConfig | None = None) -> VocabHandle:
+        """A handle on vocabulary ``name``; ``config`` sets the query engine's options."""
+        return VocabHandle(self, get_vocab(self.open_existing(), name), config)
 
     # ------------------------------------------------------------------ segment
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from protodb.query import QueryConfig
 from protodb.vocab import ExtractorPrototypes, Vocabulary
 
 
@@ -35,11 +36,30 @@ class SegmentResult:
         return {names[i]: round(float(c) / total, 6) for i, c in enumerate(counts) if c}
 
 
+def select_rows(p: ExtractorPrototypes, config: QueryConfig) -> ExtractorPrototypes:
+    """The rows of ``p`` that ``config`` uses: its prototype levels, and bg rows only when
+    ``config.background``."""
+    keep = [
+        i
+        for i, r in enumerate(p.rows)
+        if r["level"] in config.levels and (config.background or r["polarity"] != "bg")
+    ]
+    if len(keep) == len(p.rows):
+        return p
+    return ExtractorPrototypes(
+        p.extractor, p.vectors[keep], p.owner[keep], [p.rows[i] for i in keep]
+    )
+
+
 class Segmenter:
     """Segments images with an assembled vocabulary (prototypes kept as device tensors)."""
 
     def __init__(
-        self, vocab: Vocabulary, prototypes: list[ExtractorPrototypes], device: str = "cpu"
+        self,
+        vocab: Vocabulary,
+        prototypes: list[ExtractorPrototypes],
+        device: str = "cpu",
+        config: QueryConfig | None = None,
     ):
         import torch
 
@@ -47,9 +67,11 @@ class Segmenter:
 
         self.vocab = vocab
         self.device = device
+        self.config = config or QueryConfig()
         self.n_labels = len(vocab.classes) + 1
         self.parts = []
         for p in prototypes:
+            p = select_rows(p, self.config)
             self.parts.append(
                 (
                     p,
