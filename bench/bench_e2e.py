@@ -15,6 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+try:
+    from common import figure
+except ImportError:  # run as bench.bench_e2e
+    from bench.common import figure
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -41,9 +46,9 @@ def main() -> None:
         for im in images:
             handle.segment(im)
         per_image = (time.perf_counter() - t) / len(images)
-    print(f"add_first_2_classes\t{first:.2f}\ts\tbaseline: -")
-    print(f"add_again_2_classes\t{again:.3f}\ts\tbaseline: add_first ({again / first:.3f}x)")
-    print(f"segment_240x320\t{per_image * 1000:.1f}\tms/image\tbaseline: -")
+    figure("add_first_2_classes", first, "s", digits=2)
+    figure("add_again_2_classes", again, "s", f"add_first ({again / first:.3f}x)")
+    figure("segment_240x320", per_image * 1000, "ms/image", digits=1)
 
 
 if __name__ == "__main__":
