@@ -60,6 +60,11 @@ def _tiny_notice(db) -> None:
             "profile tiny: tiny models with random weights "
             "(offline testing; outputs are not meaningful)"
         )
+    elif db.settings.profile == "world":
+        err(
+            "profile world: the offline TEST WORLD (synthetic classes, procedural generator "
+            "and extractor; not real models)"
+        )
 
 
 @app.callback()
@@ -77,8 +82,8 @@ def root(
         str | None,
         typer.Option(
             "--profile",
-            help="'default' (real models) or 'tiny' (offline twins); "
-            "default $PROTODB_PROFILE or 'default'.",
+            help="'default' (real models), 'tiny' (offline twins) or 'world' (the offline "
+            "test world: synthetic classes); default $PROTODB_PROFILE or 'default'.",
         ),
     ] = None,
     device: Annotated[
@@ -175,7 +180,7 @@ def add(
             names,
             n=n,
             seed=seed,
-            extractors=extractor or ["dinov2"],
+            extractors=extractor or None,
             steps=steps,
             guidance=guidance,
             template=template,

@@ -17,7 +17,7 @@ import numpy as np
 
 from protodb.bank import Bank, LogEntry, open_bank
 from protodb.errors import NotFoundError, ProtodbError
-from protodb.features import default_extractor_config
+from protodb.features import default_extractor_config, default_extractor_names
 from protodb.generate import default_generator_config
 from protodb.names import canonical, class_key
 from protodb.query import QueryConfig
@@ -104,7 +104,7 @@ class ProtoDB:
         *,
         n: int = 32,
         seed: int = 0,
-        extractors: Sequence[str] = ("dinov2",),
+        extractors: Sequence[str] | None = None,
         steps: int | None = None,
         guidance: float | None = None,
         template: str | None = None,
@@ -131,7 +131,9 @@ class ProtoDB:
         gen = default_generator_config(
             self.settings.profile, steps=steps, guidance=guidance, template=template, model=model
         )
-        exts = [default_extractor_config(self.settings.profile, name) for name in extractors]
+        profile = self.settings.profile
+        names_ = extractors or default_extractor_names(profile)
+        exts = [default_extractor_config(profile, name) for name in names_]
         results = []
         for name in display:
             res = add_class(

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from protodb.errors import ProtodbError
 from protodb.models import DINOV2_DEFAULT, TINY, TINY_VERSION
 from protodb.registry import PluginConfig, Registry
 
@@ -106,11 +107,26 @@ def default_extractor_config(profile: str, name: str = "dinov2", **overrides) ->
     """The config of extractor ``name`` for a profile (tiny: 64 px input, tiny weights)."""
     EXTRACTORS.get(name)
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    if profile == "world" or name == "world":  # the offline test world (protodb.world)
+        from protodb.world import world_extractor_config
+
+        if profile != "world" or name != "world":
+            raise ProtodbError(
+                f"extractor {name!r} with profile {profile!r}: the test world's extractor "
+                "'world' and profile 'world' go together; use --profile world (no --extractor)"
+            )
+        return world_extractor_config(**overrides)
     if profile == "tiny":
         base = ExtractorConfig(name=name, model=TINY, weights=TINY_VERSION, input_size=64)
     else:
         base = ExtractorConfig(name=name)
     return replace(base, **overrides)
+
+
+def default_extractor_names(profile: str) -> list[str]:
+    """The extractors ``add`` uses when none is named: ["world"] on the world profile, else
+    ["dinov2"]."""
+    return ["world"] if profile == "world" else ["dinov2"]
 
 
 _CACHE: dict[tuple[str, str], Extractor] = {}

@@ -63,6 +63,10 @@ def default_generator_config(profile: str, **overrides) -> GeneratorConfig:
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if profile == "tiny":
         base = GeneratorConfig(model=TINY, weights=TINY_VERSION, steps=10, size=64)
+    elif profile == "world":  # the offline test world, chosen explicitly (protodb.world)
+        from protodb.world import world_generator_config
+
+        base = world_generator_config()
     else:
         base = GeneratorConfig()
     return replace(base, **overrides)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from protodb.errors import ProtodbError
 
-PROFILES = ("default", "tiny")
+PROFILES = ("default", "tiny", "world")  # world: the offline TEST WORLD (protodb.world)
 DEVICES = ("auto", "cpu", "cuda")
 ENV_PROFILE = "PROTODB_PROFILE"
 ENV_BANK = "PROTODB_BANK"
@@ -20,7 +20,8 @@ ENV_DEVICE = "PROTODB_DEVICE"
 
 
 def resolve_profile(profile: str | None = None) -> str:
-    """Return 'default' (real models by hub id or path) or 'tiny' (tiny random-weight twins)."""
+    """Return 'default' (real models by hub id or path), 'tiny' (tiny random-weight twins) or
+    'world' (the offline test world's procedural generator and extractor, protodb.world)."""
     value = profile or os.environ.get(ENV_PROFILE) or "default"
     if value not in PROFILES:
         raise ProtodbError(

@@ -1,0 +1,283 @@
+"""Evaluation: mIoU of a vocabulary on a labelled dataset, and ablations (REFERENCE 1.9).
+
+mIoU is accumulated over the whole dataset: per class, intersections and unions are summed over
+all images (pixels whose ground truth is 255 are ignored), IoU = I / U, and the mean is taken
+over *all* classes of the dataset including background, with NaN (a class absent from both
+prediction and ground truth, U = 0) counted as 0.
+
+Prediction label i (the vocabulary's i-th class) is mapped to the dataset label of the class
+with the same name (compared case-insensitively, after the renamings of the class list); the
+vocabulary must hold exactly the dataset's classes, in any order.
+
+Ablations (the paper's Table 3) re-run the evaluation with one component of the query engine
+removed, through :class:`protodb.query.QueryConfig`: ``bg`` (background=False), ``instances`` /
+``parts`` (that prototype level dropped), ``prefilter`` (prefilter=False), ``stuff``
+(stuff_filter=False).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+
+from protodb.datasets import IGNORE, Dataset
+from protodb.errors import ProtodbError
+from protodb.names import class_key
+from protodb.query import QueryConfig
+
+
+def confusion(pred: np.ndarray, gt: np.ndarray, k: int) -> np.ndarray:
+    """int64 [k, k] confusion counts (rows: ground truth, columns: prediction).
+
+    pred, gt: integer [H, W] of the same shape; pixels with gt == 255 are ignored; pred must be
+    in [0, k)."""
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape")
+    keep = gt != IGNORE
+    g = gt[keep].astype(np.int64)
+    p = pred[keep].astype(np.int64)
+    if g.size and (g.max() >= k or p.max() >= k or p.min() < 0):
+        raise ValueError(f"labels out of range for {k} classes")
+    return np.bincount(g * k + p, minlength=k * k).reshape(k, k)
+
+
+class MIoU:
+    """Accumulates a confusion matrix over images; mIoU as REFERENCE 1.9."""
+
+    def __init__(self, n_classes: int) -> None:
+        self.k = n_classes
+        self.hist = np.zeros((n_classes, n_classes), np.int64)
+
+    def update(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        self.hist += confusion(pred, gt, self.k)
+
+    @property
+    def intersection(self) -> np.ndarray:
+        return np.diag(self.hist).copy()
+
+    @property
+    def union(self) -> np.ndarray:
+        return self.hist.sum(0) + self.hist.sum(1) - np.diag(self.hist)
+
+    def iou(self) -> np.ndarray:
+        """float64 [k] in [0, 1]; NaN for a class with union 0."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.intersection / self.union
+
+    def miou(self) -> float:
+        """Mean IoU over all k classes, NaN counted as 0; in [0, 1]."""
+        return float(np.nan_to_num(self.iou(), nan=0.0).mean())
+
+    def pixel_accuracy(self) -> float:
+        total = self.hist.sum()
+        return float(np.diag(self.hist).sum() / total) if total else float("nan")
+
+
+@dataclass
+class ClassIoU:
+    """One row of the per-class table: iou in [0, 1] or None (absent from both, counted 0)."""
+
+    label: int
+    name: str
+    iou: float | None
+    intersection: int
+    union: int
+    gt_pixels: int
+
+
+@dataclass
+class EvalReport:
+    """The result of one evaluation. miou, pixel_accuracy in [0, 1]; classes: per-class table
+    in label order; config: the QueryConfig fields used; test_world: True on the offline world
+    (synthetic data, not a benchmark)."""
+
+    dataset: str
+    root: str
+    vocab: str
+    n_images: int
+    miou: float
+    pixel_accuracy: float
+    classes: list[ClassIoU]
+    config: dict
+    seconds: float
+    test_world: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def label_map(vocab_classes: list[str], dataset: Dataset) -> np.ndarray:
+    """uint8 [256] lookup: prediction label (0 = background, i = vocab class i) -> dataset label.
+
+    Raises a ProtodbError naming the classes that differ and how to build a matching vocabulary.
+    """
+    want = {class_key(c): i for i, c in enumerate(dataset.classes) if i > 0}
+    have = [class_key(c) for c in vocab_classes]
+    missing = [dataset.classes[i] for k, i in want.items() if k not in have]
+    extra = [c for c, k in zip(vocab_classes, have, strict=True) if k not in want]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
+        if extra:
+            parts.append(f"not in the dataset: {', '.join(extra[:8])}")
+        raise ProtodbError(
+            f"the vocabulary's classes do not match dataset {dataset.name!r} ({'; '.join(parts)}); "
+            f"build one with `protodb vocab create NAME --from-dataset {dataset.name}`"
+        )
+    lut = np.zeros(256, np.uint8)
+    for i, k in enumerate(have, start=1):
+        lut[i] = want[k]
+    return lut
+
+
+def evaluate(
+    db, vocab: str, dataset: Dataset, *, config: QueryConfig | None = None, progress: bool = True
+) -> EvalReport:
+    """Segment every sample of ``dataset`` with vocabulary ``vocab`` of ``db`` (a ProtoDB) and
+    accumulate mIoU. ``config``: the query engine's options (default QueryConfig())."""
+    from tqdm.auto import tqdm
+
+    config = config or QueryConfig()
+    start = time.perf_counter()
+    handle = db.vocab(vocab, config)
+    lut = label_map(handle.info.class_names, dataset)
+    meter = MIoU(len(dataset.classes))
+    desc = f"eval {dataset.name}" + (" (test world)" if dataset.test_world else "")
+    for sample in tqdm(
+        dataset.samples, desc=desc, unit="img", disable=not progress, file=sys.stderr, leave=False
+    ):
+        image, gt = dataset.load(sample)
+        pred = lut[handle.segment(image).labels]
+        meter.update(pred, gt)
+    iou = meter.iou()
+    gt_pixels = meter.hist.sum(1)
+    rows = [
+        ClassIoU(
+            label=i,
+            name=name,
+            iou=None if np.isnan(iou[i]) else float(iou[i]),
+            intersection=int(meter.intersection[i]),
+            union=int(meter.union[i]),
+            gt_pixels=int(gt_pixels[i]),
+        )
+        for i, name in enumerate(dataset.classes)
+    ]
+    return EvalReport(
+        dataset=dataset.name,
+        root=str(dataset.root),
+        vocab=vocab,
+        n_images=len(dataset),
+        miou=meter.miou(),
+        pixel_accuracy=meter.pixel_accuracy(),
+        classes=rows,
+        config=asdict(config),
+        seconds=time.perf_counter() - start,
+        test_world=dataset.test_world or _world_vocab(handle.info),
+    )
+
+
+def _world_vocab(vocab) -> bool:
+    return any(e.config.name == "world" for e in vocab.extractors)
+
+
+# ---------------------------------------------------------------------------------- ablations
+
+ABLATIONS = ("bg", "instances", "parts", "prefilter", "stuff")
+_REMOVES = {
+    "bg": "background prototypes",
+    "instances": "instance prototypes",
+    "parts": "part prototypes",
+    "prefilter": "CLIP category pre-filter",
+    "stuff": "stuff filtering",
+}
+
+
+def ablated_config(name: str, base: QueryConfig) -> QueryConfig | str:
+    """The config with component ``name`` removed, or a string saying why it does not apply."""
+    if name == "bg":
+        return replace(base, background=False) if base.background else "off in the base run"
+    if name in ("instances", "parts"):
+        level = {"instances": "instance", "parts": "part"}[name]
+        if level not in base.levels:
+            return "off in the base run"
+        rest = tuple(lv for lv in base.levels if lv != level)
+        return replace(base, levels=rest) if rest else "it is the only level used"
+    if name == "prefilter":
+        return replace(base, prefilter=False) if base.prefilter else "off in the base run"
+    if name == "stuff":
+        return replace(base, stuff_filter=False) if base.stuff_filter else "off in the base run"
+    raise ProtodbError(f"unknown ablation {name!r}; choose from {', '.join(ABLATIONS)}")
+
+
+def parse_ablations(text: str) -> list[str]:
+    """'bg,instances' -> ["bg", "instances"]; unknown names raise a ProtodbError."""
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [n for n in names if n not in ABLATIONS]
+    if bad or not names:
+        raise ProtodbError(
+            f"--ablate {text!r}: use a comma-separated subset of {', '.join(ABLATIONS)}"
+        )
+    return list(dict.fromkeys(names))
+
+
+@dataclass
+class AblationRow:
+    """One ablation: miou (None when not applicable) and delta = miou - full miou, in [0, 1]."""
+
+    name: str
+    removes: str
+    miou: float | None
+    delta: float | None
+    note: str = ""
+
+
+@dataclass
+class AblationReport:
+    """The full run and one row per ablation (like the paper's Table 3)."""
+
+    full: EvalReport
+    rows: list[AblationRow] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"full": self.full.to_dict(), "ablations": [asdict(r) for r in self.rows]}
+
+
+def ablate(
+    db,
+    vocab: str,
+    dataset: Dataset,
+    names: list[str],
+    *,
+    config: QueryConfig | None = None,
+    progress: bool = True,
+) -> AblationReport:
+    """Evaluate the full configuration, then once per ablation in ``names`` (see ABLATIONS)."""
+    for n in names:
+        if n not in ABLATIONS:
+            raise ProtodbError(f"unknown ablation {n!r}; choose from {', '.join(ABLATIONS)}")
+    base = config or QueryConfig()
+    full = evaluate(db, vocab, dataset, config=base, progress=progress)
+    report = AblationReport(full)
+    for n in names:
+        if n == "prefilter" and full.test_world:
+            report.rows.append(
+                AblationRow(
+                    n,
+                    _REMOVES[n],
+                    None,
+                    None,
+                    "not applicable: the test world has no text encoder, so no pre-filter runs",
+                )
+            )
+            continue
+        cfg = ablated_config(n, base)
+        if isinstance(cfg, str):
+            report.rows.append(AblationRow(n, _REMOVES[n], None, None, f"not applicable: {cfg}"))
+            continue
+        r = evaluate(db, vocab, dataset, config=cfg, progress=progress)
+        report.rows.append(AblationRow(n, _REMOVES[n], r.miou, r.miou - full.miou))
+    return report
