@@ -246,7 +246,10 @@ def history(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 def vocab_create(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Vocabulary name (letters, digits, _ . -).")],
-    classes: Annotated[list[str], typer.Argument(help="Classes in label order (label 1 = first).")],
+    classes: Annotated[
+        list[str] | None,
+        typer.Argument(help="Classes in label order (label 1 = first).", show_default=False),
+    ] = None,
     extractor: Annotated[
         list[str] | None,
         typer.Option("--extractor", help="Extractors to use (default: all the classes share)."),
@@ -255,16 +258,35 @@ def vocab_create(
     generator: Annotated[
         str | None, typer.Option("--generator", help="Choose sets of this generator id.")
     ] = None,
+    from_dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--from-dataset",
+            help="Take the classes of a dataset's class list: voc, context, coco-object, world "
+            "(the offline test world), or folder (with --root).",
+        ),
+    ] = None,
+    root: Annotated[
+        Path | None, typer.Option("--root", help="With --from-dataset folder: the dataset dir.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Pin a vocabulary: its classes, their prototype sets and the bank versions read.
 
-    Example: protodb vocab create v1 "red apple" grass
+    Example: protodb vocab create v1 "red apple" grass;
+    protodb vocab create voc21 --from-dataset voc
     """
     with user_errors():
-        v = _db(ctx).create_vocab(
-            name, classes, extractors=extractor, seed=seed, generator_id=generator
-        )
+        from protodb.errors import ProtodbError
+
+        db = _db(ctx)
+        opts = {"extractors": extractor, "seed": seed, "generator_id": generator}
+        if from_dataset is not None:
+            if classes:
+                raise ProtodbError("give classes or --from-dataset, not both")
+            v = db.create_vocab_from_dataset(name, from_dataset, root=root, **opts)
+        else:
+            v = db.create_vocab(name, classes or [], **opts)
         if as_json:
             typer.echo(json.dumps(v.to_dict(), indent=2))
         else:
@@ -332,6 +354,142 @@ def segment(
         )
         if as_json:
             typer.echo(json.dumps(summaries, indent=2))
+
+
+def _pct(x: float | None) -> str:
+    return "  n/a" if x is None else f"{100 * x:5.1f}"
+
+
+@app.command("eval")
+def eval_(
+    ctx: typer.Context,
+    dataset: Annotated[
+        str,
+        typer.Option(
+            "--dataset",
+            help="voc, context, coco-object, folder (images/, labels/, classes.txt), or world "
+            "(the offline TEST WORLD made by `protodb world dataset`).",
+        ),
+    ],
+    root: Annotated[Path, typer.Option("--root", help="The dataset's directory.")],
+    vocab: Annotated[str, typer.Option("--vocab", help="Vocabulary with the dataset's classes.")],
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Evaluate the first N images only.")
+    ] = None,
+    ablate: Annotated[
+        str | None,
+        typer.Option(
+            "--ablate",
+            help="Also report the mIoU with components removed, a comma-separated subset of "
+            "bg,instances,parts,prefilter,stuff.",
+        ),
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Write the JSON report to this file.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """mIoU of a vocabulary on a labelled dataset, with a per-class IoU table (REFERENCE 1.9).
+
+    Example: protodb eval --dataset voc --root VOCdevkit/VOC2012 --vocab voc21 --limit 100
+    """
+    with user_errors():
+        from protodb.evaluate import AblationReport, parse_ablations
+
+        names = parse_ablations(ablate) if ablate else []
+        result = _db(ctx).evaluate(
+            dataset,
+            root,
+            vocab=vocab,
+            limit=limit,
+            ablations=names,
+            progress=not quiet and not as_json,
+        )
+        data = result.to_dict()
+        if report is not None:
+            report.parent.mkdir(parents=True, exist_ok=True)
+            report.write_text(json.dumps(data, indent=2) + "\n", "utf-8")
+        if as_json:
+            typer.echo(json.dumps(data, indent=2))
+            return
+        full = result.full if isinstance(result, AblationReport) else result
+        world = ""
+        if full.test_world:
+            world = " (offline TEST WORLD: synthetic classes, not a benchmark)"
+        typer.echo(
+            f"dataset {full.dataset}{world}: {full.n_images} images from {full.root}, "
+            f"vocabulary {full.vocab}"
+        )
+        typer.echo("  label  IoU    class")
+        for c in full.classes:
+            absent = "  (absent from both: counted 0)" if c.iou is None else ""
+            typer.echo(f"  {c.label:5d}  {_pct(c.iou)}  {c.name}{absent}")
+        typer.echo(
+            f"mIoU {100 * full.miou:.1f} over {len(full.classes)} classes "
+            f"(pixel accuracy {100 * full.pixel_accuracy:.1f}%, {full.seconds:.1f} s)"
+        )
+        if isinstance(result, AblationReport):
+            typer.echo("ablations (mIoU without the component; change from the full mIoU):")
+            for r in result.rows:
+                delta = "" if r.delta is None else f"{100 * r.delta:+6.1f}"
+                typer.echo(f"  -{r.name:<10} {_pct(r.miou)} {delta:>6}  {r.removes} {r.note}")
+        if report is not None:
+            typer.echo(f"report: {report}")
+
+
+world_app = typer.Typer(
+    help="The offline TEST WORLD: synthetic classes with ground truth (no real models).",
+    no_args_is_help=True,
+)
+app.add_typer(world_app, name="world")
+
+
+@world_app.command("dataset")
+def world_dataset(
+    out: Annotated[Path, typer.Argument(help="Directory to write (VOC layout).")],
+    images: Annotated[int, typer.Option("--images", help="Number of scenes.")] = 24,
+    seed: Annotated[int, typer.Option("--seed", help="Scene seed.")] = 0,
+) -> None:
+    """Write the test world's labelled scenes in the VOC layout (for `eval --dataset world`).
+
+    Example: protodb world dataset world-data/ --images 24 --seed 0
+    """
+    with user_errors():
+        from protodb.world import make_dataset
+
+        ds = make_dataset(out, n=images, seed=seed)
+        typer.echo(
+            f"test world: {len(ds.ids)} scenes (seed {seed}) in {ds.root}, "
+            f"{len(ds.classes)} labels: {', '.join(ds.classes)}"
+        )
+
+
+@world_app.command("bank")
+def world_bank(
+    ctx: typer.Context,
+    n: Annotated[int, typer.Option("--n", help="Support images per class.")] = 8,
+    seed: Annotated[int, typer.Option("--seed", help="Support-set seed.")] = 0,
+    vocab: Annotated[str, typer.Option("--vocab", help="Vocabulary to pin.")] = "world",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Add every test-world class to the bank (profile world; stuff recorded as stuff) and pin
+    a vocabulary over them in label order.
+
+    Example: protodb --bank world-bank/ world bank && protodb --bank world-bank/ eval
+    --dataset world --root world-data/ --vocab world --ablate bg,instances,parts,prefilter,stuff
+    """
+    with user_errors():
+        import protodb
+        from protodb.errors import ProtodbError
+
+        o = ctx.obj or {}
+        if o.get("profile") not in (None, "world"):
+            raise ProtodbError(f"`world bank` runs on profile world, not {o['profile']!r}")
+        db = protodb.connect(o.get("bank"), profile="world", device=o.get("device"))
+        _tiny_notice(db)
+        v = db.build_world(n=n, seed=seed, vocab=vocab, progress=not quiet)
+        typer.echo(f"vocabulary {v.name}: {', '.join(v.class_names)} (bank {db.settings.bank})")
 
 
 @app.command()

@@ -247,6 +247,48 @@ class ProtoDB:
                 on_image(summary)
         return summaries
 
+    # ------------------------------------------------------------------ evaluation
+
+    def create_vocab_from_dataset(
+        self, name: str, dataset: str, *, root: str | os.PathLike | None = None, **options
+    ) -> Vocabulary:
+        """Pin vocabulary ``name`` over a dataset's classes (without background, label order):
+        voc, context, coco-object, world, or folder (with ``root`` holding classes.txt)."""
+        from protodb.datasets import dataset_classes
+
+        return self.create_vocab(name, dataset_classes(dataset, root), **options)
+
+    def evaluate(
+        self,
+        dataset: str,
+        root: str | os.PathLike,
+        *,
+        vocab: str,
+        limit: int | None = None,
+        config: QueryConfig | None = None,
+        ablations: Sequence[str] = (),
+        progress: bool = True,
+    ):
+        """mIoU of ``vocab`` on dataset ``dataset`` (voc, context, coco-object, folder, world)
+        at ``root``, the first ``limit`` images only when given. Returns a
+        protodb.evaluate.EvalReport, or an AblationReport when ``ablations`` are named (a
+        subset of protodb.evaluate.ABLATIONS)."""
+        from protodb.datasets import open_dataset
+        from protodb.evaluate import ablate, evaluate
+
+        ds = open_dataset(dataset, root, limit=limit)
+        self.open_existing()
+        if ablations:
+            return ablate(self, vocab, ds, list(ablations), config=config, progress=progress)
+        return evaluate(self, vocab, ds, config=config, progress=progress)
+
+    def build_world(self, *, n: int = 8, seed: int = 0, vocab: str = "world", progress=True):
+        """Fill the bank with every class of the offline TEST WORLD and pin ``vocab`` (needs
+        profile "world"); see protodb.world.build_bank."""
+        from protodb.world import build_bank
+
+        return build_bank(self, n=n, seed=seed, vocab=vocab, progress=progress)
+
 
 def _set_dict(row: dict) -> dict:
     keys = (

@@ -89,3 +89,24 @@ def grown_bank(tiny_bank, tmp_path_factory) -> GrownBank:
     db.add(["sky"], n=2, progress=False)
     db.add(["grass"], n=2, seed=1, progress=False)
     return GrownBank(path=path, db=db)
+
+
+@dataclass
+class WorldFixture:
+    """The offline TEST WORLD at its documented defaults: a bank with every world class (n=8,
+    seed 0) and vocabulary ``world``, and the 24-scene dataset of seed 0 (README figures)."""
+
+    bank: Path
+    data: Path
+    db: protodb.ProtoDB
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory) -> WorldFixture:
+    from protodb.world import make_dataset
+
+    root = tmp_path_factory.mktemp("world")
+    db = protodb.connect(root / "bank", profile="world", device="cpu")
+    db.build_world(n=8, seed=0, progress=False)
+    make_dataset(root / "data", n=24, seed=0)
+    return WorldFixture(bank=root / "bank", data=root / "data", db=db)

@@ -169,3 +169,72 @@ def test_readd_with_other_n_says_what_is_stored(cli_bank):
     result = run(bank, "add", "grass", "--n", "5", "-q")
     assert "nothing generated" in result.stdout
     assert "stored set has n=3, not 5" in result.stderr
+
+
+# ---------------------------------------------------------------------- eval and the test world
+
+
+def _folder_dataset(root, n=2):
+    """images/ + labels/ + classes.txt for vocabulary v1 (red apple, grass)."""
+    from conftest import make_image
+
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    (root / "classes.txt").write_text("red apple\ngrass\n")
+    for i in range(n):
+        img = make_image(40, 56, seed=i)
+        labels = np.zeros((40, 56), np.uint8)
+        labels[10:30, 8:30] = 1
+        labels[30:, :] = 2
+        labels[10, 8:30] = 255
+        Image.fromarray(img).save(root / "images" / f"im{i}.png")
+        Image.fromarray(labels, mode="L").save(root / "labels" / f"im{i}.png")
+    return root
+
+
+def test_eval_folder_dataset_end_to_end_on_tiny(cli_bank, tmp_path):
+    bank, _ = cli_bank
+    data = _folder_dataset(tmp_path / "data")
+    report = tmp_path / "out" / "report.json"
+    r = run(
+        bank, "eval", "--dataset", "folder", "--root", str(data), "--vocab", "v1",
+        "--report", str(report), "-q",
+    )  # fmt: skip
+    assert "mIoU" in r.stdout and "red apple" in r.stdout and "TEST WORLD" not in r.stdout
+    data_json = json.loads(report.read_text())
+    assert data_json["n_images"] == 2 and [c["name"] for c in data_json["classes"]] == [
+        "background",
+        "red apple",
+        "grass",
+    ]
+    assert 0.0 <= data_json["miou"] <= 1.0
+    r = run(bank, "eval", "--dataset", "folder", "--root", str(data), "--vocab", "v1",
+            "--limit", "1", "--json")  # fmt: skip
+    assert json.loads(r.stdout)["n_images"] == 1
+    r = run(bank, "vocab", "create", "fromdata", "--from-dataset", "folder", "--root", str(data))
+    assert "red apple, grass" in r.stdout
+
+
+def test_eval_and_vocab_from_dataset_user_errors(cli_bank, tmp_path):
+    bank, _ = cli_bank
+    r = run(bank, "vocab", "create", "voc21", "--from-dataset", "voc", ok=False)
+    assert r.exit_code == 2 and "not in the bank" in r.stderr and "Traceback" not in r.output
+    r = run(bank, "eval", "--dataset", "voc", "--root", str(tmp_path), "--vocab", "v1", ok=False)
+    assert r.exit_code == 2 and "val.txt" in r.stderr
+    data = _folder_dataset(tmp_path / "d", n=1)
+    r = run(bank, "eval", "--dataset", "folder", "--root", str(data), "--vocab", "v1",
+            "--ablate", "bg,colour", ok=False)  # fmt: skip
+    assert r.exit_code == 2 and "--ablate 'bg,colour'" in r.stderr
+
+
+def test_world_eval_with_ablations_is_labelled_as_the_test_world(world):
+    r = runner.invoke(
+        app,
+        ["--bank", str(world.bank), "eval", "--dataset", "world", "--root", str(world.data),
+         "--vocab", "world", "--limit", "6", "--ablate", "bg,prefilter", "-q"],
+    )  # fmt: skip
+    assert r.exit_code == 0, (r.output, r.stderr)
+    assert "offline TEST WORLD" in r.stdout and "-bg" in r.stdout
+    assert "no text encoder" in r.stdout
+    r = runner.invoke(app, ["--profile", "tiny", "--bank", str(world.bank), "world", "bank"])
+    assert r.exit_code == 2 and "profile world" in r.stderr

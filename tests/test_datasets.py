@@ -1,0 +1,129 @@
+"""Dataset readers (voc, context, coco-object, folder, world) and class lists with renamings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from protodb.datasets import DATASETS, class_spec, dataset_classes, open_dataset
+from protodb.errors import NotFoundError, ProtodbError
+from protodb.images import palette
+
+
+def _save_pair(image_path, label_path, labels, mode="P"):
+    image_path.parent.mkdir(parents=True, exist_ok=True)
+    label_path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = labels.shape
+    rng = np.random.default_rng(int(labels.sum()))
+    Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(image_path)
+    im = Image.fromarray(labels.astype(np.uint8), mode=mode)
+    if mode == "P":
+        im.putpalette(palette())
+    im.save(label_path)
+
+
+def test_class_lists_counts_and_renamings():
+    voc = class_spec("voc")["classes"]
+    assert len(voc) == 21 and voc[0] == "background"
+    for old, new in {
+        "aeroplane": "airplane",
+        "diningtable": "table",
+        "tvmonitor": "monitor",
+        "pottedplant": "potted plant",
+    }.items():
+        assert new in voc and old not in voc
+        assert old in class_spec("voc")["original"]
+    assert voc.index("airplane") == 1 and voc.index("monitor") == 20
+    ctx = class_spec("context")["classes"]
+    assert len(ctx) == 60 and len(set(ctx)) == 60 and "sky" in ctx and "airplane" in ctx
+    coco = class_spec("coco-object")["classes"]
+    assert len(coco) == 81 and coco[1] == "person" and coco[-1] == "toothbrush"
+    assert dataset_classes("voc") == voc[1:]
+    assert sorted(DATASETS.names()) == ["coco-object", "context", "folder", "voc", "world"]
+
+
+def test_voc_layout(tmp_path):
+    ids = ["2007_000033", "2007_000042"]
+    (tmp_path / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (tmp_path / "ImageSets" / "Segmentation" / "val.txt").write_text("\n".join(ids) + "\n")
+    for k, i in enumerate(ids):
+        labels = np.zeros((10, 12), np.uint8)
+        labels[2:6, 3:9] = 15 + k
+        labels[2, 3:9] = 255
+        image = tmp_path / "JPEGImages" / f"{i}.jpg"
+        _save_pair(image, tmp_path / "SegmentationClass" / f"{i}.png", labels)
+    ds = open_dataset("voc", tmp_path)
+    assert [s.id for s in ds.samples] == ids and len(ds.classes) == 21
+    image, labels = ds.load(ds.samples[1])
+    assert image.shape == (10, 12, 3) and labels.dtype == np.uint8
+    assert set(np.unique(labels)) == {0, 16, 255}  # palette indices, not colours
+    assert len(open_dataset("voc", tmp_path, limit=1)) == 1
+
+
+def test_context_and_coco_object_layouts(tmp_path):
+    ctx = tmp_path / "ctx"
+    (ctx / "ImageSets" / "SegmentationContext").mkdir(parents=True)
+    (ctx / "ImageSets" / "SegmentationContext" / "val.txt").write_text("2008_000002\n")
+    _save_pair(
+        ctx / "JPEGImages" / "2008_000002.jpg",
+        ctx / "SegmentationClassContext" / "2008_000002.png",
+        np.full((8, 8), 59, np.uint8),
+        mode="L",
+    )
+    ds = open_dataset("context", ctx)
+    assert ds.load(ds.samples[0])[1].max() == 59 and ds.classes[59] == "wood"
+    coco = tmp_path / "coco"
+    for i in ("000000000139", "000000000285"):
+        _save_pair(
+            coco / "images" / "val2017" / f"{i}.jpg",
+            coco / "annotations" / "val2017" / f"{i}_instanceTrainIds.png",
+            np.full((6, 7), 80, np.uint8),
+            mode="L",
+        )
+    ds = open_dataset("coco-object", coco)
+    assert [s.id for s in ds.samples] == ["000000000139", "000000000285"]
+    assert ds.classes[80] == "toothbrush" and ds.load(ds.samples[0])[1].max() == 80
+
+
+def _folder(root, classes="cat\ndog\n"):
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    (root / "classes.txt").write_text(classes)
+    labels = np.array([[0, 1, 2], [255, 1, 0]], np.uint8)
+    _save_pair(root / "images" / "a.png", root / "labels" / "a.png", labels, mode="L")
+    return labels
+
+
+def test_folder_layout(tmp_path):
+    labels = _folder(tmp_path, "background\ncat\n\ndog\n")
+    ds = open_dataset("folder", tmp_path)
+    assert ds.classes == ["background", "cat", "dog"] and not ds.test_world
+    np.testing.assert_array_equal(ds.load(ds.samples[0])[1], labels)
+    assert dataset_classes("folder", tmp_path) == ["cat", "dog"]
+    with pytest.raises(ProtodbError, match="needs --root"):
+        dataset_classes("folder")
+
+
+def test_bad_datasets_fail_with_the_fix(tmp_path):
+    with pytest.raises(ProtodbError, match="unknown dataset 'pascal'.*coco-object"):
+        open_dataset("pascal", tmp_path)
+    with pytest.raises(NotFoundError, match="not a directory"):
+        open_dataset("voc", tmp_path / "nope")
+    with pytest.raises(NotFoundError, match="val.txt.*--root"):
+        open_dataset("voc", tmp_path)
+    with pytest.raises(NotFoundError, match="test_world.json"):
+        open_dataset("world", tmp_path)
+    _folder(tmp_path / "f", "cat\n")  # labels hold 2, but one class only
+    ds = open_dataset("folder", tmp_path / "f")
+    with pytest.raises(ProtodbError, match="holds value 2.*2 classes"):
+        ds.load(ds.samples[0])
+    with pytest.raises(ProtodbError, match="--limit 0"):
+        open_dataset("folder", tmp_path / "f", limit=0)
+    rgb = tmp_path / "f" / "labels" / "a.png"
+    Image.fromarray(np.zeros((2, 3, 3), np.uint8)).save(rgb)
+    with pytest.raises(ProtodbError, match="RGB image; labels must be single-channel"):
+        ds.load(ds.samples[0])
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(rgb)
+    with pytest.raises(ProtodbError, match="same size"):
+        ds.load(ds.samples[0])
