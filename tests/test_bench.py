@@ -1,0 +1,64 @@
+"""bench/run_all.py: discovery, --quick pass-through, figure lines, failures (real scripts)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def _run_all():
+    spec = importlib.util.spec_from_file_location("run_all", BENCH / "run_all.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["run_all"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+QUICK = """import argparse
+p = argparse.ArgumentParser()
+p.add_argument("--quick", action="store_true")
+a = p.parse_args()
+print("warming up")
+print(f"speed\\t{1.5 if a.quick else 3.0}\\tms\\tbaseline: -")
+"""
+PLAIN = """import sys
+print("size\\t42.000\\tMB\\tbaseline: before (1.0x)")
+print("not\\ta\\tfigure")
+sys.exit(int(len(sys.argv) > 1))  # fails if given an option it does not declare
+"""
+BROKEN = "raise SystemExit(3)\n"
+
+
+def test_run_all_discovers_and_passes_quick_only_where_accepted(tmp_path, capsys):
+    run_all = _run_all()
+    d = tmp_path / "bench"
+    d.mkdir()
+    (d / "bench_a.py").write_text(QUICK)
+    (d / "bench_b.py").write_text(PLAIN)
+    (d / "helper.py").write_text("raise SystemExit(9)\n")  # not a bench_*.py: never run
+    assert [p.name for p in run_all.discover(d)] == ["bench_a.py", "bench_b.py"]
+    assert run_all.accepts_quick(d / "bench_a.py") and not run_all.accepts_quick(d / "bench_b.py")
+    assert run_all.main(["--dir", str(d), "--quick"]) == 0
+    out = capsys.readouterr()
+    assert out.out.splitlines() == [
+        "speed\t1.5\tms\tbaseline: -",
+        "size\t42.000\tMB\tbaseline: before (1.0x)",
+    ]
+    assert "warming up" in out.err and "not\ta\tfigure" in out.err
+    assert run_all.is_figure("x\t1\ts\tbaseline: -") and not run_all.is_figure("x\tfast\ts\tb")
+
+
+def test_run_all_reports_a_failing_bench(tmp_path, capsys):
+    run_all = _run_all()
+    d = tmp_path / "bench"
+    d.mkdir()
+    (d / "bench_ok.py").write_text(QUICK)
+    (d / "bench_zz.py").write_text(BROKEN)
+    assert run_all.main(["--dir", str(d)]) == 1
+    out = capsys.readouterr()
+    assert out.out.splitlines() == ["speed\t3.0\tms\tbaseline: -"]
+    assert "failed: bench_zz.py" in out.err
+    assert run_all.main(["--dir", str(d), "--only", "nothing"]) == 1
