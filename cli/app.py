@@ -429,6 +429,8 @@ def eval_(
             f"mIoU {100 * full.miou:.1f} over {len(full.classes)} classes "
             f"(pixel accuracy {100 * full.pixel_accuracy:.1f}%, {full.seconds:.1f} s)"
         )
+        for note in full.notes:
+            typer.echo(f"note: {note}")
         if isinstance(result, AblationReport):
             typer.echo("ablations (mIoU without the component; change from the full mIoU):")
             for r in result.rows:

@@ -104,6 +104,7 @@ class EvalReport:
     config: dict
     seconds: float
     test_world: bool = False
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -143,6 +144,11 @@ def evaluate(
 
     config = config or QueryConfig()
     start = time.perf_counter()
+    notes = []
+    world = dataset.test_world or _world_vocab(db.vocab(vocab).info)
+    if world and config.prefilter:
+        config = replace(config, prefilter=False)
+        notes.append("pre-filter off: the test world has no text encoder")
     handle = db.vocab(vocab, config)
     lut = label_map(handle.info.class_names, dataset)
     meter = MIoU(len(dataset.classes))
@@ -176,7 +182,8 @@ def evaluate(
         classes=rows,
         config=asdict(config),
         seconds=time.perf_counter() - start,
-        test_world=dataset.test_world or _world_vocab(handle.info),
+        test_world=world,
+        notes=notes,
     )
 
 
