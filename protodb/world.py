@@ -386,7 +386,7 @@ def make_dataset(root: str | Path, *, n: int = 24, seed: int = 0) -> WorldDatase
         image, labels = draw_scene(rng)
         sid = f"world_{seed}_{i:04d}"
         Image.fromarray(image).save(root / "JPEGImages" / f"{sid}.jpg", quality=95)
-        lab = Image.fromarray(labels, mode="P")
+        lab = Image.frombytes("P", labels.shape[::-1], np.ascontiguousarray(labels).tobytes())
         lab.putpalette(pal)
         lab.save(root / "SegmentationClass" / f"{sid}.png")
         ids.append(sid)
