@@ -7,10 +7,12 @@ from PIL import Image
 from protodb.features import default_extractor_config, get_extractor
 from protodb.images import palette
 from protodb.match import labels_from_scores
+from protodb.query import QueryConfig
 from protodb.segment import Segmenter, SegmentResult, write_outputs
 from protodb.vocab import ExtractorPrototypes, VocabClass, VocabExtractor, Vocabulary, assemble
 
 EXT = default_extractor_config("tiny")
+WHOLE = QueryConfig(windows=False)
 
 
 def _vocab(names, ext_ids=("e1",)):
@@ -47,7 +49,9 @@ def v1_result(tiny_bank):
 def test_exact_prototype_wins_its_cell(features_64):
     img, feats = features_64
     f00 = feats[:, 0, 0]
-    seg = Segmenter(_vocab(["thing", "empty"]), [_protos("e1", [-f00, f00], [0, 1])])
+    seg = Segmenter(
+        _vocab(["thing", "empty"]), [_protos("e1", [-f00, f00], [0, 1])], config=WHOLE
+    )
     res = seg.segment(img)
     assert res.labels.shape == (64, 64) and res.labels.dtype == np.uint8
     assert res.scores.shape == (3, 64, 64) and res.scores.dtype == np.float32
