@@ -25,20 +25,6 @@ import torch.nn.functional as F
 DEFAULT_BUDGET = 1 << 24  # similarity values per chunk (64 MiB in float32)
 
 
-def segment_index(owner: torch.Tensor, n_labels: int) -> torch.Tensor:
-    """owner int64 [P] (label of each prototype) -> int64 [n_labels, Pmax] of prototype rows,
-    padded with P (an extra row of -inf similarities)."""
-    p = owner.numel()
-    counts = torch.bincount(owner, minlength=n_labels)
-    pmax = max(int(counts.max()) if p else 0, 1)
-    order = torch.argsort(owner, stable=True)
-    starts = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(p) - starts[owner[order]]
-    index = torch.full((n_labels, pmax), p, dtype=torch.long)
-    index[owner[order], rank] = order
-    return index
-
-
 def block_size(counts: list[int]) -> int:
     """The block size B (rows per block) that pads the fewest rows for these per-label row
     counts (ties to the larger B): e.g. 150 labels of 65 rows plus one of 9750 -> 65."""

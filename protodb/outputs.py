@@ -18,8 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-OVERLAY_ALPHA = 0.55
-
 
 def rle_counts(mask: np.ndarray) -> list[int]:
     """bool [H, W] -> COCO run lengths over the column-major pixels, starting with a 0-run."""
@@ -84,7 +82,7 @@ def overlay_image(result, image: np.ndarray) -> np.ndarray:
 
     colours = np.asarray(palette(), dtype=np.uint8).reshape(-1, 3)
     fg = (result.labels > 0)[..., None]
-    blend = (1 - OVERLAY_ALPHA) * image + OVERLAY_ALPHA * colours[result.labels]
+    blend = 0.45 * image + 0.55 * colours[result.labels]
     over = np.where(fg, blend, 0.6 * image).round().astype(np.uint8)
     names = ["background", *result.classes]
     present = np.unique(result.labels).tolist()
