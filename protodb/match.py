@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-DEFAULT_BUDGET = 1 << 24  # similarity values per chunk (64 MiB in float32)
+DEFAULT_BUDGET = 1 << 25  # similarity values per chunk (128 MiB in float32)
 
 
 def block_size(counts: list[int]) -> int:
@@ -95,14 +95,21 @@ def match_index(
     if nb == 0:
         return scores.view(n_labels, h, w), winner.view(n_labels, h, w)
     rows = index.vectors.shape[0]
-    chunk = max(1, budget // rows)
+    n_chunks = -(-hw // max(1, budget // rows))
+    chunk = -(-hw // n_chunks)  # even chunks: no small, inefficient tail product
     block_ids = torch.arange(nb, device=device)[:, None]
     # one block per label, in label order: the block max is the label max
     direct = nb == n_labels and bool((index.block_owner == block_ids[:, 0]).all())
+    padded = bool(torch.isinf(index.bias).any())
+    buffer = torch.empty(rows * min(chunk, hw), device=device, dtype=index.vectors.dtype)
     for start in range(0, hw, chunk):
         fc = f[:, start : start + chunk]
         n = fc.shape[1]
-        sims = torch.addmm(index.bias, index.vectors, fc)  # [NB * B, n]
+        sims = buffer[: rows * n].view(rows, n)  # reused: no fresh pages per chunk
+        if padded:
+            torch.addmm(index.bias, index.vectors, fc, out=sims)
+        else:
+            torch.mm(index.vectors, fc, out=sims)  # [NB * B, n]
         bmax, barg = sims.view(nb, index.block, n).max(dim=1)  # [NB, n]
         if direct:
             best, chosen = bmax, block_ids.expand(nb, n)
