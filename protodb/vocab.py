@@ -287,9 +287,7 @@ def assemble(bank: Bank, vocab: Vocabulary) -> list[ExtractorPrototypes]:
         source = np.array([keys[r["class_key"]] for r in rows], dtype=np.int64)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         vectors = vectors / np.maximum(norms, 1e-12)
-        out.append(
-            ExtractorPrototypes(ext, vectors.astype(np.float32), owner, rows, source, stuff)
-        )
+        out.append(ExtractorPrototypes(ext, vectors.astype(np.float32), owner, rows, source, stuff))
     return out
 
 
