@@ -6,13 +6,13 @@ classes at once, with no Python loop over classes or prototypes:
 1. rows are grouped by label into blocks of ``B`` rows (a label with more rows spans several
    blocks; the background class, the union of every class's bg rows, usually does), padded
    with rows whose bias is -inf;
-2. one matrix product (``addmm`` with that bias) gives the similarities of a chunk of pixels to
-   all padded rows, viewed as [blocks, B, pixels] and reduced by a max over B;
+2. one matrix product (``addmm`` with that bias) per chunk of whole blocks gives their
+   similarities to every pixel, viewed as [blocks, B, pixels] and reduced by a max over B;
 3. a scatter-max over blocks gives the per-label max, and a scatter-min over the winning block
    ids gives the prototype behind it.
 
-Memory is bounded by processing pixels in chunks: at most ``budget`` similarity values live at
-once, however large the vocabulary.
+Memory is bounded by processing blocks in chunks: at most max(``budget``, B x pixels) similarity
+values live at once, however large the vocabulary.
 """
 
 from __future__ import annotations
@@ -82,51 +82,50 @@ def match_index(
 
     features: float [D, h, w] (any norm). Returns (scores float32 [n_labels, h, w] in [-1, 1],
     -inf for a label with no prototype; winner int64 [n_labels, h, w], the original prototype
-    row behind each score, -1 for none).
+    row behind each score, -1 for none). Blocks of rows are processed in chunks so that at most
+    max(budget, B * h * w) similarities exist at once, whatever the vocabulary's size.
     """
     d, h, w = features.shape
     hw = h * w
     n_labels = index.n_labels
     device = index.vectors.device
     f = F.normalize(features.reshape(d, hw).to(device, index.vectors.dtype), dim=0)
-    scores = torch.full((n_labels, hw), float("-inf"), device=device)
-    winner = torch.full((n_labels, hw), -1, dtype=torch.long, device=device)
-    nb = index.block_owner.numel()
+    nb, b = index.block_owner.numel(), index.block
     if nb == 0:
+        scores = torch.full((n_labels, hw), float("-inf"), device=device)
+        winner = torch.full((n_labels, hw), -1, dtype=torch.long, device=device)
         return scores.view(n_labels, h, w), winner.view(n_labels, h, w)
-    rows = index.vectors.shape[0]
-    n_chunks = -(-hw // max(1, budget // rows))
-    chunk = -(-hw // n_chunks)  # even chunks: no small, inefficient tail product
-    block_ids = torch.arange(nb, device=device)[:, None]
-    # one block per label, in label order: the block max is the label max
-    direct = nb == n_labels and bool((index.block_owner == block_ids[:, 0]).all())
+    # stage 1: the max of every block, a chunk of whole blocks at a time (contiguous rows,
+    # every pixel: the products stay as large as the memory budget allows)
+    per_chunk = min(nb, max(1, budget // (b * hw)))
     padded = bool(torch.isinf(index.bias).any())
-    buffer = torch.empty(rows * min(chunk, hw), device=device, dtype=index.vectors.dtype)
-    for start in range(0, hw, chunk):
-        fc = f[:, start : start + chunk]
-        n = fc.shape[1]
-        sims = buffer[: rows * n].view(rows, n)  # reused: no fresh pages per chunk
+    buffer = torch.empty(per_chunk * b * hw, device=device, dtype=index.vectors.dtype)
+    bmax = torch.empty(nb, hw, device=device, dtype=index.vectors.dtype)
+    barg = torch.empty(nb, hw, device=device, dtype=torch.long)
+    for b0 in range(0, nb, per_chunk):
+        b1 = min(nb, b0 + per_chunk)
+        rows = slice(b0 * b, b1 * b)
+        sims = buffer[: (b1 - b0) * b * hw].view(-1, hw)  # reused: no fresh pages per chunk
         if padded:
-            torch.addmm(index.bias, index.vectors, fc, out=sims)
+            torch.addmm(index.bias[rows], index.vectors[rows], f, out=sims)
         else:
-            torch.mm(index.vectors, fc, out=sims)  # [NB * B, n]
-        bmax, barg = sims.view(nb, index.block, n).max(dim=1)  # [NB, n]
-        if direct:
-            best, chosen = bmax, block_ids.expand(nb, n)
-        else:
-            owner = index.block_owner[:, None].expand(nb, n)
-            best = torch.full((n_labels, n), float("-inf"), device=device, dtype=bmax.dtype)
-            best.scatter_reduce_(0, owner, bmax, "amax")
-            hit = torch.where(bmax == best[index.block_owner], block_ids, nb)
-            chosen = torch.full((n_labels, n), nb, dtype=torch.long, device=device)
-            chosen.scatter_reduce_(0, owner, hit, "amin")
-        ok = chosen < nb
-        safe = chosen.clamp(max=nb - 1)
-        local = barg.gather(0, safe)
-        win = index.row[safe * index.block + local]
-        scores[:, start : start + n] = best.float()
-        winner[:, start : start + n] = torch.where(ok, win, -1)
-    return scores.view(n_labels, h, w), winner.view(n_labels, h, w)
+            torch.mm(index.vectors[rows], f, out=sims)
+        torch.max(sims.view(b1 - b0, b, hw), dim=1, out=(bmax[b0:b1], barg[b0:b1]))
+    # stage 2: the max over each label's blocks, and the first block that reaches it
+    block_ids = torch.arange(nb, device=device)[:, None]
+    if nb == n_labels and bool((index.block_owner == block_ids[:, 0]).all()):
+        best, chosen = bmax, block_ids.expand(nb, hw)  # one block per label, in order
+    else:
+        owner = index.block_owner[:, None].expand(nb, hw)
+        best = torch.full((n_labels, hw), float("-inf"), device=device, dtype=bmax.dtype)
+        best.scatter_reduce_(0, owner, bmax, "amax")
+        hit = torch.where(bmax == best[index.block_owner], block_ids, nb)
+        chosen = torch.full((n_labels, hw), nb, dtype=torch.long, device=device)
+        chosen.scatter_reduce_(0, owner, hit, "amin")
+    safe = chosen.clamp(max=nb - 1)
+    win = index.row[safe * b + barg.gather(0, safe)]
+    winner = torch.where(chosen < nb, win, -1)
+    return best.float().view(n_labels, h, w), winner.view(n_labels, h, w)
 
 
 def match(
