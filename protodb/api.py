@@ -9,6 +9,7 @@ db.vocab("v1").segment(image)        # -> SegmentResult
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,11 +50,7 @@ class VocabHandle:
     @property
     def segmenter(self):
         if self._segmenter is None:
-            from protodb.segment import Segmenter
-
-            self._segmenter = Segmenter(
-                self.info, assemble(self.db.bank, self.info), self.db.device, self.config
-            )
+            self._segmenter = self.db._segmenter_for(self.info, self.config)
         return self._segmenter
 
     def segment(self, image: np.ndarray | str | os.PathLike):
@@ -67,6 +64,23 @@ class VocabHandle:
             )
         return self.segmenter.segment(array)
 
+    def explain(
+        self,
+        image: np.ndarray | str | os.PathLike,
+        x: int,
+        y: int,
+        *,
+        out: str | os.PathLike | None = None,
+    ):
+        """Which class won pixel (x, y) (column, row) and through which prototype; with ``out``,
+        a PNG of the support-image regions that prototype came from.
+        Returns protodb.explain.Explanation."""
+        from protodb.explain import explain
+        from protodb.images import load_rgb
+
+        array = load_rgb(image) if isinstance(image, str | os.PathLike) else np.asarray(image)
+        return explain(self.db.open_existing(), self.segmenter, array, x, y, out=out)
+
 
 class ProtoDB:
     """A protodb session: a bank plus the profile and device used to fill and query it."""
@@ -77,6 +91,8 @@ class ProtoDB:
         self.settings = Settings.resolve(bank=bank, profile=profile, device=device)
         self._bank: Bank | None = None
         self._device: str | None = None
+        self._assembled: dict[str, list] = {}
+        self._segmenters: dict[tuple, object] = {}
 
     @property
     def bank(self) -> Bank:
@@ -196,8 +212,33 @@ class ProtoDB:
         return list_vocabs(self.open_existing())
 
     def vocab(self, name: str, config: QueryConfig | None = None) -> VocabHandle:
-        """A handle on vocabulary ``name``; ``config`` sets the query engine's options."""
-        return VocabHandle(self, get_vocab(self.open_existing(), name), config)
+        """A handle on vocabulary ``name``; ``config`` sets the query engine's options
+        (default: :meth:`default_query_config`)."""
+        vocab = get_vocab(self.open_existing(), name)
+        return VocabHandle(self, vocab, config or self.default_query_config())
+
+    def default_query_config(self, **overrides) -> QueryConfig:
+        """The query options of this profile, with ``overrides`` (QueryConfig fields; None
+        leaves a default). The CLIP pre-filter is on for the default profile, as in the paper,
+        and off for ``tiny``, whose CLIP has random weights (turn it on with prefilter=True)."""
+        from dataclasses import replace
+
+        base = QueryConfig(prefilter=self.settings.profile != "tiny")
+        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+    def _segmenter_for(self, vocab: Vocabulary, config: QueryConfig):
+        """The Segmenter of (vocabulary, config), cached: vocabularies are immutable, so their
+        assembled prototypes and device tensors are built once per session."""
+        from protodb.segment import Segmenter
+
+        key = (vocab.name, config, self.device)
+        if key not in self._segmenters:
+            if vocab.name not in self._assembled:
+                self._assembled[vocab.name] = assemble(self.open_existing(), vocab)
+            self._segmenters[key] = Segmenter(
+                vocab, self._assembled[vocab.name], self.device, config
+            )
+        return self._segmenters[key]
 
     # ------------------------------------------------------------------ segment
 
@@ -209,43 +250,71 @@ class ProtoDB:
         out: str | os.PathLike,
         progress: bool = True,
         on_image: Callable[[dict], None] | None = None,
+        config: QueryConfig | None = None,
+        skip_existing: bool = False,
+        save_scores: bool = False,
     ) -> list[dict]:
-        """Segment image files (directories expand to their images) and write label and overlay
-        PNGs to ``out``. Returns one summary dict per image (see segment.write_outputs; plus
-        "image")."""
+        """Segment image files and write their outputs (protodb.outputs) to ``out``.
+
+        ``paths``: files, directories (their images, sorted) and glob patterns ("photos/*.jpg",
+        "**" recursive). Images are decoded and segmented one at a time (memory stays bounded
+        however many there are), with a progress bar on stderr. ``skip_existing``: an image
+        whose summary ``<stem>.json`` is already in ``out`` is not redone (the summary is
+        written last, so an interrupted run resumes where it stopped). ``config``: query options
+        (default: :meth:`default_query_config`). Returns one summary per image (see
+        protodb.outputs.write_outputs, plus "image", "vocab" and "skipped")."""
+        import json
         import sys
 
         from tqdm.auto import tqdm
 
-        from protodb.images import check_image, expand_inputs, load_rgb
-        from protodb.segment import write_outputs
+        from protodb.images import check_image, load_rgb
+        from protodb.outputs import summary_path, write_outputs
 
-        files = expand_inputs(list(paths))
-        handle = self.vocab(vocab)
+        files = expand_paths(paths)
+        handle = self.vocab(vocab, config)
         for p in files:  # check every input before writing anything; decode one at a time
             check_image(p)
         stems = [p.stem for p in files]
-        dupes = sorted({s for s in stems if stems.count(s) > 1})
+        dupes = sorted(s for s, k in Counter(stems).items() if k > 1)
         if dupes:
             raise ProtodbError(
                 f"several inputs share the name {dupes[0]!r}; their outputs would collide"
             )
         out_dir = Path(out)
         summaries = []
-        for path in tqdm(
+        bar = tqdm(
             files, desc="segment", unit="img", disable=not progress, file=sys.stderr, leave=False
-        ):
-            array = load_rgb(path)
-            result = handle.segment(array)
-            summary = {
-                "image": str(path),
-                "vocab": vocab,
-                **write_outputs(result, array, out_dir, path.stem),
-            }
+        )
+        for path in bar:
+            done = summary_path(out_dir, path.stem)
+            if skip_existing and done.exists():
+                summary = {**json.loads(done.read_text()), "skipped": True}
+            else:
+                array = load_rgb(path)
+                result = handle.segment(array)
+                extra = {"image": str(path), "vocab": vocab}
+                summary = write_outputs(
+                    result, array, out_dir, path.stem, save_scores=save_scores, extra=extra
+                )
+                summary["skipped"] = False
             summaries.append(summary)
             if on_image is not None:
                 on_image(summary)
         return summaries
+
+    def explain(
+        self,
+        image: str | os.PathLike | np.ndarray,
+        *,
+        vocab: str,
+        at: tuple[int, int],
+        out: str | os.PathLike | None = None,
+        config: QueryConfig | None = None,
+    ):
+        """Explain the label of pixel ``at`` = (x, y) of ``image`` (see VocabHandle.explain)."""
+        return self.vocab(vocab, config).explain(image, at[0], at[1], out=out)
+
 
     # ------------------------------------------------------------------ evaluation
 
@@ -288,6 +357,28 @@ class ProtoDB:
         from protodb.world import build_bank
 
         return build_bank(self, n=n, seed=seed, vocab=vocab, progress=progress)
+
+
+def expand_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Files, directories and glob patterns -> image files (a pattern that matches nothing, or
+    a missing path, raises NotFoundError)."""
+    import glob
+
+    from protodb.images import IMAGE_SUFFIXES, expand_inputs
+
+    out: list[str | Path] = []
+    for raw in paths:
+        text = str(raw)
+        if any(c in text for c in "*?[") and not Path(text).exists():
+            found = sorted(
+                p for p in glob.glob(text, recursive=True) if p.lower().endswith(IMAGE_SUFFIXES)
+            )
+            if not found:
+                raise NotFoundError(f"pattern {text!r} matches no image; check the pattern")
+            out.extend(found)
+        else:
+            out.append(raw)
+    return expand_inputs(out)
 
 
 def _set_dict(row: dict) -> dict:

@@ -16,11 +16,19 @@ LEVELS = ("class", "instance", "part")
 
 @dataclass(frozen=True)
 class QueryConfig:
-    """windows: sliding windows (448 and 336, stride 224) plus the whole image, else the whole
-    image only; background: a background class from the bg prototypes; levels: prototype levels
-    used (subset of class/instance/part); stuff_filter / stuff_threshold: drop thing bg
-    prototypes with cosine > threshold to a stuff fg prototype; prefilter / eta: the CLIP
-    pre-filter; pamr: refine the scores with PAMR."""
+    """windows: sliding windows (448 and 336, stride 224, on the image resized to short side
+    448) plus the whole image, else the whole image only (protodb.windows); background: a
+    background class from the bg prototypes; levels: prototype levels used (subset of
+    class/instance/part); stuff_filter / stuff_threshold: stuff classes give no bg prototypes
+    and thing bg prototypes with cosine > threshold to a stuff fg prototype are dropped
+    (protodb.vocab.filter_stuff); prefilter / eta: the CLIP pre-filter keeping at most ``eta``
+    candidate classes (REFERENCE 1.7, eta = 10; protodb.prefilter); clip_model /
+    clip_pretrained: its open_clip model (None: "tiny" when the vocabulary's extractors are
+    tiny, else ViT-B-16 / openai); pamr: refine the scores with PAMR (protodb.pamr).
+
+    The plain ``QueryConfig()`` leaves the pre-filter off; ``ProtoDB.default_query_config``
+    turns it on for the default profile (as the paper) and off for ``tiny`` (random CLIP).
+    """
 
     windows: bool = True
     background: bool = True
@@ -28,8 +36,10 @@ class QueryConfig:
     stuff_filter: bool = True
     stuff_threshold: float = 0.85
     prefilter: bool = False
-    eta: float = 0.5
+    eta: int = 10
     pamr: bool = False
+    clip_model: str | None = None
+    clip_pretrained: str | None = "openai"
 
     def __post_init__(self) -> None:
         bad = [lv for lv in self.levels if lv not in LEVELS]
@@ -39,5 +49,8 @@ class QueryConfig:
             )
         if not -1.0 <= self.stuff_threshold <= 1.0:
             raise ProtodbError(f"stuff_threshold={self.stuff_threshold} must be in [-1, 1]")
-        if not 0.0 <= self.eta <= 1.0:
-            raise ProtodbError(f"eta={self.eta} must be in [0, 1]")
+        if isinstance(self.eta, bool) or not isinstance(self.eta, int) or not 1 <= self.eta <= 16:
+            raise ProtodbError(
+                f"eta={self.eta!r} must be a whole number of classes in 1..16 (the pre-filter "
+                "tries 2^eta - 1 subsets; the paper uses 10)"
+            )

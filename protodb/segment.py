@@ -1,32 +1,46 @@
-"""Segmentation of target images with a vocabulary, and the files it writes.
+"""Segmentation of target images with a vocabulary (REFERENCE 1.6-1.8).
 
-For each extractor of the vocabulary: features of the image (short side at the extractor's
-input size), per-label scores by :func:`protodb.match.match`, bilinearly upsampled to the image;
-scores are averaged over extractors, then non-positive scores are zeroed and the argmax taken.
+For one image: the CLIP pre-filter picks the classes present (optional, protodb.prefilter);
+the background class is the union of the bg prototypes of the classes kept. For each extractor
+of the vocabulary and each window (protodb.windows; windows of one size go through the
+extractor as one batch): features, per-label scores by protodb.match (a per-class max of
+cosine similarities), bilinearly upsampled to the window and clamped to [-1, 1]. Scores are
+averaged over windows and extractors, optionally refined by PAMR (protodb.pamr) on the resized
+image, resized to the image, non-positive scores zeroed, and the argmax taken.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
+from protodb.match import PrototypeIndex, labels_from_scores, match_index
+from protodb.prefilter import Selection
 from protodb.query import QueryConfig
-from protodb.vocab import ExtractorPrototypes, Vocabulary
+from protodb.vocab import ExtractorPrototypes, Vocabulary, filter_stuff
+from protodb.windows import Window, resized_size, sliding_windows
 
 
 @dataclass
 class SegmentResult:
     """labels: uint8 [H, W] (0 = background, i = vocabulary class i); scores: float32
-    [1 + C, H, W] in [-1, 1] (averaged over extractors); winners: extractor id -> int32 [H, W],
-    the prototype row (of that extractor's assembled prototypes) behind the winning label."""
+    [1 + C, H, W] in [-1, 1] (averaged over windows and extractors); winners: extractor id ->
+    int32 [H, W], the prototype row (of that extractor's assembled prototypes, as
+    :func:`protodb.vocab.assemble` returns them) behind the winning label, -1 for none;
+    winner_scores: extractor id -> float32 [H, W], that prototype's cosine similarity at the
+    pixel (in the window where it was highest); selection: what the pre-filter kept (None
+    when it is off)."""
 
     vocab: str
     classes: list[str]
     labels: np.ndarray
     scores: np.ndarray
     winners: dict[str, np.ndarray] = field(default_factory=dict)
+    winner_scores: dict[str, np.ndarray] = field(default_factory=dict)
+    selection: Selection | None = None
 
     def areas(self) -> dict[str, float]:
         """Fraction of pixels per label name (background included), labels present only."""
@@ -37,22 +51,58 @@ class SegmentResult:
 
 
 def select_rows(p: ExtractorPrototypes, config: QueryConfig) -> ExtractorPrototypes:
-    """The rows of ``p`` that ``config`` uses: its prototype levels, and bg rows only when
-    ``config.background``."""
+    """The rows of ``p`` that ``config`` uses: its prototype levels, bg rows only when
+    ``config.background``, then stuff filtering (protodb.vocab.filter_stuff) when
+    ``config.stuff_filter``. Returns ``p`` itself when every row stays."""
     keep = [
         i
         for i, r in enumerate(p.rows)
         if r["level"] in config.levels and (config.background or r["polarity"] != "bg")
     ]
-    if len(keep) == len(p.rows):
-        return p
-    return ExtractorPrototypes(
-        p.extractor, p.vectors[keep], p.owner[keep], [p.rows[i] for i in keep]
-    )
+    if len(keep) != len(p.rows):
+        p = p.take(keep)
+    return filter_stuff(p, config.stuff_threshold) if config.stuff_filter else p
+
+
+@dataclass
+class _Part:
+    """One extractor's rows on the device: ``rows`` maps a selected row to its row in the
+    assembled prototypes."""
+
+    protos: ExtractorPrototypes
+    extractor: object
+    vectors: torch.Tensor
+    owner: torch.Tensor
+    source: torch.Tensor
+    rows: torch.Tensor
+    index: PrototypeIndex
+
+
+def _resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 [H, W, 3] -> uint8 [h, w, 3], bilinear with antialiasing."""
+    if image.shape[:2] == size:
+        return image
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+    x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return x[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def _cells(n_out: int, n_canvas: int, start: int, length: int, cells: int):
+    """Along one axis: output pixels whose canvas pixel lies in [start, start + length), and
+    the feature cell (of ``cells``) each falls in. -> (pixels int64 [k], cell int64 [k])."""
+    canvas = np.minimum((np.arange(n_out) + 0.5) * n_canvas / n_out, n_canvas - 1e-6).astype(int)
+    inside = np.flatnonzero((canvas >= start) & (canvas < start + length))
+    cell = np.minimum(((canvas[inside] - start + 0.5) * cells / length).astype(int), cells - 1)
+    return torch.from_numpy(inside), torch.from_numpy(cell)
 
 
 class Segmenter:
-    """Segments images with an assembled vocabulary (prototypes kept as device tensors)."""
+    """Segments images with an assembled vocabulary (prototypes kept as device tensors).
+
+    ``clip``: the pre-filter's encoders, any object with ``text(prompts) -> float [N, D]`` and
+    ``image(uint8 [H, W, 3]) -> float [D]`` (default: protodb.prefilter.ClipEncoders for
+    ``config.clip_model``, loaded on first use).
+    """
 
     def __init__(
         self,
@@ -60,85 +110,159 @@ class Segmenter:
         prototypes: list[ExtractorPrototypes],
         device: str = "cpu",
         config: QueryConfig | None = None,
+        *,
+        clip=None,
     ):
-        import torch
-
         from protodb.features import get_extractor
 
         self.vocab = vocab
         self.device = device
         self.config = config or QueryConfig()
         self.n_labels = len(vocab.classes) + 1
-        self.parts = []
-        for p in prototypes:
-            p = select_rows(p, self.config)
+        self.clip = clip
+        stuff = prototypes[0].stuff if prototypes else None
+        self.stuff = np.zeros(self.n_labels, bool) if stuff is None else np.asarray(stuff, bool)
+        self.parts: list[_Part] = []
+        for full in prototypes:
+            if full.rows:  # remember each row's position in ``full`` through the selection
+                tagged = replace(full, rows=[{**r, "_row": i} for i, r in enumerate(full.rows)])
+                p = select_rows(tagged, self.config)
+                picked = [r["_row"] for r in p.rows]
+            else:  # hand-made prototypes without metadata: every row, as given
+                p, picked = full, list(range(len(full.owner)))
+            vectors = torch.from_numpy(p.vectors).to(device)
+            owner = torch.from_numpy(p.owner).to(device)
+            source = torch.from_numpy(p.owner if p.source is None else p.source).to(device)
+            rows = torch.tensor(picked, dtype=torch.long, device=device)
             self.parts.append(
-                (
-                    p,
-                    get_extractor(p.extractor.config, device),
-                    torch.from_numpy(p.vectors).to(device),
-                    torch.from_numpy(p.owner).to(device),
+                _Part(
+                    full,
+                    get_extractor(full.extractor.config, device),
+                    vectors,
+                    owner,
+                    source,
+                    rows,
+                    PrototypeIndex.build(vectors, owner, self.n_labels),
                 )
             )
 
+    # ------------------------------------------------------------------ pre-filter
+
+    def _clip(self):
+        if self.clip is None:
+            from protodb.models import CLIP_DEFAULT, TINY
+            from protodb.prefilter import ClipEncoders
+
+            model = self.config.clip_model
+            if model is None:
+                tiny = any(p.protos.extractor.config.model == TINY for p in self.parts)
+                model = TINY if tiny else CLIP_DEFAULT
+            pretrained = None if model == TINY else self.config.clip_pretrained
+            self.clip = ClipEncoders(model, pretrained, self.device)
+        return self.clip
+
+    def prefilter(self, image: np.ndarray) -> Selection:
+        """The classes the CLIP pre-filter keeps for ``image`` (uint8 [H, W, 3])."""
+        from protodb.prefilter import select_classes
+
+        clip = self._clip()
+        return select_classes(
+            self.vocab.class_names,
+            self.stuff[1:].tolist(),
+            clip.image(image),
+            clip.text,
+            eta=self.config.eta,
+        )
+
+    # ------------------------------------------------------------------ segment
+
     def segment(self, image: np.ndarray) -> SegmentResult:
         """image: uint8 [H, W, 3] RGB -> SegmentResult at the image's size."""
-        import torch.nn.functional as F
+        with torch.inference_mode():
+            return self._segment(image)
 
-        from protodb.match import labels_from_scores, match
-
+    def _segment(self, image: np.ndarray) -> SegmentResult:
         h, w = image.shape[:2]
-        total = None
-        winners_small = []
-        for _, extractor, vectors, owner in self.parts:
-            feats = extractor.extract(image[None])[0].to(self.device)
-            scores, winner = match(feats, vectors, owner, self.n_labels)
-            up = F.interpolate(
-                scores[None].clamp(-1, 1), size=(h, w), mode="bilinear", align_corners=False
-            )[0]
-            total = up if total is None else total + up
-            winners_small.append(winner)
-        total = total / len(self.parts)
+        selection = self.prefilter(image) if self.config.prefilter else None
+        kept = torch.ones(self.n_labels, dtype=torch.bool, device=self.device)
+        if selection is not None:
+            kept[1:] = False
+            kept[torch.tensor(selection.keep, dtype=torch.long)] = True
+        if self.config.windows:
+            ch, cw = resized_size(h, w)
+            canvas_image = _resize_image(image, (ch, cw))
+            windows = sliding_windows(ch, cw)
+        else:
+            ch, cw, canvas_image, windows = h, w, image, [Window(0, 0, h, w)]
+        count = torch.zeros(1, ch, cw, device=self.device)
+        for win in windows:
+            count[:, win.y0 : win.y0 + win.h, win.x0 : win.x0 + win.w] += 1
+        groups: dict[tuple[int, int], list[Window]] = {}
+        for win in windows:
+            groups.setdefault((win.h, win.w), []).append(win)
+        total = torch.zeros(self.n_labels, ch, cw, device=self.device)
+        small = []  # per part: [(window, scores [L, h', w'], winner [L, h', w'])]
+        for part in self.parts:
+            index, rows = part.index, part.rows
+            if not bool(kept.all()):
+                use = kept[part.source]
+                index = PrototypeIndex.build(part.vectors[use], part.owner[use], self.n_labels)
+                rows = rows[use]
+            mine = []
+            for (wh, ww), wins in groups.items():
+                crops = np.stack([canvas_image[v.y0 : v.y0 + wh, v.x0 : v.x0 + ww] for v in wins])
+                feats = part.extractor.extract(crops)
+                for win, f in zip(wins, feats, strict=True):
+                    scores, winner = match_index(f, index)
+                    scores = scores.clamp(-1, 1)
+                    winner = torch.where(winner >= 0, rows[winner.clamp_min(0)], -1)
+                    up = F.interpolate(
+                        scores[None], size=(wh, ww), mode="bilinear", align_corners=False
+                    )[0].clamp(-1, 1)
+                    total[:, win.y0 : win.y0 + wh, win.x0 : win.x0 + ww] += up
+                    mine.append((win, scores, winner))
+            small.append(mine)
+        total /= count * len(self.parts)
+        if self.config.pamr:
+            from protodb.pamr import pamr
+
+            guide = torch.from_numpy(np.ascontiguousarray(canvas_image)).permute(2, 0, 1)
+            total = pamr(guide.float().to(self.device), total)
+        if (ch, cw) != (h, w):
+            total = F.interpolate(total[None], size=(h, w), mode="bilinear", align_corners=False)[0]
         labels = labels_from_scores(total)
-        winners = {}
-        for (p, _, _, _), winner in zip(self.parts, winners_small, strict=True):
-            win = F.interpolate(winner[None].float(), size=(h, w), mode="nearest")[0].long()
-            picked = win.gather(0, labels[None])[0]
-            winners[p.extractor.extractor_id] = picked.cpu().numpy().astype(np.int32)
+        winners, winner_scores = {}, {}
+        for part, mine in zip(self.parts, small, strict=True):
+            best = torch.full((h, w), float("-inf"), device=self.device)
+            win_rows = torch.full((h, w), -1, dtype=torch.long, device=self.device)
+            for win, scores, winner in mine:
+                ys, cy = _cells(h, ch, win.y0, win.h, scores.shape[1])
+                xs, cx = _cells(w, cw, win.x0, win.w, scores.shape[2])
+                ys, cy, xs, cx = (t.to(self.device) for t in (ys, cy, xs, cx))
+                lab = labels[ys][:, xs]
+                s = scores[lab, cy[:, None], cx[None, :]]
+                r = winner[lab, cy[:, None], cx[None, :]]
+                region = best[ys][:, xs]
+                better = s > region
+                best[ys[:, None], xs[None, :]] = torch.where(better, s, region)
+                old = win_rows[ys][:, xs]
+                win_rows[ys[:, None], xs[None, :]] = torch.where(better, r, old)
+            ext_id = part.protos.extractor.extractor_id
+            winners[ext_id] = win_rows.cpu().numpy().astype(np.int32)
+            winner_scores[ext_id] = best.clamp(-1, 1).cpu().numpy().astype(np.float32)
         return SegmentResult(
             vocab=self.vocab.name,
             classes=self.vocab.class_names,
             labels=labels.cpu().numpy().astype(np.uint8),
-            scores=total.cpu().numpy().astype(np.float32),
+            scores=total.clamp(-1, 1).cpu().numpy().astype(np.float32),
             winners=winners,
+            winner_scores=winner_scores,
+            selection=selection,
         )
 
 
-def write_outputs(result: SegmentResult, image: np.ndarray, out_dir: Path, stem: str) -> dict:
-    """Write ``<stem>.png`` (palette PNG, the image's size) and ``<stem>_overlay.png``.
+def write_outputs(result: SegmentResult, image: np.ndarray, out_dir, stem: str, **options):
+    """See :func:`protodb.outputs.write_outputs` (kept here for existing callers)."""
+    from protodb.outputs import write_outputs as write
 
-    Returns the image's summary: {"label_png", "overlay_png", "height", "width", "areas"}.
-    """
-    from PIL import Image
-
-    from protodb.images import palette
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pal = palette()
-    label_path = out_dir / f"{stem}.png"
-    h, w = result.labels.shape
-    im = Image.frombytes("P", (w, h), np.ascontiguousarray(result.labels).tobytes())
-    im.putpalette(pal)
-    im.save(label_path, optimize=False)
-    colours = np.asarray(pal, dtype=np.uint8).reshape(-1, 3)[result.labels]
-    fg = (result.labels > 0)[..., None]
-    overlay = np.where(fg, (0.45 * image + 0.55 * colours), 0.6 * image).round().astype(np.uint8)
-    overlay_path = out_dir / f"{stem}_overlay.png"
-    Image.fromarray(overlay).save(overlay_path)
-    return {
-        "label_png": str(label_path),
-        "overlay_png": str(overlay_path),
-        "height": int(result.labels.shape[0]),
-        "width": int(result.labels.shape[1]),
-        "areas": result.areas(),
-    }
+    return write(result, image, out_dir, stem, **options)

@@ -11,6 +11,7 @@ from protodb.bank import open_bank
 from protodb.errors import ModelNotFoundError, NotFoundError, ProtodbError
 from protodb.features import default_extractor_config
 from protodb.generate import default_generator_config
+from protodb.query import QueryConfig
 
 EXT = default_extractor_config("tiny")
 GEN = default_generator_config("tiny")
@@ -183,8 +184,8 @@ def test_segment_files(tiny_bank, tmp_path):
             labels = np.asarray(im)
         expected = tiny_bank.db.vocab("v1").segment(img).labels
         np.testing.assert_array_equal(labels, expected)
-        with Image.open(s["overlay_png"]) as ov:
-            assert ov.size == (img.shape[1], img.shape[0])
+        with Image.open(s["overlay_png"]) as ov:  # the image plus a legend panel on the right
+            assert ov.size[0] > img.shape[1] and ov.size[1] >= img.shape[0]
         assert Path(s["label_png"]).parent == out
 
 
@@ -213,3 +214,69 @@ def test_segment_errors(tiny_bank, tmp_path):
     with pytest.raises(ProtodbError, match="cannot read image"):
         tiny_bank.db.segment([img_path, bad], vocab="v1", out=out, progress=False)
     assert not out.exists()
+
+
+def test_segment_folder_of_50_progress_interrupt_resume(tiny_bank, tmp_path, capsys):
+    """50 images: a progress bar on stderr; interrupted after 20, a --skip-existing run redoes
+    only the 30 unfinished ones (and one whose summary was never written)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(50):
+        Image.fromarray(make_image(24, 32, i)).save(src / f"img{i:02d}.png")
+    out = tmp_path / "out"
+    config = QueryConfig(windows=False)
+
+    finished = []
+
+    def stop_after_20(summary):  # Ctrl-C after the 20th image
+        finished.append(summary)
+        if len(finished) == 20:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tiny_bank.db.segment([src], vocab="v1", out=out, on_image=stop_after_20, config=config)
+    err = capsys.readouterr().err
+    assert "segment" in err and "/50" in err
+    done = sorted(p.stem for p in out.glob("img??.json"))
+    assert len(done) == 20
+    (out / "img05.json").unlink()  # as if interrupted between the PNGs and the summary
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("img??.png")}
+    summaries = tiny_bank.db.segment(
+        [src], vocab="v1", out=out, progress=False, config=config, skip_existing=True
+    )
+    assert len(summaries) == 50
+    redone = [Path(s["image"]).stem for s in summaries if not s["skipped"]]
+    assert redone == ["img05"] + [f"img{i:02d}" for i in range(20, 50)]
+    for name, t in before.items():
+        if name != "img05.png":
+            assert (out / name).stat().st_mtime_ns == t
+    assert len(list(out.glob("img??.json"))) == 50
+
+
+def test_segment_glob_patterns_and_options(tiny_bank, tmp_path):
+    for name in ("a.png", "b.jpg", "c.png"):
+        Image.fromarray(make_image(20, 20, len(name))).save(tmp_path / name)
+    out = tmp_path / "out"
+    summaries = tiny_bank.db.segment(
+        [str(tmp_path / "*.png")], vocab="v1", out=out, progress=False, save_scores=True
+    )
+    assert [Path(s["image"]).name for s in summaries] == ["a.png", "c.png"]
+    scores = np.load(summaries[0]["scores_npy"])
+    assert scores.shape == (3, 20, 20) and scores.dtype == np.float32
+    with pytest.raises(NotFoundError, match="matches no image"):
+        tiny_bank.db.segment([str(tmp_path / "*.gif")], vocab="v1", out=out, progress=False)
+
+
+def test_default_query_config_per_profile(tiny_bank, tmp_path):
+    assert tiny_bank.db.default_query_config().prefilter is False
+    assert tiny_bank.db.vocab("v1").config == QueryConfig()
+    real = protodb.connect(tmp_path / "b", profile="default")
+    assert real.default_query_config().prefilter is True
+    assert real.default_query_config(prefilter=False, eta=3).eta == 3
+
+
+def test_segmenters_are_cached_per_vocabulary_and_config(tiny_bank):
+    db = tiny_bank.db
+    assert db.vocab("v1").segmenter is db.vocab("v1").segmenter
+    other = db.vocab("v1", QueryConfig(windows=False)).segmenter
+    assert other is not db.vocab("v1").segmenter

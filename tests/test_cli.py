@@ -44,7 +44,7 @@ def rgb_image(tmp_path_factory):
 def test_help_lists_commands():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for cmd in ("add", "ls", "show", "vocab", "segment", "history", "demo"):
+    for cmd in ("add", "ls", "show", "vocab", "segment", "explain", "history", "demo"):
         assert cmd in result.output
 
 
@@ -76,6 +76,55 @@ def test_segment_json_summary(cli_bank, rgb_image, tmp_path):
     summary = json.loads(result.stdout)
     assert summary[0]["height"] == 45 and summary[0]["width"] == 61
     assert abs(sum(summary[0]["areas"].values()) - 1.0) < 1e-3
+
+
+def test_segment_query_options_and_skip_existing(cli_bank, rgb_image, tmp_path):
+    bank, _ = cli_bank
+    out = str(tmp_path / "o")
+    args = ("segment", str(rgb_image), "--vocab", "v1", "--out", out, "--json")
+    opts = ("--no-windows", "--pamr", "--save-scores", "--no-stuff-filter", "--eta", "3")
+    result = run(bank, *args, *opts)
+    assert "pre-filter off" in result.stderr and "tiny" in result.stderr
+    (s,) = json.loads(result.stdout)
+    assert s["skipped"] is False and s["kept"] is None
+    assert np.load(s["scores_npy"]).shape == (3, 45, 61)
+    assert json.loads((tmp_path / "o" / "photo.json").read_text())["rle_json"] == s["rle_json"]
+    again = run(bank, *args, "--skip-existing")
+    assert json.loads(again.stdout)[0]["skipped"] is True
+    pre = run(bank, *args, "--prefilter", "--skip-existing")  # explicit: no notice
+    assert "pre-filter" not in pre.stderr
+    bad = run(bank, *args, "--eta", "0", ok=False)
+    assert bad.exit_code != 0 and "eta=0" in bad.stderr
+
+
+def test_explain_command(cli_bank, rgb_image, tmp_path):
+    bank, _ = cli_bank
+    out = tmp_path / "why.png"
+    result = run(
+        bank, "explain", str(rgb_image), "--vocab", "v1", "--at", "30,20", "--out", str(out)
+    )
+    assert "pixel (30, 20)" in result.output and str(out) in result.output
+    with Image.open(out) as im:
+        assert im.width >= 320
+    data = json.loads(
+        run(
+            bank,
+            "explain",
+            str(rgb_image),
+            "--vocab",
+            "v1",
+            "--at",
+            "0,0",
+            "--out",
+            str(out),
+            "--json",
+        ).stdout
+    )
+    assert data["x"] == 0 and data["prototype"]["polarity"] in ("fg", "bg")
+    bad = run(bank, "explain", str(rgb_image), "--vocab", "v1", "--at", "3;4", ok=False)
+    assert bad.exit_code != 0 and "--at '3;4'" in bad.stderr and "Traceback" not in bad.output
+    far = run(bank, "explain", str(rgb_image), "--vocab", "v1", "--at", "99,1", ok=False)
+    assert far.exit_code != 0 and "outside the image (61x45)" in far.stderr
 
 
 def test_v1_is_byte_identical_after_adding_a_class(cli_bank, rgb_image, tmp_path):

@@ -3,22 +3,18 @@ import math
 import pytest
 import torch
 
-from protodb.match import labels_from_scores, match, segment_index
+from protodb.match import (
+    PrototypeIndex,
+    block_size,
+    labels_from_scores,
+    match,
+    match_index,
+)
 
 
 def _unit(*v):
     t = torch.tensor(v, dtype=torch.float32)
     return t / t.norm()
-
-
-def test_segment_index_by_hand():
-    owner = torch.tensor([2, 0, 2, 1, 2])
-    idx = segment_index(owner, 4)
-    assert idx.tolist() == [[1, 5, 5], [3, 5, 5], [0, 2, 4], [5, 5, 5]]
-
-
-def test_segment_index_empty():
-    assert segment_index(torch.zeros(0, dtype=torch.long), 2).tolist() == [[0], [0]]
 
 
 def test_match_per_label_max_and_winner_by_hand():
@@ -103,3 +99,34 @@ def test_match_with_no_prototypes(n_labels):
     )
     assert torch.isneginf(scores).all() and (winner == -1).all()
     assert labels_from_scores(scores).tolist() == [[0]]
+
+
+def test_block_size_pads_least():
+    assert block_size([9750] + [65] * 150) == 65
+    assert block_size([1, 2, 1, 0]) == 1
+    assert block_size([4, 4, 4]) == 4
+    assert block_size([]) == 1
+
+
+@pytest.mark.parametrize("budget", [1 << 24, 500, 1])
+def test_match_many_blocks_against_a_loop(budget):
+    """A background spanning many blocks, labels of uneven sizes, one label empty, chunks of
+    any size: the per-label max and winner equal a plain loop over labels."""
+    g = torch.Generator().manual_seed(1)
+    owner = torch.cat([torch.zeros(130, dtype=torch.long), torch.randint(1, 7, (90,), generator=g)])
+    owner = owner[torch.randperm(len(owner), generator=g)]
+    vectors = torch.nn.functional.normalize(torch.randn(len(owner), 12, generator=g), dim=1)
+    feats = torch.randn(12, 6, 9, generator=g)
+    index = PrototypeIndex.build(vectors, owner, 8)
+    assert index.vectors.shape[0] == index.block * index.block_owner.numel()
+    scores, winner = match_index(feats, index, budget=budget)
+    f = torch.nn.functional.normalize(feats.reshape(12, -1), dim=0)
+    sims = vectors @ f
+    for label in range(8):
+        rows = (owner == label).nonzero().flatten()
+        if len(rows) == 0:
+            assert torch.isneginf(scores[label]).all() and (winner[label] == -1).all()
+            continue
+        best, arg = sims[rows].max(0)
+        assert torch.allclose(scores[label].reshape(-1), best, atol=1e-6)
+        assert torch.equal(winner[label].reshape(-1), rows[arg])

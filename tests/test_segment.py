@@ -2,15 +2,15 @@ import numpy as np
 import pytest
 import torch
 from conftest import CLASSES, make_image
-from PIL import Image
 
 from protodb.features import default_extractor_config, get_extractor
-from protodb.images import palette
 from protodb.match import labels_from_scores
-from protodb.segment import Segmenter, SegmentResult, write_outputs
+from protodb.query import QueryConfig
+from protodb.segment import Segmenter, SegmentResult
 from protodb.vocab import ExtractorPrototypes, VocabClass, VocabExtractor, Vocabulary, assemble
 
 EXT = default_extractor_config("tiny")
+WHOLE = QueryConfig(windows=False)
 
 
 def _vocab(names, ext_ids=("e1",)):
@@ -47,7 +47,7 @@ def v1_result(tiny_bank):
 def test_exact_prototype_wins_its_cell(features_64):
     img, feats = features_64
     f00 = feats[:, 0, 0]
-    seg = Segmenter(_vocab(["thing", "empty"]), [_protos("e1", [-f00, f00], [0, 1])])
+    seg = Segmenter(_vocab(["thing", "empty"]), [_protos("e1", [-f00, f00], [0, 1])], config=WHOLE)
     res = seg.segment(img)
     assert res.labels.shape == (64, 64) and res.labels.dtype == np.uint8
     assert res.scores.shape == (3, 64, 64) and res.scores.dtype == np.float32
@@ -130,36 +130,151 @@ def _result(labels):
     return SegmentResult("v", ["a", "b"], labels, np.zeros((3, *labels.shape), np.float32))
 
 
-def test_write_outputs(tmp_path):
-    img = make_image(20, 30, 2)
-    labels = np.zeros((20, 30), np.uint8)
-    labels[5:10, 3:20] = 1
-    labels[15:, 25:] = 2
-    summary = write_outputs(_result(labels), img, tmp_path / "out", "pic")
-    assert summary["height"] == 20 and summary["width"] == 30
-    with Image.open(summary["label_png"]) as im:
-        assert im.mode == "P" and im.size == (30, 20)
-        np.testing.assert_array_equal(np.asarray(im), labels)
-        assert im.getpalette()[:9] == [0, 0, 0, 128, 0, 0, 0, 128, 0]
-    with Image.open(summary["overlay_png"]) as ov:
-        assert ov.mode == "RGB" and ov.size == (30, 20)
-        overlay = np.asarray(ov)
-    bg = labels == 0
-    np.testing.assert_array_equal(overlay[bg], (0.6 * img[bg]).round().astype(np.uint8))
-    colour = np.array(palette()[3:6], np.float64)
-    np.testing.assert_array_equal(
-        overlay[labels == 1], (0.45 * img[labels == 1] + 0.55 * colour).round().astype(np.uint8)
-    )
-    assert summary["areas"] == {
-        "background": round(bg.mean(), 6),
-        "a": round((labels == 1).mean(), 6),
-        "b": round((labels == 2).mean(), 6),
-    }
-    assert summary["label_png"].endswith("pic.png")
-    assert summary["overlay_png"].endswith("pic_overlay.png")
-
-
 def test_areas_only_present_labels():
     labels = np.zeros((2, 2), np.uint8)
     labels[0, 0] = 2
     assert _result(labels).areas() == {"background": 0.75, "b": 0.25}
+
+
+# --------------------------------------------------------------------------- windows and fusion
+
+
+def _naive_scores(feats, vectors, owner, n_labels):
+    """[D, h, w] features -> [n_labels, h, w]: a loop over labels, -1 for an empty label."""
+    f = torch.nn.functional.normalize(torch.as_tensor(feats).reshape(feats.shape[0], -1), dim=0)
+    sims = torch.as_tensor(vectors) @ f
+    out = torch.full((n_labels, f.shape[1]), -1.0)
+    for label in range(n_labels):
+        rows = np.flatnonzero(owner == label)
+        if len(rows):
+            out[label] = sims[rows].max(0).values
+    return out.reshape(n_labels, *feats.shape[1:])
+
+
+def test_window_fusion_and_label_rule_by_hand():
+    """Parity: per-window scores, upsampled to the window, clamped, summed and divided by the
+    count; averaged over extractors; resized to the image; zero-clamped argmax."""
+    from protodb.segment import _resize_image
+    from protodb.windows import resized_size, sliding_windows
+
+    rng = np.random.default_rng(3)
+    img = make_image(50, 70, 4)
+    parts = [
+        _protos("e1", rng.normal(size=(7, 32)), [0, 0, 1, 1, 1, 2, 0]),
+        _protos("e2", rng.normal(size=(5, 32)), [1, 0, 2, 2, 1]),
+    ]
+    res = Segmenter(_vocab(["x", "y"], ("e1", "e2")), parts).segment(img)
+    extractor = get_extractor(EXT, "cpu")
+    ch, cw = resized_size(50, 70)
+    canvas = _resize_image(img, (ch, cw))
+    wins = sliding_windows(ch, cw)
+    assert len(wins) == 2 + 2 * 3 + 1  # 448x627: 2 at 448, 6 at 336, whole
+    total = torch.zeros(3, ch, cw)
+    count = torch.zeros(ch, cw)
+    for p in parts:
+        for v in wins:
+            crop = canvas[v.y0 : v.y0 + v.h, v.x0 : v.x0 + v.w]
+            feats = extractor.extract(crop[None])[0]
+            s = _naive_scores(feats, p.vectors, p.owner, 3)
+            up = torch.nn.functional.interpolate(
+                s[None], size=(v.h, v.w), mode="bilinear", align_corners=False
+            )[0].clamp(-1, 1)
+            total[:, v.y0 : v.y0 + v.h, v.x0 : v.x0 + v.w] += up / len(parts)
+            count[v.y0 : v.y0 + v.h, v.x0 : v.x0 + v.w] += 1 / len(parts)
+    fused = total / count
+    expected = torch.nn.functional.interpolate(
+        fused[None], size=(50, 70), mode="bilinear", align_corners=False
+    )[0]
+    np.testing.assert_allclose(res.scores, expected.numpy(), atol=2e-5)
+    labels = np.argmax(np.maximum(res.scores, 0), axis=0)  # ties -> lowest label
+    np.testing.assert_array_equal(res.labels, labels)
+    for ext, p in zip(("e1", "e2"), parts, strict=True):
+        win = res.winners[ext]
+        np.testing.assert_array_equal(p.owner[win], res.labels)
+
+
+def test_windows_off_is_the_whole_image(features_64):
+    img, _ = features_64
+    p = _protos("e1", np.random.default_rng(0).normal(size=(4, 32)), [0, 1, 2, 1])
+    res = Segmenter(_vocab(["x", "y"]), [p], config=WHOLE).segment(img)
+    feats = get_extractor(EXT, "cpu").extract(img[None])[0]
+    s = _naive_scores(feats, p.vectors, p.owner, 3)
+    up = torch.nn.functional.interpolate(s[None], size=(64, 64), mode="bilinear")[0]
+    np.testing.assert_allclose(res.scores, up.clamp(-1, 1).numpy(), atol=2e-5)
+
+
+def test_pamr_option_refines_the_fused_scores(features_64):
+    from protodb.pamr import pamr
+
+    img, _ = features_64
+    p = _protos("e1", np.random.default_rng(1).normal(size=(4, 32)), [0, 1, 2, 1])
+    plain = Segmenter(_vocab(["x", "y"]), [p], config=WHOLE).segment(img)
+    refined = Segmenter(
+        _vocab(["x", "y"]), [p], config=QueryConfig(windows=False, pamr=True)
+    ).segment(img)
+    guide = torch.from_numpy(img).permute(2, 0, 1).float()
+    expected = pamr(guide, torch.from_numpy(plain.scores))
+    np.testing.assert_allclose(refined.scores, expected.numpy(), atol=1e-5)
+    np.testing.assert_array_equal(refined.labels, labels_from_scores(expected).numpy())
+
+
+# --------------------------------------------------------------------------- pre-filter
+
+
+class StandInClip:
+    """Fixed vectors for the pre-filter: the image is e0; "a cat" is e0, "a dog" is -e0."""
+
+    def image(self, image):
+        return torch.tensor([1.0, 0.0])
+
+    def text(self, prompts):
+        table = {"a cat": [1.0, 0.0], "a dog": [-1.0, 0.0]}
+        return torch.tensor([table[p] for p in prompts])
+
+
+def _with_meta(ext_id, vectors, owner, source, stuff=None):
+    p = _protos(ext_id, vectors, owner)
+    p.rows = [
+        {"polarity": "bg" if o == 0 else "fg", "level": "instance", "class_key": str(s)}
+        for o, s in zip(owner, source, strict=True)
+    ]
+    p.source = np.asarray(source, np.int64)
+    p.stuff = None if stuff is None else np.asarray(stuff, bool)
+    return p
+
+
+def test_prefilter_drops_classes_and_their_background(features_64):
+    img, _ = features_64
+    vec = np.random.default_rng(2).normal(size=(6, 32))
+    owner, source = [1, 1, 2, 0, 0, 0], [1, 1, 2, 1, 2, 2]
+    config = QueryConfig(windows=False, prefilter=True)
+    full = _with_meta("e1", vec, owner, source)
+    res = Segmenter(_vocab(["cat", "dog"]), [full], config=config, clip=StandInClip()).segment(img)
+    assert res.selection.keep == [1] and res.selection.prompts == ["a cat"]
+    assert (res.scores[2] == -1).all() and not (res.labels == 2).any()
+    # the same as a vocabulary without dog's rows: bg made of cat's bg rows only
+    keep = [0, 1, 3]
+    hand = _with_meta("e1", vec[keep], [owner[i] for i in keep], [source[i] for i in keep])
+    ref = Segmenter(_vocab(["cat", "dog"]), [hand], config=WHOLE).segment(img)
+    np.testing.assert_allclose(res.scores, ref.scores, atol=1e-6)
+    np.testing.assert_array_equal(res.winners["e1"], np.array(keep)[ref.winners["e1"]])
+
+
+def test_prefilter_keeps_stuff(features_64):
+    img, _ = features_64
+    vec = np.random.default_rng(2).normal(size=(4, 32))
+    p = _with_meta("e1", vec, [1, 2, 3, 0], [1, 2, 3, 1], stuff=[False, False, False, True])
+    config = QueryConfig(windows=False, prefilter=True)
+    seg = Segmenter(_vocab(["cat", "dog", "sky"]), [p], config=config, clip=StandInClip())
+    assert seg.segment(img).selection.keep == [1, 3]
+
+
+def test_prefilter_uses_the_tiny_open_clip(tiny_bank):
+    handle = tiny_bank.db.vocab("v1", QueryConfig(prefilter=True, windows=False))
+    res = handle.segment(make_image(40, 40, 1))
+    assert res.selection is not None and res.selection.keep
+    assert set(res.selection.keep) <= {1, 2}
+    dropped = {1, 2} - set(res.selection.keep)
+    for label in dropped:  # no prototype: -1 everywhere (up to bilinear rounding)
+        np.testing.assert_allclose(res.scores[label], -1.0, atol=1e-6)
+        assert not (res.labels == label).any()

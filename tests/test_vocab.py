@@ -9,7 +9,14 @@ from protodb.bank import open_bank
 from protodb.errors import NotFoundError, ProtodbError
 from protodb.features import default_extractor_config
 from protodb.generate import default_generator_config
-from protodb.vocab import assemble, create_vocab, get_vocab, list_vocabs
+from protodb.vocab import (
+    ExtractorPrototypes,
+    assemble,
+    create_vocab,
+    filter_stuff,
+    get_vocab,
+    list_vocabs,
+)
 
 EXT = default_extractor_config("tiny")
 GEN = default_generator_config("tiny")
@@ -214,3 +221,74 @@ def test_vocab_refuses_more_classes_than_8bit_labels(tiny_bank):
     bank = open_bank(str(tiny_bank.path))
     with pytest.raises(ProtodbError, match="at most 255 classes"):
         create_vocab(bank, "huge", [f"class {i}" for i in range(256)])
+
+
+# --------------------------------------------------------------------------- stuff / thing
+
+
+def _stuff_protos():
+    """Labels: 1 thing with 3 bg rows, 2 stuff, 3 thing with 1 bg row (D = 3)."""
+    s = np.sqrt
+    vectors = np.array(
+        [
+            [1, 0, 0],  # 0 fg of 1
+            [0, 1, 0],  # 1 fg of 2 (stuff)
+            [0, 0, 1],  # 2 fg of 3
+            [s(1 - 0.81), 0.9, 0],  # 3 bg of 1: cos 0.9 to stuff fg -> dropped
+            [s(1 - 0.84**2), 0.84, 0],  # 4 bg of 1: cos 0.84, not > 0.85 -> kept
+            [1, 0, 0],  # 5 bg of 1: far -> kept
+            [0, 1, 0],  # 6 bg of 2 (stuff) -> dropped
+            [0, 1, 0],  # 7 bg of 3: the class's only bg row -> kept
+        ],
+        np.float32,
+    )
+    rows = [{"polarity": "fg" if i < 3 else "bg", "level": "class"} for i in range(8)]
+    return ExtractorPrototypes(
+        None,
+        vectors,
+        np.array([1, 2, 3, 0, 0, 0, 0, 0]),
+        rows,
+        np.array([1, 2, 3, 1, 1, 1, 2, 3]),
+        np.array([False, False, True, False]),
+    )
+
+
+def test_filter_stuff_by_hand():
+    p = filter_stuff(_stuff_protos(), 0.85)
+    assert p.owner.tolist() == [1, 2, 3, 0, 0, 0]
+    assert p.source.tolist() == [1, 2, 3, 1, 1, 3]
+    np.testing.assert_array_equal(p.vectors, _stuff_protos().vectors[[0, 1, 2, 4, 5, 7]])
+    # a lower threshold drops more
+    assert filter_stuff(_stuff_protos(), 0.5).source.tolist() == [1, 2, 3, 1, 3]
+
+
+def test_filter_stuff_without_stuff_is_a_no_op():
+    p = _stuff_protos()
+    p.stuff = np.zeros(4, bool)
+    assert filter_stuff(p) is p
+
+
+def test_select_rows_applies_stuff_filter_per_config():
+    from protodb.query import QueryConfig
+    from protodb.segment import select_rows
+
+    assert len(select_rows(_stuff_protos(), QueryConfig()).owner) == 6
+    assert len(select_rows(_stuff_protos(), QueryConfig(stuff_filter=False)).owner) == 8
+
+
+def test_kinds_come_from_the_pinned_classes_table(bank_copy):
+    import protodb
+    from protodb.segment import Segmenter
+
+    db = protodb.connect(bank_copy, profile="tiny", device="cpu")
+    db.bank.table("classes").update(where="class_key = 'grass'", values={"kind": "stuff"})
+    db.create_vocab("v2", ["red apple", "grass"])
+    (p1,) = assemble(db.bank, get_vocab(db.bank, "v1"))
+    (p2,) = assemble(db.bank, get_vocab(db.bank, "v2"))
+    assert p1.stuff.tolist() == [False, False, False]  # v1 pinned the table before
+    assert p2.stuff.tolist() == [False, False, True]
+    assert ((p2.owner == 0) & (p2.source == 2)).any()  # assemble keeps every row ...
+    seg = Segmenter(get_vocab(db.bank, "v2"), [p2], "cpu")
+    part = seg.parts[0]
+    bg_sources = part.source[part.owner == 0].tolist()
+    assert bg_sources and 2 not in bg_sources  # ... the query drops the stuff's bg rows

@@ -1,0 +1,216 @@
+"""Explain a pixel's label: the class that won, the prototype behind it and the support-image
+regions that prototype came from (paper section 4.4, Figure 4).
+
+Every prototype links back to its support set (REFERENCE 1.5): an instance prototype to one
+support image's fg or bg mask, a part prototype to the grid cells of every support image that
+K-means assigned to its cluster, a class prototype to the masks of all the images used. The
+tables are read at the vocabulary's pinned versions, so an explanation never changes.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from protodb.bank import Bank, sql_str
+from protodb.errors import ProtodbError
+
+TILE = 160
+MAX_TILES = 8
+
+
+@dataclass
+class Region:
+    """A support region: support index, its image uint8 [H, W, 3] and mask bool [H, W]."""
+
+    support: int
+    image: np.ndarray
+    mask: np.ndarray
+
+
+@dataclass
+class Explanation:
+    """x, y: the pixel (column, row); label / class_name / score: the winning label, its name
+    and fused score there; extractor_id / row: the prototype that won (the extractor whose
+    winning prototype is most similar at the pixel; row indexes that extractor's assembled
+    prototypes, -1 when no prototype scored); prototype: its metadata (class_key, polarity,
+    level, part, support, generator_id, seed); similarity: its cosine at the pixel;
+    per_extractor: {extractor id: {"row", "similarity"}}; regions: the support regions it came
+    from; picture: the PNG written (or None)."""
+
+    x: int
+    y: int
+    label: int
+    class_name: str
+    score: float
+    extractor_id: str | None
+    row: int
+    prototype: dict
+    similarity: float
+    per_extractor: dict = field(default_factory=dict)
+    regions: list[Region] = field(default_factory=list)
+    picture: str | None = None
+
+    def to_dict(self) -> dict:
+        d = {k: v for k, v in self.__dict__.items() if k != "regions"}
+        d["supports"] = [r.support for r in self.regions]
+        return d
+
+    def describe(self) -> str:
+        """One paragraph for people."""
+        head = f"pixel ({self.x}, {self.y}): {self.class_name} (score {self.score:.3f})"
+        if self.row < 0:
+            return head + "; no prototype scored above -1 there"
+        p = self.prototype
+        what = {"class": "class prototype", "instance": f"instance of support {p['support']}"}
+        kind = what.get(p["level"], f"part {p['part']}")
+        return (
+            f"{head} via {p['polarity']} {kind} of {p['class_key']!r} "
+            f"(extractor {self.extractor_id}, row {self.row}, similarity {self.similarity:.3f}); "
+            f"support images {[r.support for r in self.regions]}"
+        )
+
+
+def _where(p: dict) -> str:
+    return (
+        f"class_key = {sql_str(p['class_key'])} AND generator_id = {sql_str(p['generator_id'])}"
+        f" AND seed = {int(p['seed'])}"
+    )
+
+
+def support_regions(bank: Bank, vocab, extractor_id: str, proto: dict) -> list[Region]:
+    """The support regions of prototype ``proto`` (a row of protodb.vocab.assemble), read at
+    the vocabulary's pinned table versions: instance -> its image's mask of the prototype's
+    polarity; part -> the cells of its cluster in every image (nearest-upsampled); class -> the
+    masks of every image used."""
+    from protodb.images import decode_png
+
+    v = vocab.versions
+    where = _where(proto)
+    pol = proto["polarity"]
+    supports = {
+        r["index"]: r["image_png"]
+        for r in bank.read("supports", where, version=v.get("supports")).to_pylist()
+    }
+    ext_where = f"{where} AND extractor_id = {sql_str(extractor_id)}"
+    sets = bank.read("sets", ext_where, version=v.get("sets")).to_pylist()
+    cells = bank.read("cells", f"{ext_where} AND polarity = {sql_str(pol)}", v.get("cells"))
+    cells = sorted(cells.to_pylist(), key=lambda r: r["support"])
+    used = [c["support"] for c in cells]
+    out = []
+    if proto["level"] == "part":
+        for c in cells:
+            grid = np.frombuffer(c["cells"], dtype="<i2").reshape(c["grid_h"], c["grid_w"])
+            hit = grid == proto["part"]
+            if not hit.any():
+                continue
+            image = decode_png(supports[c["support"]])
+            ys = np.arange(image.shape[0]) * c["grid_h"] // image.shape[0]
+            xs = np.arange(image.shape[1]) * c["grid_w"] // image.shape[1]
+            out.append(Region(c["support"], image, hit[ys][:, xs]))
+        return out
+    if not sets:
+        return out
+    mask_where = f"{where} AND n = {int(sets[0]['n'])} AND mask_source = " + sql_str(
+        sets[0]["mask_source"]
+    )
+    masks = {
+        r["index"]: r[f"{pol}_png"]
+        for r in bank.read("masks", mask_where, version=v.get("masks")).to_pylist()
+    }
+    wanted = [proto["support"]] if proto["level"] == "instance" else used
+    for s in wanted:
+        if s in masks and s in supports:
+            out.append(Region(s, decode_png(supports[s]), decode_png(masks[s], "1")))
+    return out
+
+
+def _tile(image: np.ndarray, mask: np.ndarray | None, caption: str, marker=None):
+    from PIL import Image, ImageDraw
+
+    shown = image.astype(np.float64)
+    if mask is not None:
+        shown = np.where(mask[..., None], 0.5 * shown + 0.5 * np.array([255, 40, 40]), 0.45 * shown)
+    im = Image.fromarray(shown.round().astype(np.uint8))
+    scale = TILE / max(im.size)
+    im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))))
+    tile = Image.new("RGB", (TILE, TILE + 14), (255, 255, 255))
+    tile.paste(im, (0, 14))
+    draw = ImageDraw.Draw(tile)
+    draw.text((2, 1), caption, fill=(0, 0, 0))
+    if marker is not None:
+        mx, my = marker[0] * scale, 14 + marker[1] * scale
+        draw.line([mx - 6, my, mx + 6, my], fill=(255, 255, 0), width=2)
+        draw.line([mx, my - 6, mx, my + 6], fill=(255, 255, 0), width=2)
+    return tile
+
+
+def render(explanation: Explanation, image: np.ndarray, path: str | os.PathLike) -> str:
+    """Write the explanation picture: the query image with the pixel marked, then up to
+    MAX_TILES support images with the prototype's region tinted red (the rest darkened)."""
+    from PIL import Image, ImageDraw
+
+    e = explanation
+    tiles = [_tile(image, None, f"{e.class_name} @ ({e.x},{e.y})", marker=(e.x, e.y))]
+    for r in e.regions[:MAX_TILES]:
+        tiles.append(_tile(r.image, r.mask, f"support {r.support}"))
+    width = TILE * len(tiles) + 4 * (len(tiles) - 1)
+    lines = textwrap.wrap(e.describe(), width=max(30, width // 6))
+    head = 12 * len(lines) + 6
+    sheet = Image.new("RGB", (width, TILE + 14 + head), "white")
+    for i, t in enumerate(tiles):
+        sheet.paste(t, (i * (TILE + 4), head))
+    draw = ImageDraw.Draw(sheet)
+    for k, line in enumerate(lines):
+        draw.text((2, 2 + 12 * k), line, fill=(0, 0, 0))
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out)
+    return str(out)
+
+
+def explain(bank: Bank, segmenter, image: np.ndarray, x: int, y: int, *, out=None) -> Explanation:
+    """Segment ``image`` (uint8 [H, W, 3]) with ``segmenter`` (protodb.segment.Segmenter) and
+    explain pixel (x, y) (column, row). With ``out``, also write the picture (see render)."""
+    h, w = image.shape[:2]
+    if not (0 <= x < w and 0 <= y < h):
+        raise ProtodbError(
+            f"--at {x},{y} is outside the image ({w}x{h}); give X in 0..{w - 1}, Y in 0..{h - 1}"
+        )
+    res = segmenter.segment(image)
+    label = int(res.labels[y, x])
+    per = {
+        ext: {"row": int(res.winners[ext][y, x]), "similarity": float(res.winner_scores[ext][y, x])}
+        for ext in res.winners
+    }
+    scored = [(v["similarity"], ext) for ext, v in per.items() if v["row"] >= 0]
+    ext_id = max(scored)[1] if scored else None
+    row, proto, regions, sim = -1, {}, [], -1.0
+    if ext_id is not None:
+        row, sim = per[ext_id]["row"], per[ext_id]["similarity"]
+        part = next(p for p in segmenter.parts if p.protos.extractor.extractor_id == ext_id)
+        meta = part.protos.rows[row] if part.protos.rows else {}
+        keys = ("class_key", "polarity", "level", "part", "support", "generator_id", "seed")
+        proto = {k: meta[k] for k in keys if k in meta}
+        if proto.get("class_key") is not None:
+            regions = support_regions(bank, segmenter.vocab, ext_id, proto)
+    e = Explanation(
+        x=x,
+        y=y,
+        label=label,
+        class_name=(["background", *res.classes])[label],
+        score=float(res.scores[label, y, x]),
+        extractor_id=ext_id,
+        row=row,
+        prototype=proto,
+        similarity=sim,
+        per_extractor=per,
+        regions=regions,
+    )
+    if out is not None:
+        e.picture = render(e, image, out)
+    return e

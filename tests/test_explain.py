@@ -1,0 +1,102 @@
+import numpy as np
+import pytest
+from conftest import make_image
+from PIL import Image
+
+from protodb.errors import ProtodbError
+from protodb.explain import support_regions
+from protodb.images import decode_png
+from protodb.vocab import assemble
+
+
+@pytest.fixture(scope="module")
+def assembled(tiny_bank):
+    (p,) = assemble(tiny_bank.db.bank, tiny_bank.vocab)
+    return p
+
+
+def test_explain_writes_a_png_of_support_regions(tiny_bank, tmp_path):
+    img = make_image(50, 70, 0)
+    handle = tiny_bank.db.vocab("v1")
+    out = tmp_path / "why.png"
+    e = handle.explain(img, 12, 30, out=out)
+    res = handle.segment(img)
+    assert (
+        e.label == res.labels[30, 12]
+        and e.class_name == ["background", "red apple", "grass"][e.label]
+    )
+    (ext,) = res.winners
+    assert e.extractor_id == ext and e.row == res.winners[ext][30, 12] >= 0
+    assert e.similarity == pytest.approx(float(res.winner_scores[ext][30, 12]))
+    proto = e.prototype
+    assert proto["polarity"] == ("bg" if e.label == 0 else "fg")
+    assert proto["level"] in ("class", "instance", "part")
+    assert e.regions and all(r.mask.any() for r in e.regions)
+    assert e.picture == str(out)
+    with Image.open(out) as im:
+        assert im.mode == "RGB"
+        assert im.width >= 2 * 160  # the query image and at least one support tile
+        pixels = np.asarray(im)
+    # the support tiles show the region tinted red
+    tiles = pixels[:, 164:]
+    assert ((tiles[..., 0] > 150) & (tiles[..., 1] < 120)).any()
+    assert "via" in e.describe() and str(e.row) in e.describe()
+
+
+def _rows(p, level, polarity="fg"):
+    return [i for i, r in enumerate(p.rows) if r["level"] == level and r["polarity"] == polarity]
+
+
+def test_instance_region_is_the_stored_mask(tiny_bank, assembled):
+    bank, vocab = tiny_bank.db.bank, tiny_bank.vocab
+    ext = vocab.extractors[0].extractor_id
+    for polarity in ("fg", "bg"):
+        row = assembled.rows[_rows(assembled, "instance", polarity)[0]]
+        (region,) = support_regions(bank, vocab, ext, row)
+        assert region.support == row["support"]
+        where = (
+            f"class_key = '{row['class_key']}' AND index = {row['support']}"
+            f" AND generator_id = '{row['generator_id']}'"
+        )
+        (m,) = bank.read("masks", where).to_pylist()
+        np.testing.assert_array_equal(region.mask, decode_png(m[f"{polarity}_png"], "1"))
+        assert region.image.shape[:2] == region.mask.shape
+
+
+def test_part_region_is_its_cells(tiny_bank, assembled):
+    bank, vocab = tiny_bank.db.bank, tiny_bank.vocab
+    ext = vocab.extractors[0].extractor_id
+    row = assembled.rows[_rows(assembled, "part")[0]]
+    regions = support_regions(bank, vocab, ext, row)
+    assert regions
+    cells = {
+        c["support"]: c
+        for c in bank.read(
+            "cells", f"class_key = '{row['class_key']}' AND polarity = 'fg'"
+        ).to_pylist()
+    }
+    for r in regions:
+        c = cells[r.support]
+        grid = np.frombuffer(c["cells"], "<i2").reshape(c["grid_h"], c["grid_w"])
+        # every grid cell of the part is inside the region, every other cell outside
+        h, w = r.mask.shape
+        sy, sx = h // c["grid_h"], w // c["grid_w"]
+        np.testing.assert_array_equal(r.mask[::sy, ::sx], grid == row["part"])
+
+
+def test_class_region_covers_every_used_support(tiny_bank, assembled):
+    bank, vocab = tiny_bank.db.bank, tiny_bank.vocab
+    ext = vocab.extractors[0].extractor_id
+    row = assembled.rows[_rows(assembled, "class")[0]]
+    regions = support_regions(bank, vocab, ext, row)
+    n_instances = sum(
+        1
+        for r in assembled.rows
+        if r["level"] == "instance" and r["polarity"] == "fg" and r["class_key"] == row["class_key"]
+    )
+    assert len(regions) == n_instances
+
+
+def test_explain_refuses_pixels_outside(tiny_bank):
+    with pytest.raises(ProtodbError, match="outside the image"):
+        tiny_bank.db.vocab("v1").explain(make_image(10, 20), 20, 3)
