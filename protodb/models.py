@@ -272,3 +272,70 @@ def load_clip(model: str, pretrained: str | None, device: str):
         except (OSError, RuntimeError, ValueError) as err:
             raise _missing("CLIP", f"{model}/{pretrained}", err) from None
     return net.eval().to(device)
+
+
+# --------------------------------------------------------------------------- DINO / MAE (ViT)
+
+DINO_DEFAULT = "facebook/dino-vitb8"
+MAE_DEFAULT = "facebook/vit-mae-base"
+
+
+@functools.lru_cache(maxsize=2)
+def load_dino(model: str, revision: str | None, device: str):
+    """Return a transformers ViTModel (DINO, self-supervised) in eval mode, no pooling layer.
+
+    ``model``: hub id (default ViT-B/8 ``facebook/dino-vitb8``), local dir, or "tiny" (2 layers,
+    32 dims, patch 8, 64 px).
+    """
+    from transformers import ViTConfig, ViTModel
+
+    if model == TINY:
+        with _fork_seeded():
+            net = ViTModel(
+                ViTConfig(
+                    hidden_size=32,
+                    num_hidden_layers=2,
+                    num_attention_heads=4,
+                    intermediate_size=64,
+                    patch_size=8,
+                    image_size=64,
+                ),
+                add_pooling_layer=False,
+            )
+    else:
+        _quiet_loading()
+        try:
+            net = ViTModel.from_pretrained(model, revision=revision, add_pooling_layer=False)
+        except (OSError, ValueError) as err:
+            raise _missing("DINO", model, err) from None
+    return net.eval().to(device)
+
+
+@functools.lru_cache(maxsize=2)
+def load_mae(model: str, revision: str | None, device: str):
+    """Return a transformers ViTMAEModel with ``mask_ratio=0`` (every patch kept) in eval mode.
+
+    ``model``: hub id (default ViT-B/16 ``facebook/vit-mae-base``), local dir, or "tiny".
+    """
+    from transformers import ViTMAEConfig, ViTMAEModel
+
+    if model == TINY:
+        with _fork_seeded():
+            net = ViTMAEModel(
+                ViTMAEConfig(
+                    hidden_size=32,
+                    num_hidden_layers=2,
+                    num_attention_heads=4,
+                    intermediate_size=64,
+                    patch_size=8,
+                    image_size=64,
+                    mask_ratio=0.0,
+                )
+            )
+    else:
+        _quiet_loading()
+        try:
+            net = ViTMAEModel.from_pretrained(model, revision=revision, mask_ratio=0.0)
+        except (OSError, ValueError) as err:
+            raise _missing("MAE", model, err) from None
+    return net.eval().to(device)

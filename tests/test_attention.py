@@ -198,7 +198,7 @@ def test_capture_counts_every_layer_and_step(pipe):
 
 # Run in a fresh process: torch's CPU allocations are invisible to tracemalloc, so the peak
 # resident set (ru_maxrss, KiB) is the measure. It is taken after the models are loaded and a
-# one-step warm-up ran, then after sampling with S and with 2S steps.
+# two-step warm-up ran, then after sampling with S and with 2S steps.
 _PROBE = """
 import json, resource, sys
 import protodb.attention as A
@@ -215,7 +215,7 @@ def peak():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 load_sd("tiny", None, "cpu", "float32", "sigma_min")
 loaded, peaks = peak(), []
-for steps in (1, 4, 8):
+for steps in (2, 4, 8):  # 2: warm-up (allocator pools, the 2nd-order solver state)
     cfg = default_generator_config("tiny", steps=steps, unet_batch=2)
     generate_sd("red apple", "red apple", cfg, 0, [0, 1], batch_size=2)
     peaks.append(peak())
