@@ -174,3 +174,4 @@ def segmenter_masks(
 
 
 MASK_SOURCES.register("maskcut")(partial(segmenter_masks, segmenter="maskcut"))
+MASK_SOURCES.register("sam")(partial(segmenter_masks, segmenter="sam"))

@@ -243,13 +243,3 @@ def test_maskcut_grid_separates_two_feature_clusters():
     expected = np.zeros((6, 6), bool)
     expected[2:5, 1:4] = True
     assert np.array_equal(masks[0], expected)  # the side without the image corners
-
-
-def test_maskcut_source_on_tiny_supports():
-    from conftest import make_image
-
-    images = np.stack([make_image(64, 64, 0), make_image(64, 64, 1)])
-    att = [np.random.default_rng(i).random((32, 32)).astype(np.float32) for i in range(2)]
-    m = MASK_SOURCES.get("maskcut")(att, (64, 64), images=images, device="cpu")
-    assert m.fg.shape == m.bg.shape == (2, 64, 64) and m.source == "maskcut"
-    assert m.fg.any(axis=(1, 2)).all() and not (m.fg & m.bg).any()
