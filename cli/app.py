@@ -128,8 +128,8 @@ def add(
         typer.Option(
             "--mask-source",
             "--segmenter",
-            help="fg/bg masks: otsu (multi-Otsu on attribution) or maskcut (eq. (1) over "
-            "normalized-cut proposals).",
+            help="fg/bg masks: otsu (multi-Otsu on attribution), maskcut or sam (eq. (1) over "
+            "normalized-cut / SAM proposals).",
         ),
     ] = "otsu",
     steps: Annotated[
