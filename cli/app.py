@@ -107,10 +107,36 @@ def add(
         Path | None, typer.Option("--from", help="Read class names from a file, one per line.")
     ] = None,
     n: Annotated[int, typer.Option("--n", help="Support images per class (paper: 32).")] = 32,
-    seed: Annotated[int, typer.Option("--seed", help="Support-set seed.")] = 0,
-    extractor: Annotated[
-        list[str] | None, typer.Option("--extractor", help="Feature extractor (repeatable).")
+    seed: Annotated[
+        list[int] | None,
+        typer.Option("--seed", help="Support-set seed (repeatable: one set per seed; default 0)."),
     ] = None,
+    extractor: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--extractor",
+            help="Feature extractor: sd, dino, clip, mae, dinov2 (repeatable; default the "
+            "paper's ensemble sd + dino + clip; tiny profile: dinov2).",
+        ),
+    ] = None,
+    stuff: Annotated[
+        bool | None,
+        typer.Option(
+            "--stuff/--thing",
+            help="Declare the classes stuff or thing (default: the shipped lexicon, else a "
+            "guess from the support set).",
+            show_default=False,
+        ),
+    ] = None,
+    mask_source: Annotated[
+        str,
+        typer.Option(
+            "--mask-source",
+            "--segmenter",
+            help="fg/bg masks: otsu (multi-Otsu on attribution), maskcut or sam (eq. (1) over "
+            "normalized-cut / SAM proposals).",
+        ),
+    ] = "otsu",
     steps: Annotated[
         int | None, typer.Option("--steps", help="Sampling steps (default 30; tiny: 10).")
     ] = None,
@@ -127,8 +153,13 @@ def add(
         str | None, typer.Option("--model", help="Stable Diffusion hub id or local directory.")
     ] = None,
     batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, help="Images sampled per batch.")
-    ] = 1,
+        int,
+        typer.Option(
+            "--batch-size",
+            min=1,
+            help="Images per generator call (results never depend on it).",
+        ),
+    ] = 8,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -173,13 +204,13 @@ def add(
                 )
                 typer.echo(
                     f"{r.name}: added ({r.generated} images generated, {r.reused} reused; "
-                    f"{protos}) in {r.seconds:.1f} s"
+                    f"{protos}; {r.kind} by {r.kind_source}) in {r.seconds:.1f} s"
                 )
 
         results = db.add(
             names,
             n=n,
-            seed=seed,
+            seed=seed or [0],
             extractors=extractor or None,
             steps=steps,
             guidance=guidance,
@@ -188,6 +219,8 @@ def add(
             batch_size=batch_size,
             progress=not quiet and not as_json,
             on_result=report,
+            kind=None if stuff is None else ("stuff" if stuff else "thing"),
+            mask_source=mask_source,
         )
         if as_json:
             typer.echo(json.dumps([r.__dict__ for r in results], indent=2))

@@ -48,6 +48,8 @@ class AddResult:
     prototypes: dict[str, dict[str, int]] = field(default_factory=dict)
     seconds: float = 0.0
     note: str = ""
+    kind: str = ""
+    kind_source: str = ""
 
 
 def _runtime(device: str) -> str:
@@ -68,12 +70,20 @@ def _runtime(device: str) -> str:
     )
 
 
-def _progress_bar(total: int, desc: str, enabled: bool):
+def _progress_bar(total: int, desc: str, enabled: bool, unit: str = "img"):
     from tqdm.auto import tqdm
 
     return tqdm(
-        total=total, desc=desc, unit="img", disable=not enabled, file=sys.stderr, leave=False
+        total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr, leave=False
     )
+
+
+def default_extractors(profile: str) -> tuple[str, ...]:
+    """The extractors ``add`` uses when none are named (see
+    protodb.features.default_extractor_names)."""
+    from protodb.features import default_extractor_names
+
+    return tuple(default_extractor_names(profile))
 
 
 def add_class(
@@ -85,14 +95,17 @@ def add_class(
     seed: int = 0,
     n: int = 32,
     device: str = "auto",
-    batch_size: int = 1,
+    batch_size: int = 8,
     mask_source: str = "otsu",
     progress: bool = True,
     kind: str | None = None,
 ) -> AddResult:
     """Build the prototype sets of one class for each extractor (a no-op for existing sets).
 
-    kind: "stuff" or "thing" as the user states it (stored with source "user"), or None.
+    kind: "stuff" or "thing" as the user states it (stored with source "user"), or None: then
+    the lexicon, else a guess from the support set's fg masks (protodb.kinds.decide_kind).
+    mask_source: "otsu" (multi-Otsu thresholds) or "maskcut" (eq. (1) over proposals).
+    batch_size: images per generator call (and per bank write); results never depend on it.
     """
     from protodb.masks import MASK_SOURCES
 
@@ -131,8 +144,12 @@ def add_class(
     supports = _supports(
         bank, display, key, generator, seed, n, device, batch_size, progress, result
     )
-    masks = _masks(bank, key, gid, seed, n, supports, mask_source)
-    bank.upsert_class(key, display, kind or "unknown", "user" if kind else "none")
+    masks = _masks(bank, key, gid, seed, n, supports, mask_source, device)
+    from protodb.kinds import decide_kind
+
+    decision = decide_kind(display, kind, masks.fg)
+    result.kind, result.kind_source = decision.kind, decision.source
+    bank.upsert_class(key, display, decision.kind, decision.source)
     for ext in todo:
         counts = _build_set(bank, key, display, generator, seed, n, ext, supports, masks, device)
         result.built.append(ext.id)
@@ -218,7 +235,7 @@ def _supports(bank, display, key, generator, seed, n, device, batch_size, progre
     return [images[i] for i in range(n)]
 
 
-def _masks(bank, key, gid, seed, n, supports, mask_source):
+def _masks(bank, key, gid, seed, n, supports, mask_source, device="cpu"):
     """fg/bg masks of the support set -> SupportMasks (stored once per set size and source)."""
     from protodb.bank import sql_str
     from protodb.images import decode_png, png_bytes
@@ -239,7 +256,12 @@ def _masks(bank, key, gid, seed, n, supports, mask_source):
         )
     else:
         size = supports[0].image.shape[:2]
-        masks = MASK_SOURCES.get(mask_source)([s.attribution for s in supports], size)
+        masks = MASK_SOURCES.get(mask_source)(
+            [s.attribution for s in supports],
+            size,
+            images=np.stack([s.image for s in supports]),
+            device=device,
+        )
         done = {r["index"] for r in rows}
         new = [i for i in range(n) if i not in done]
         bank.append(
@@ -313,8 +335,9 @@ def _build_set(bank, key, display, generator, seed, n, ext, supports, masks, dev
                 }
             )
         )
-    bank.append(table, pa.concat_tables(proto_rows))
-    bank.append("cells", pa.concat_tables(cell_rows))
+    # promote: a polarity with no rows (e.g. every bg mask empty) has null-typed columns
+    bank.append(table, pa.concat_tables(proto_rows, promote_options="default"))
+    bank.append("cells", pa.concat_tables(cell_rows, promote_options="default"))
     bank.append(
         "sets",
         pa.table(

@@ -18,7 +18,7 @@ import numpy as np
 
 from protodb.bank import Bank, LogEntry, open_bank
 from protodb.errors import NotFoundError, ProtodbError
-from protodb.features import default_extractor_config, default_extractor_names
+from protodb.features import default_extractor_config
 from protodb.generate import default_generator_config
 from protodb.names import canonical, class_key
 from protodb.query import QueryConfig
@@ -119,22 +119,28 @@ class ProtoDB:
         names: Sequence[str],
         *,
         n: int = 32,
-        seed: int = 0,
+        seed: int | Sequence[int] = 0,
         extractors: Sequence[str] | None = None,
         steps: int | None = None,
         guidance: float | None = None,
         template: str | None = None,
         model: str | None = None,
-        batch_size: int = 1,
+        batch_size: int = 8,
         progress: bool = True,
         on_result: Callable | None = None,
         kind: str | None = None,
+        mask_source: str = "otsu",
     ):
-        """Build prototype sets for each class; existing sets are skipped (nothing generated).
+        """Build prototype sets for each class and seed; existing sets are skipped.
 
-        Returns one protodb.add.AddResult per class, in order.
+        extractors: names; default the paper's ensemble (sd, dino, clip) on the real profile,
+        dinov2 alone on the tiny profile (see protodb.add.default_extractors). seed: one seed
+        or several (one support set per seed). kind: "stuff" / "thing" for every class, or None
+        (lexicon, else a guess from the support set). mask_source: "otsu" or "maskcut".
+        Models load once and serve every class. Returns one protodb.add.AddResult per (class,
+        seed), classes outer.
         """
-        from protodb.add import add_class
+        from protodb.add import add_class, default_extractors
 
         if not names:
             raise ProtodbError("no class given: protodb add CLASS [CLASS...]")
@@ -142,31 +148,47 @@ class ProtoDB:
         keys = [class_key(x) for x in names]
         if len(set(keys)) != len(keys):
             raise ProtodbError("a class is listed twice; list each class once")
-        if seed < 0:
-            raise ProtodbError(f"--seed {seed} must be >= 0")
+        seeds = [seed] if isinstance(seed, int) else list(seed)
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ProtodbError(f"--seed {seeds} must list at least one seed, each once")
+        for s_ in seeds:
+            if s_ < 0:
+                raise ProtodbError(f"--seed {s_} must be >= 0")
+        if batch_size < 1:
+            raise ProtodbError(f"--batch-size {batch_size} must be >= 1")
         gen = default_generator_config(
             self.settings.profile, steps=steps, guidance=guidance, template=template, model=model
         )
-        profile = self.settings.profile
-        names_ = extractors or default_extractor_names(profile)
-        exts = [default_extractor_config(profile, name) for name in names_]
+        if extractors is None:
+            extractors = default_extractors(self.settings.profile)
+        exts = [default_extractor_config(self.settings.profile, name) for name in extractors]
         results = []
-        for name in display:
-            res = add_class(
-                self.bank,
-                name,
-                generator=gen,
-                extractors=exts,
-                seed=seed,
-                n=n,
-                device=self.settings.device,
-                batch_size=batch_size,
-                progress=progress,
-                kind=kind,
-            )
-            results.append(res)
-            if on_result is not None:
-                on_result(res)
+        from protodb.add import _progress_bar
+
+        jobs = [(name, s_) for name in display for s_ in seeds]
+        bar = _progress_bar(len(jobs), "classes", progress and len(jobs) > 1, unit="set")
+        try:
+            for name, s_ in jobs:
+                bar.set_postfix_str(name)
+                res = add_class(
+                    self.bank,
+                    name,
+                    generator=gen,
+                    extractors=exts,
+                    seed=s_,
+                    n=n,
+                    device=self.settings.device,
+                    batch_size=batch_size,
+                    progress=progress,
+                    kind=kind,
+                    mask_source=mask_source,
+                )
+                results.append(res)
+                bar.update(1)
+                if on_result is not None:
+                    on_result(res)
+        finally:
+            bar.close()
         return results
 
     # ------------------------------------------------------------------ reads

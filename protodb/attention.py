@@ -73,22 +73,35 @@ class AttributionStore:
     calls: int = field(default=0)
 
     def add(self, probs: torch.Tensor, heads: int) -> None:
-        """Fold in one layer's probabilities: ``probs`` [B*heads, N, K] of the full CFG batch."""
-        bh, n, _ = probs.shape
-        b_all = bh // heads
+        """Fold in one layer's probabilities: ``probs`` [B*heads, N, K] of the full CFG batch
+        (unconditional half first); only the conditional half is used."""
+        b_all = probs.shape[0] // heads
+        self.add_cond(probs[(b_all // 2) * heads :], heads)
+
+    def add_cond(self, probs: torch.Tensor, heads: int) -> None:
+        """Fold in one layer's conditional-half probabilities: [B*heads, N, K], softmaxed over
+        all K keys; only the class's token columns are read."""
+        self.add_columns(probs[:, :, self.token_positions], heads)
+
+    def add_columns(self, cols: torch.Tensor, heads: int) -> None:
+        """Fold in the class columns of one layer: [B*heads, N, T] (T = class tokens, in order)."""
+        bh, n, t = cols.shape
+        b = bh // heads
         lh, lw = self.latent_hw
         scale = math.sqrt(lh * lw / n)
         h, w = round(lh / scale), round(lw / scale)
-        probs = probs.view(b_all, heads, n, -1)
-        cond = probs[b_all // 2 :, :, :, self.token_positions]  # conditional half only
-        b, t = cond.shape[0], cond.shape[-1]
-        maps = cond.permute(0, 3, 1, 2).reshape(b * t * heads, 1, h, w).float()
+        maps = cols.view(b, heads, n, t).permute(0, 3, 1, 2).reshape(b * t * heads, 1, h, w)
+        maps = maps.float()
         if (h, w) != (lh, lw):
             maps = F.interpolate(maps, size=(lh, lw), mode="bicubic", align_corners=False)
         maps = maps.clamp_min(0).view(b, t, heads, lh, lw).sum(dim=2)
         self.total = maps if self.total is None else self.total + maps
         self.count += heads
         self.calls += 1
+
+    def nbytes(self) -> int:
+        """Bytes of tensor data the store holds (constant once the first layer was added)."""
+        return 0 if self.total is None else self.total.numel() * self.total.element_size()
 
     def maps(self) -> torch.Tensor:
         """The attribution maps, float32 [B, H, W] (unnormalised, >= 0)."""
@@ -98,14 +111,17 @@ class AttributionStore:
 
 
 class CaptureCrossAttnProcessor:
-    """An attention processor that computes attention explicitly and records class columns.
+    """Wraps a layer's own attention processor and records the class's attention columns.
 
-    Numerically the same computation as diffusers' ``AttnProcessor`` (softmax(QK^T * scale) V);
-    it only materialises the (small) cross-attention probabilities it must record.
+    The layer's output comes from the wrapped processor unchanged (so images are the same with
+    and without capture, down to the bit). On the side, for the conditional half of the CFG
+    batch only, it computes softmax(QK^T * scale) over all prompt tokens, hands the store the
+    result, and lets it go: only the store's running sums outlive the call.
     """
 
-    def __init__(self, store: AttributionStore) -> None:
+    def __init__(self, store: AttributionStore, inner) -> None:
         self.store = store
+        self.inner = inner
 
     def __call__(
         self,
@@ -117,41 +133,34 @@ class CaptureCrossAttnProcessor:
         *args,
         **kwargs,
     ) -> torch.Tensor:
-        residual = hidden_states
-        if attn.spatial_norm is not None:
-            hidden_states = attn.spatial_norm(hidden_states, temb)
-        input_ndim = hidden_states.ndim
-        if input_ndim == 4:
-            b, c, h, w = hidden_states.shape
-            hidden_states = hidden_states.view(b, c, h * w).transpose(1, 2)
-        batch, seq, _ = (
-            hidden_states.shape if encoder_hidden_states is None else encoder_hidden_states.shape
+        if encoder_hidden_states is not None:
+            with torch.no_grad():
+                self._record(attn, hidden_states, encoder_hidden_states, temb)
+        return self.inner(
+            attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs
         )
-        attention_mask = attn.prepare_attention_mask(attention_mask, seq, batch)
+
+    def _record(self, attn, hidden_states, encoder_hidden_states, temb) -> None:
+        half = hidden_states.shape[0] // 2
+        x = hidden_states[half:]
+        ctx = encoder_hidden_states[half:]
+        if attn.spatial_norm is not None:
+            x = attn.spatial_norm(x, temb)
+        if x.ndim == 4:
+            b, c, h, w = x.shape
+            x = x.view(b, c, h * w).transpose(1, 2)
         if attn.group_norm is not None:
-            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
-        query = attn.to_q(hidden_states)
-        if encoder_hidden_states is None:
-            encoder_hidden_states = hidden_states
-        elif attn.norm_cross:
-            encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
-        key = attn.to_k(encoder_hidden_states)
-        value = attn.to_v(encoder_hidden_states)
-        query = attn.head_to_batch_dim(query)
-        key = attn.head_to_batch_dim(key)
-        value = attn.head_to_batch_dim(value)
-        probs = attn.get_attention_scores(query, key, attention_mask)
-        with torch.no_grad():
-            self.store.add(probs.detach(), attn.heads)
-        hidden_states = torch.bmm(probs, value)
-        hidden_states = attn.batch_to_head_dim(hidden_states)
-        hidden_states = attn.to_out[0](hidden_states)
-        hidden_states = attn.to_out[1](hidden_states)
-        if input_ndim == 4:
-            hidden_states = hidden_states.transpose(-1, -2).reshape(b, c, h, w)
-        if attn.residual_connection:
-            hidden_states = hidden_states + residual
-        return hidden_states / attn.rescale_output_factor
+            x = attn.group_norm(x.transpose(1, 2)).transpose(1, 2)
+        if attn.norm_cross:
+            ctx = attn.norm_encoder_hidden_states(ctx)
+        query = attn.head_to_batch_dim(attn.to_q(x))
+        key = attn.head_to_batch_dim(attn.to_k(ctx))
+        # softmax over all prompt tokens, written only for the class's columns:
+        # p[:, :, j] = exp(s_j - logsumexp_k s_k), the same numbers softmax gives
+        scores = torch.bmm(query, key.transpose(-1, -2)).float() * attn.scale
+        lse = scores.logsumexp(dim=-1, keepdim=True)
+        cols = (scores[:, :, self.store.token_positions] - lse).exp()
+        self.store.add_columns(cols, attn.heads)
 
 
 @contextlib.contextmanager
@@ -171,7 +180,7 @@ def capture_cross_attention(
     store = AttributionStore(list(token_positions), tuple(latent_hw))
     original = dict(unet.attn_processors)
     patched = {
-        name: CaptureCrossAttnProcessor(store) if name.endswith("attn2.processor") else proc
+        name: CaptureCrossAttnProcessor(store, proc) if name.endswith("attn2.processor") else proc
         for name, proc in original.items()
     }
     # set_attn_processor consumes (pops from) the dict it is given: hand it copies.

@@ -40,6 +40,11 @@ class GeneratorConfig(PluginConfig):
     negative_prompt: str = DEFAULT_NEGATIVE
     template: str = DEFAULT_TEMPLATE
     weights: str | None = None  # for the tiny profile: the version of the tiny configs
+    # Images per denoiser call. Every call is padded to exactly this many images, so the
+    # kernels always see the same shapes and a support image's arithmetic never depends on how
+    # many images are sampled together (GEMM and convolution kernels round differently for
+    # different batch shapes). Part of the key because another shape rounds differently.
+    unet_batch: int = 8
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.steps > 1000:
@@ -48,6 +53,8 @@ class GeneratorConfig(PluginConfig):
             raise ProtodbError(f"guidance={self.guidance} must be >= 1.0 (paper: 8.0)")
         if self.size % 8 or self.size < 64:
             raise ProtodbError(f"size={self.size} must be a multiple of 8 and >= 64 (paper: 512)")
+        if not 1 <= self.unet_batch <= 64:
+            raise ProtodbError(f"unet_batch={self.unet_batch} is out of range; use 1 to 64")
         if self.template.count("{}") != 1:
             raise ProtodbError(
                 f"template {self.template!r} must contain '{{}}' exactly once, "
@@ -59,10 +66,11 @@ class GeneratorConfig(PluginConfig):
 
 
 def default_generator_config(profile: str, **overrides) -> GeneratorConfig:
-    """The generator config of a profile: SD 1.5 at 512 px, or the tiny twin at 64 px."""
+    """The generator config of a profile: SD 1.5 at 512 px, or the tiny twin at 64 px (10 steps,
+    4 images per denoiser call)."""
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if profile == "tiny":
-        base = GeneratorConfig(model=TINY, weights=TINY_VERSION, steps=10, size=64)
+        base = GeneratorConfig(model=TINY, weights=TINY_VERSION, steps=10, size=64, unet_batch=4)
     elif profile == "world":  # the offline test world, chosen explicitly (protodb.world)
         from protodb.world import world_generator_config
 
@@ -111,12 +119,18 @@ def generate_sd(
     device: str = "cpu",
     batch_size: int = 1,
     progress: Callable[[int], None] | None = None,
+    capture: bool = True,
 ) -> list[SupportImage]:
     """Sample support images ``indices`` of a class with Stable Diffusion and capture attribution.
 
-    Returns one SupportImage per index, in order. ``progress(n)`` is called after each batch
-    with the number of images it finished.
+    Returns one SupportImage per index, in order. Images are sampled ``batch_size`` at a time
+    (at most ``config.unet_batch``), each call padded to ``config.unet_batch`` images, with the
+    prompt encoded once: the result for an index is byte-identical whatever the batch size.
+    ``progress(n)`` is called after each call with the number of images it finished.
+    ``capture=False`` skips attribution (maps are zeros; for benchmarks: images are identical).
     """
+    import contextlib
+
     import torch
 
     from protodb.attention import capture_cross_attention, class_token_positions
@@ -129,19 +143,30 @@ def generate_sd(
     factor = pipe.vae_scale_factor
     latent_hw = (config.size // factor, config.size // factor)
     channels = pipe.unet.config.in_channels
-    prompt = config.prompt(class_name)
+    rows = config.unet_batch
+    with torch.inference_mode():
+        cond, uncond = pipe.encode_prompt(
+            config.prompt(class_name), device, 1, True, config.negative_prompt
+        )
+    cond, uncond = cond.expand(rows, -1, -1), uncond.expand(rows, -1, -1)
+    step = max(1, min(batch_size, rows))
     out: list[SupportImage] = []
-    for start in range(0, len(indices), batch_size):
-        batch = list(indices[start : start + batch_size])
-        noise = []
-        for i in batch:
+    for start in range(0, len(indices), step):
+        batch = list(indices[start : start + step])
+        noise = torch.zeros((rows, channels, *latent_hw), dtype=torch.float32)
+        for j, i in enumerate(batch):
             g = torch.Generator("cpu").manual_seed(image_seed(class_key, config.id, seed, i))
-            noise.append(torch.randn((channels, *latent_hw), generator=g, dtype=torch.float32))
-        latents = torch.stack(noise).to(device=device, dtype=pipe.unet.dtype)
-        with torch.inference_mode(), capture_cross_attention(pipe.unet, positions, latent_hw) as s:
+            noise[j] = torch.randn((channels, *latent_hw), generator=g, dtype=torch.float32)
+        latents = noise.to(device=device, dtype=pipe.unet.dtype)
+        tracer = (
+            capture_cross_attention(pipe.unet, positions, latent_hw)
+            if capture
+            else contextlib.nullcontext()
+        )
+        with torch.inference_mode(), tracer as s:
             result = pipe(
-                prompt=[prompt] * len(batch),
-                negative_prompt=[config.negative_prompt] * len(batch),
+                prompt_embeds=cond,
+                negative_prompt_embeds=uncond,
                 num_inference_steps=config.steps,
                 guidance_scale=config.guidance,
                 height=config.size,
@@ -149,7 +174,10 @@ def generate_sd(
                 latents=latents,
                 output_type="np",
             )
-        maps = s.maps().cpu().numpy().astype(np.float32)
+        if capture:
+            maps = s.maps().cpu().numpy().astype(np.float32)
+        else:
+            maps = np.zeros((rows, *latent_hw), np.float32)
         images = (np.clip(result.images, 0.0, 1.0) * 255.0).round().astype(np.uint8)
         for j, i in enumerate(batch):
             out.append(SupportImage(index=i, image=images[j], attribution=maps[j]))

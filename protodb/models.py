@@ -272,3 +272,121 @@ def load_clip(model: str, pretrained: str | None, device: str):
         except (OSError, RuntimeError, ValueError) as err:
             raise _missing("CLIP", f"{model}/{pretrained}", err) from None
     return net.eval().to(device)
+
+
+# --------------------------------------------------------------------------- DINO / MAE (ViT)
+
+DINO_DEFAULT = "facebook/dino-vitb8"
+MAE_DEFAULT = "facebook/vit-mae-base"
+
+
+@functools.lru_cache(maxsize=2)
+def load_dino(model: str, revision: str | None, device: str):
+    """Return a transformers ViTModel (DINO, self-supervised) in eval mode, no pooling layer.
+
+    ``model``: hub id (default ViT-B/8 ``facebook/dino-vitb8``), local dir, or "tiny" (2 layers,
+    32 dims, patch 8, 64 px).
+    """
+    from transformers import ViTConfig, ViTModel
+
+    if model == TINY:
+        with _fork_seeded():
+            net = ViTModel(
+                ViTConfig(
+                    hidden_size=32,
+                    num_hidden_layers=2,
+                    num_attention_heads=4,
+                    intermediate_size=64,
+                    patch_size=8,
+                    image_size=64,
+                ),
+                add_pooling_layer=False,
+            )
+    else:
+        _quiet_loading()
+        try:
+            net = ViTModel.from_pretrained(model, revision=revision, add_pooling_layer=False)
+        except (OSError, ValueError) as err:
+            raise _missing("DINO", model, err) from None
+    return net.eval().to(device)
+
+
+@functools.lru_cache(maxsize=2)
+def load_mae(model: str, revision: str | None, device: str):
+    """Return a transformers ViTMAEModel with ``mask_ratio=0`` (every patch kept) in eval mode.
+
+    ``model``: hub id (default ViT-B/16 ``facebook/vit-mae-base``), local dir, or "tiny".
+    """
+    from transformers import ViTMAEConfig, ViTMAEModel
+
+    if model == TINY:
+        with _fork_seeded():
+            net = ViTMAEModel(
+                ViTMAEConfig(
+                    hidden_size=32,
+                    num_hidden_layers=2,
+                    num_attention_heads=4,
+                    intermediate_size=64,
+                    patch_size=8,
+                    image_size=64,
+                    mask_ratio=0.0,
+                )
+            )
+    else:
+        _quiet_loading()
+        try:
+            net = ViTMAEModel.from_pretrained(model, revision=revision, mask_ratio=0.0)
+        except (OSError, ValueError) as err:
+            raise _missing("MAE", model, err) from None
+    return net.eval().to(device)
+
+
+# --------------------------------------------------------------------------- SAM
+
+SAM_DEFAULT = "facebook/sam-vit-base"
+
+
+@functools.lru_cache(maxsize=2)
+def load_sam(model: str, revision: str | None, device: str):
+    """Return a transformers SamModel in eval mode (called directly, not through the slow
+    mask-generation pipeline). ``model``: hub id (default ViT-B ``facebook/sam-vit-base``),
+    local dir, or "tiny" (64 px input, patch 8, 32 dims)."""
+    from transformers import (
+        SamConfig,
+        SamMaskDecoderConfig,
+        SamModel,
+        SamPromptEncoderConfig,
+        SamVisionConfig,
+    )
+
+    if model == TINY:
+        with _fork_seeded():
+            net = SamModel(
+                SamConfig(
+                    vision_config=SamVisionConfig(
+                        hidden_size=32,
+                        output_channels=32,
+                        num_hidden_layers=2,
+                        num_attention_heads=2,
+                        image_size=64,
+                        patch_size=8,
+                        window_size=4,
+                        global_attn_indexes=(1,),
+                        mlp_dim=64,
+                        num_pos_feats=16,
+                    ),
+                    prompt_encoder_config=SamPromptEncoderConfig(
+                        hidden_size=32, image_size=64, patch_size=8, mask_input_channels=4
+                    ),
+                    mask_decoder_config=SamMaskDecoderConfig(
+                        hidden_size=32, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32
+                    ),
+                )
+            )
+    else:
+        _quiet_loading()
+        try:
+            net = SamModel.from_pretrained(model, revision=revision)
+        except (OSError, ValueError) as err:
+            raise _missing("SAM", model, err) from None
+    return net.eval().to(device)

@@ -41,7 +41,7 @@ def _clean_env(monkeypatch):
 def tiny_bank(tmp_path_factory) -> TinyBank:
     path = tmp_path_factory.mktemp("session") / "bank"
     db = protodb.connect(path, profile="tiny", device="cpu")
-    results = db.add(CLASSES, n=N_SUPPORT, progress=False)
+    results = db.add(CLASSES, n=N_SUPPORT, extractors=("dinov2",), progress=False)
     vocab = db.create_vocab("v1", CLASSES)
     return TinyBank(path=path, db=db, add_results=results, vocab=vocab)
 
@@ -86,8 +86,8 @@ def grown_bank(tiny_bank, tmp_path_factory) -> GrownBank:
     path = tmp_path_factory.mktemp("grown") / "bank"
     shutil.copytree(tiny_bank.path, path)
     db = protodb.connect(path, profile="tiny", device="cpu")
-    db.add(["sky"], n=2, progress=False)
-    db.add(["grass"], n=2, seed=1, progress=False)
+    db.add(["sky"], n=2, extractors=("dinov2",), progress=False)
+    db.add(["grass"], n=2, seed=1, extractors=("dinov2",), progress=False)
     return GrownBank(path=path, db=db)
 
 

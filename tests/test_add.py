@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from conftest import N_SUPPORT
 
+import protodb
 from protodb.add import MAX_N, add_class
 from protodb.bank import SetKey, arrow_to_vectors, open_bank, sql_str
 from protodb.errors import ProtodbError
@@ -215,3 +216,21 @@ def test_bad_class_name_raises(tmp_path):
     bank = open_bank(str(tmp_path / "bank"))
     with pytest.raises(ProtodbError, match="empty class name"):
         add_class(bank, "  ", generator=GEN, extractors=[EXT], n=1, progress=False)
+
+
+def test_add_records_kind_mask_source_and_several_seeds(tmp_path):
+    """kind (user flag > lexicon > guess) and the mask source are stored with the data; one
+    support set per seed, models loaded once."""
+    db = protodb.connect(tmp_path / "bank", profile="tiny", device="cpu")
+    res = db.add(
+        ["glaze"], n=2, seed=[0, 1], extractors=("dinov2",), progress=False, mask_source="maskcut"
+    )
+    assert [(r.seed, r.status) for r in res] == [(0, "added"), (1, "added")]
+    assert res[0].kind_source == "auto" and res[0].kind in ("stuff", "thing")
+    sets = db.bank.sets().to_pylist()
+    assert sorted(s["seed"] for s in sets) == [0, 1]
+    assert {s["mask_source"] for s in sets} == {"maskcut"}
+    flagged = db.add(["sea"], n=1, kind="thing", extractors=("dinov2",), progress=False)[0]
+    assert (flagged.kind, flagged.kind_source) == ("thing", "user")
+    info = {c.name: (c.kind, c.kind_source) for c in db.classes()}
+    assert info["sea"] == ("thing", "user") and info["glaze"][1] == "auto"

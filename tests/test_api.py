@@ -43,7 +43,9 @@ def test_connect_settings(tmp_path, monkeypatch):
 def test_classes_and_show(tiny_bank):
     infos = tiny_bank.db.classes()
     assert [c.name for c in infos] == sorted(CLASSES)
-    assert all(isinstance(c, ClassInfo) and c.kind == "unknown" for c in infos)
+    assert all(isinstance(c, ClassInfo) for c in infos)
+    # kinds from the shipped lexicon (protodb.kinds): grass is stuff, an apple a thing
+    assert [(c.kind, c.kind_source) for c in infos] == [("stuff", "lexicon"), ("thing", "lexicon")]
     info = tiny_bank.db.show("  RED   Apple ")
     assert info.class_key == "red apple" and info.name == "red apple"
     (s,) = info.sets
@@ -106,7 +108,7 @@ def test_create_vocab_needs_existing_bank(tmp_path):
         ([], {}, "no class given"),
         (["grass", " GRASS"], {}, "listed twice"),
         (["grass"], {"seed": -1}, "--seed -1 must be >= 0"),
-        (["grass"], {"extractors": ["clip"]}, "unknown extractor 'clip'"),
+        (["grass"], {"extractors": ["resnet"]}, "unknown extractor 'resnet'"),
         (["grass"], {"steps": 0}, "steps=0 is out of range"),
         (["grass"], {"template": "no placeholder"}, "template 'no placeholder'"),
         (["grass", ""], {}, "empty class name"),

@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -165,7 +167,7 @@ def test_capture_does_not_change_the_unet_output(pipe):
         ref = pipe.unet(latents, t, encoder_hidden_states=text).sample
         with capture_cross_attention(pipe.unet, [1, 2], (32, 32)) as store:
             got = pipe.unet(latents, t, encoder_hidden_states=text).sample
-    assert torch.allclose(got, ref, atol=1e-5)
+    assert torch.equal(got, ref)  # the wrapped processor computes the output
     heads = [m.heads for n, m in pipe.unet.named_modules() if n.endswith("attn2")]
     assert store.calls == len(heads) == 7
     assert store.count == sum(heads)
@@ -192,3 +194,128 @@ def test_capture_counts_every_layer_and_step(pipe):
     assert s.count == heads * steps
     assert s.total.shape == (1, 2, 32, 32)  # [B, class tokens, latent grid]
     assert s.maps().shape == (1, 32, 32)
+
+
+# --------------------------------------------------------------------------- memory
+
+# Run in a fresh process: torch's CPU allocations are invisible to tracemalloc, so the resident
+# set is the measure (Linux /proc, KiB). The peak of each run is VmHWM after resetting it
+# (clear_refs 5; where that is refused, the process-lifetime peak ru_maxrss, still monotone).
+# It is taken relative to the resident set right after the models are loaded, once a two-step
+# warm-up ran (allocator pools, the solver's second-order state), with S and with 2S steps.
+_PROBE = """
+import json, resource, sys
+import protodb.attention as A
+from protodb.generate import default_generator_config, generate_sd
+from protodb.models import load_sd
+
+if sys.argv[1] == "keep":  # negative control: a naive capture keeping every attention map
+    kept, record = [], A.CaptureCrossAttnProcessor._record
+    def keep(self, attn, x, ctx, temb):
+        half = x.shape[0] // 2
+        q = attn.head_to_batch_dim(attn.to_q(x[half:]))
+        k = attn.head_to_batch_dim(attn.to_k(ctx[half:]))
+        kept.append(attn.get_attention_scores(q, k, None))  # [B*heads, N, 77] per layer, step
+        record(self, attn, x, ctx, temb)
+    A.CaptureCrossAttnProcessor._record = keep
+def status(key):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(key))
+def reset():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+def run(steps):
+    cfg = default_generator_config("tiny", steps=steps, unet_batch=2)
+    generate_sd("red apple", "red apple", cfg, 0, [0, 1], batch_size=2)
+load_sd("tiny", None, "cpu", "float32", "sigma_min")
+loaded = status("VmRSS:")
+run(2)
+peaks = []
+for steps in (4, 8):
+    fresh = reset()
+    run(steps)
+    peaks.append(status("VmHWM:") if fresh else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(json.dumps({"loaded": loaded, "peaks": peaks}))
+"""
+
+
+def _generation_peaks(mode: str) -> tuple[int, int]:
+    """Peak memory of generation above the loaded process (KiB) at 4 and at 8 steps."""
+    import json
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, check=True
+    )
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    return r["peaks"][0] - r["loaded"], r["peaks"][1] - r["loaded"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_capture_memory_is_flat_when_steps_double():
+    """Must show: peak memory grows under 10% when the number of steps doubles."""
+    at4, at8 = _generation_peaks("flat")
+    assert at4 > 0
+    assert at8 < 1.10 * at4, f"peak above the loaded process: {at4} KiB at 4 steps, {at8} at 8"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_memory_probe_detects_kept_attention_maps():
+    """The measure above can fail: keeping every step's attention map grows it by far > 10%."""
+    at4, at8 = _generation_peaks("keep")
+    assert at8 > 1.3 * at4
+
+
+def test_store_holds_constant_bytes_over_steps(pipe):
+    latents, t, text = _unet_inputs(pipe)
+    with torch.inference_mode(), capture_cross_attention(pipe.unet, [6, 7], (32, 32)) as store:
+        sizes = []
+        for _ in range(3):
+            pipe.unet(latents, t, encoder_hidden_states=text)
+            sizes.append(store.nbytes())
+    assert sizes == [1 * 2 * 32 * 32 * 4] * 3  # [B=1 cond image, 2 tokens, 32, 32] float32
+
+
+class _ExplicitSoftmax:
+    """Reference recorder for the test below: full softmax probabilities, store.add."""
+
+    def __init__(self, store, inner):
+        self.store, self.inner = store, inner
+
+    def __call__(
+        self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kw
+    ):  # noqa: E501
+        q = attn.head_to_batch_dim(attn.to_q(hidden_states))
+        k = attn.head_to_batch_dim(attn.to_k(encoder_hidden_states))
+        self.store.add(attn.get_attention_scores(q, k, None), attn.heads)
+        return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+
+
+def test_capture_equals_explicit_softmax_over_all_tokens(pipe):
+    """The logsumexp shortcut gives the numbers a full softmax gives (REFERENCE 1.2)."""
+    g = torch.Generator().manual_seed(1)
+    latents = torch.randn(4, 4, 32, 32, generator=g)
+    text = torch.randn(4, 77, pipe.unet.config.cross_attention_dim, generator=g)
+    t = torch.tensor(500)
+    with torch.inference_mode():
+        with capture_cross_attention(pipe.unet, [6, 7], (32, 32)) as got:
+            pipe.unet(latents, t, encoder_hidden_states=text)
+        ref = AttributionStore([6, 7], (32, 32))
+        original = dict(pipe.unet.attn_processors)
+        pipe.unet.set_attn_processor(
+            {
+                n: _ExplicitSoftmax(ref, p) if n.endswith("attn2.processor") else p
+                for n, p in original.items()
+            }
+        )
+        try:
+            pipe.unet(latents, t, encoder_hidden_states=text)
+        finally:
+            pipe.unet.set_attn_processor(dict(original))
+    assert got.calls == ref.calls == 7 and got.count == ref.count
+    torch.testing.assert_close(got.maps(), ref.maps(), rtol=1e-5, atol=1e-8)

@@ -287,3 +287,24 @@ def test_world_eval_with_ablations_is_labelled_as_the_test_world(world):
     assert "no text encoder" in r.stdout
     r = runner.invoke(app, ["--profile", "tiny", "--bank", str(world.bank), "world", "bank"])
     assert r.exit_code == 2 and "profile world" in r.stderr
+
+
+def test_add_generation_options(tmp_path):
+    """--seed (repeatable), --stuff, --from, --steps, --guidance, --template, --extractor."""
+    names = tmp_path / "classes.txt"
+    names.write_text("glaze\n\n")
+    bank = tmp_path / "bank"
+    out = run(
+        bank, "add", "--from", str(names), "--n", "1", "--seed", "0", "--seed", "2", "--stuff",
+        "--steps", "2", "--guidance", "5", "--template", "a photo of {}", "--extractor", "clip",
+        "--json",
+    )  # fmt: skip
+    rows = json.loads(out.stdout)
+    assert [(r["seed"], r["kind"], r["kind_source"]) for r in rows] == [
+        (0, "stuff", "user"),
+        (2, "stuff", "user"),
+    ]
+    assert all(r["built"][0].startswith("clip-") for r in rows)
+    bad = run(bank, "add", "x", "--mask-source", "cutler", ok=False)
+    assert bad.exit_code != 0 and "unknown mask source 'cutler'" in bad.stderr
+    assert "Traceback" not in bad.output

@@ -129,7 +129,6 @@ def test_ablation_removing_background_lowers_miou(world):
     assert rows["prefilter"].miou is None and "no text encoder" in rows["prefilter"].note
 
 
-@pytest.mark.xfail(reason="needs stuff filtering from issue 5", strict=False)
 def test_ablation_removing_stuff_filtering_lowers_miou_on_scenes_with_stuff(world):
     ds = open_dataset("world", world.data)
     with_stuff = [s for s in ds.samples if _has_stuff(ds, s)]

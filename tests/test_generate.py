@@ -41,6 +41,7 @@ def test_reference_defaults():
 def test_tiny_profile_config():
     cfg = default_generator_config("tiny")
     assert (cfg.model, cfg.weights, cfg.size, cfg.steps) == (TINY, TINY_VERSION, 64, 10)
+    assert cfg.unet_batch == 4 and GeneratorConfig().unet_batch == 8
     assert default_generator_config("default") == GeneratorConfig()
 
 
@@ -86,6 +87,7 @@ def test_id_is_stable_hash_of_fields():
         {"final_sigmas_type": "zero"},
         {"revision": "main"},
         {"weights": "tiny-v2"},
+        {"unet_batch": 2},
     ],
 )
 def test_id_changes_when_a_field_changes(change):
@@ -129,15 +131,29 @@ def test_generate_shapes_and_progress(tiny_cfg):
     assert not np.array_equal(out[0].image, out[1].image)
 
 
-def test_generate_is_reproducible_and_independent_of_batch(tiny_cfg):
-    batched = generate_sd("red apple", "red apple", tiny_cfg, 0, [0, 1], batch_size=2)
-    alone = generate_sd("red apple", "red apple", tiny_cfg, 0, [1], batch_size=1)
-    # the same image up to float rounding in a batched vs unbatched forward pass
-    assert np.abs(batched[1].image.astype(int) - alone[0].image).max() <= 1
-    np.testing.assert_allclose(batched[1].attribution, alone[0].attribution, rtol=1e-4, atol=1e-7)
+def test_support_image_byte_identical_in_batch_of_1_or_8():
+    """Must show: batching never changes a result (every call is padded to unet_batch)."""
+    cfg = default_generator_config("tiny", steps=2, unet_batch=8)
+    batched = generate_sd("red apple", "red apple", cfg, 0, list(range(8)), batch_size=8)
+    for i in (0, 5, 7):
+        alone = generate_sd("red apple", "red apple", cfg, 0, [i], batch_size=1)[0]
+        assert alone.image.tobytes() == batched[i].image.tobytes()
+        assert alone.attribution.tobytes() == batched[i].attribution.tobytes()
+    # and in a batch of 3 that starts elsewhere
+    mid = generate_sd("red apple", "red apple", cfg, 0, [6, 5, 7], batch_size=3)
+    assert mid[1].image.tobytes() == batched[5].image.tobytes()
+
+
+def test_generate_is_reproducible(tiny_cfg):
+    one = generate_sd("red apple", "red apple", tiny_cfg, 0, [1])
     again = generate_sd("red apple", "red apple", tiny_cfg, 0, [1])
-    assert np.array_equal(again[0].image, alone[0].image)
-    assert np.array_equal(again[0].attribution, alone[0].attribution)
+    assert np.array_equal(again[0].image, one[0].image)
+    assert np.array_equal(again[0].attribution, one[0].attribution)
+
+
+def test_unet_batch_is_validated():
+    with pytest.raises(ProtodbError, match="unet_batch=0"):
+        GeneratorConfig(unet_batch=0)
 
 
 def test_generate_depends_on_seed_and_class_key(tiny_cfg):

@@ -172,3 +172,74 @@ def test_otsu_masks_uses_the_whole_set():
 
 def test_registry_entry():
     assert MASK_SOURCES.get("otsu") is otsu_masks
+
+
+# --------------------------------------------------------------------------- eq. (1)
+
+
+def test_select_masks_eq1_with_overlap_by_hand():
+    """Parity (REFERENCE 1.3): nothing-mask prepended, mean-attribution weights, per-pixel
+    winner among covering masks, fg = top mask, bg = lowest winning mask & A < 0.2, eroded."""
+    from protodb.masks import select_masks
+
+    a = np.full((8, 8), 0.1)
+    a[1:4, 1:4] = 0.9  # the object
+    a[6:, 6:] = 0.3  # a brighter corner in the background
+    obj = np.zeros((8, 8), bool)
+    obj[1:4, 1:4] = True  # weight 0.9
+    wide = np.zeros((8, 8), bool)
+    wide[0:5, 0:5] = True  # overlaps obj; weight (9 * 0.9 + 16 * 0.1) / 25 = 0.388
+    nothing = ~wide  # 39 pixels: 35 at 0.1, 4 at 0.3 -> weight 0.1205
+    assert a[wide].mean() == pytest.approx(0.388)
+    assert a[nothing].mean() == pytest.approx((35 * 0.1 + 4 * 0.3) / 39)
+    fg, bg = select_masks(np.stack([wide, obj]), a)
+    assert np.array_equal(fg, obj)  # obj (0.9) wins its overlap with wide (0.388)
+    # bg: the nothing mask (lowest winner) where A < 0.2, then the cross erosion
+    assert bg[6, 2] and bg[7, 0]  # all four neighbours are bg (outside the image counts)
+    assert not bg[5, 2]  # its upper neighbour (4, 2) belongs to `wide`
+    assert not bg[6, 5]  # its right neighbour (6, 6) has A = 0.3
+    assert not bg[6, 6]  # A = 0.3 is not < 0.2
+    # survivors: rows 0-4 x cols 6-7 (10), (5, 5), rows 6-7 x cols 0-4 (10)
+    assert bg.sum() == 21 and bg[0:5, 6:].all() and bg[5, 5] and bg[6:, 0:5].all()
+    # the same by the library: erosion of (nothing & A < 0.2)
+    from scipy.ndimage import binary_erosion, generate_binary_structure
+
+    expected = binary_erosion(nothing & (a < 0.2), generate_binary_structure(2, 1), border_value=1)
+    assert np.array_equal(bg, expected)
+
+
+def test_select_masks_fallback_with_fewer_than_two_masks():
+    from protodb.masks import select_masks
+
+    a = np.linspace(0, 1, 16).reshape(4, 4)
+    fg, bg = select_masks(np.zeros((0, 4, 4), bool), a)
+    assert np.array_equal(fg, a > 0.5) and np.array_equal(bg, a < 0.2)
+    full = np.ones((1, 4, 4), bool)  # covers everything: the nothing mask is empty
+    fg2, bg2 = select_masks(full, a)
+    assert np.array_equal(fg2, a > 0.5) and np.array_equal(bg2, a < 0.2)
+
+
+def test_select_masks_ties_go_to_the_earlier_mask():
+    from protodb.masks import select_masks
+
+    a = np.full((3, 3), 0.5)
+    left = np.zeros((3, 3), bool)
+    left[:, :2] = True
+    fg, _ = select_masks(left[None], a)  # nothing mask (col 2) and left: equal weights
+    assert np.array_equal(fg, ~left)  # the nothing mask comes first
+
+
+def test_maskcut_grid_separates_two_feature_clusters():
+    from protodb.segmenters import maskcut_grid
+
+    rng = np.random.default_rng(0)
+    feats = np.zeros((8, 6, 6))
+    feats[0] = 1.0
+    feats[:, 2:5, 1:4] = 0.0
+    feats[1, 2:5, 1:4] = 1.0  # a 3x3 object orthogonal to the background
+    feats += rng.normal(0, 0.01, feats.shape)
+    masks = maskcut_grid(feats, n_masks=1)
+    assert masks.shape == (1, 6, 6)
+    expected = np.zeros((6, 6), bool)
+    expected[2:5, 1:4] = True
+    assert np.array_equal(masks[0], expected)  # the side without the image corners
