@@ -397,7 +397,11 @@ def _query_config(db, *, windows, prefilter, eta, pamr, stuff_filter):
         windows=windows, prefilter=prefilter, eta=eta, pamr=pamr, stuff_filter=stuff_filter
     )
     if prefilter is None:
-        why = "profile tiny default: random CLIP" if not config.prefilter else "profile default"
+        why = {
+            "default": "profile default",
+            "tiny": "profile tiny default: random CLIP",
+            "world": "profile world default: the test world has no text encoder",
+        }.get(db.settings.profile, f"profile {db.settings.profile}")
         err(f"pre-filter {'on' if config.prefilter else 'off'} ({why}; --prefilter to change)")
     return config
 

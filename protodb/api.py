@@ -242,10 +242,11 @@ class ProtoDB:
     def default_query_config(self, **overrides) -> QueryConfig:
         """The query options of this profile, with ``overrides`` (QueryConfig fields; None
         leaves a default). The CLIP pre-filter is on for the default profile, as in the paper,
-        and off for ``tiny``, whose CLIP has random weights (turn it on with prefilter=True)."""
+        and off for ``tiny`` (its CLIP has random weights) and ``world`` (the test world has no
+        text encoder); turn it on with prefilter=True."""
         from dataclasses import replace
 
-        base = QueryConfig(prefilter=self.settings.profile != "tiny")
+        base = QueryConfig(prefilter=self.settings.profile == "default")
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
     def _segmenter_for(self, vocab: Vocabulary, config: QueryConfig):
