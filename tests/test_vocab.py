@@ -281,14 +281,15 @@ def test_kinds_come_from_the_pinned_classes_table(bank_copy):
     from protodb.segment import Segmenter
 
     db = protodb.connect(bank_copy, profile="tiny", device="cpu")
-    db.bank.table("classes").update(where="class_key = 'grass'", values={"kind": "stuff"})
+    # grass is stuff by the lexicon when v1 was pinned; make it a thing afterwards
+    db.bank.table("classes").update(where="class_key = 'grass'", values={"kind": "thing"})
     db.create_vocab("v2", ["red apple", "grass"])
     (p1,) = assemble(db.bank, get_vocab(db.bank, "v1"))
     (p2,) = assemble(db.bank, get_vocab(db.bank, "v2"))
-    assert p1.stuff.tolist() == [False, False, False]  # v1 pinned the table before
-    assert p2.stuff.tolist() == [False, False, True]
-    assert ((p2.owner == 0) & (p2.source == 2)).any()  # assemble keeps every row ...
-    seg = Segmenter(get_vocab(db.bank, "v2"), [p2], "cpu")
+    assert p1.stuff.tolist() == [False, False, True]  # v1 pinned the table before
+    assert p2.stuff.tolist() == [False, False, False]
+    assert ((p1.owner == 0) & (p1.source == 2)).any()  # assemble keeps every row ...
+    seg = Segmenter(get_vocab(db.bank, "v1"), [p1], "cpu")
     part = seg.parts[0]
     bg_sources = part.source[part.owner == 0].tolist()
     assert bg_sources and 2 not in bg_sources  # ... the query drops the stuff's bg rows
