@@ -88,6 +88,11 @@ def table_schema(table: str, dim: int | None = None, vector_dtype: str = "float1
     )
 
 
+def vector_dtype(schema: pa.Schema) -> str:
+    """The store dtype ("float16" or "float32") of a prototype table's vector column."""
+    return "float16" if schema.field("vector").type.value_type == pa.float16() else "float32"
+
+
 def prototype_table_name(extractor_id: str) -> str:
     return "prototypes__" + extractor_id.replace("-", "_")
 
@@ -488,7 +493,8 @@ class Bank:
             tbl = self.table(table)
             before = tbl.to_lance()
             start = before.count_rows()
-            prototypes = prototypes.append_column("write_id", pa.array([write_id] * len(prototypes)))
+            ids = pa.array([write_id] * len(prototypes), pa.string())
+            prototypes = prototypes.append_column("write_id", ids)
             self.append(table, prototypes)
             # the rows sit at [start, start + n) only if no other commit came in between
             row_start = start if int(tbl.version) == int(before.version) + 1 else -1
