@@ -49,6 +49,9 @@ CORE_TABLES = ("meta", "classes", "supports", "masks", "cells", "sets", "vocabs"
 COMMIT_LOCK = "_protodb_commit.lock"
 WRITER_LOCK = "_protodb_writers.lock"
 VOCAB_TAG_PREFIX = "vocab."
+PROTOTYPE_STORAGE_VERSION = "2.0"
+# prototype-table columns that are constant over a set (filled in from its key on fast loads)
+SET_COLUMNS = ("class_key", "generator_id", "seed", "extractor_id")
 T = TypeVar("T")
 
 
@@ -371,8 +374,21 @@ class Bank:
         if not self._exists(name):
             with self.commit_lock():
                 if not self._exists(name):
-                    self.db.create_table(name, schema=table_schema(name, dim, dtype))
+                    self.create_prototype_table(name, dim, dtype)
         return name
+
+    def create_prototype_table(self, name: str, dim: int, dtype: str) -> None:
+        """A new, empty prototype table. Lance file format 2.0: measured here, its ``take`` of
+        fixed-size vectors is 2-3x faster than 2.2's, and vocabulary loads are takes."""
+        import warnings
+
+        with warnings.catch_warnings():  # lancedb prefers database-wide options; one table here
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.db.create_table(
+                name,
+                schema=table_schema(name, dim, dtype),
+                data_storage_version=PROTOTYPE_STORAGE_VERSION,
+            )
 
     def table_names(self) -> list[str]:
         names, token = [], None
@@ -628,21 +644,9 @@ class Bank:
         ds = self.dataset(table, version)
         names = [f for f in ds.schema.names if f != "write_id"]
         if picked and all(r0 >= 0 for _, r0, _ in picked):
-            idx = np.concatenate([np.arange(r0, r0 + n, dtype=np.int64) for _, r0, n in picked])
-            try:
-                got = ds.take(idx, columns=[*names, "write_id"])
-            except Exception:  # noqa: BLE001 - a stale range (out of bounds): use the filter
-                got = None
-            if got is not None:
-                want = pa.array(
-                    np.repeat(
-                        np.array([w for w, _, _ in picked], dtype=object),
-                        [n for _, _, n in picked],
-                    ),
-                    pa.string(),
-                )
-                if got.num_rows == len(want) and pc.all(pc.equal(got["write_id"], want)).as_py():
-                    return _split_vectors(got.select(names))
+            fast = self._take_ranges(ds, names, extractor_id, sets, picked)
+            if fast is not None:
+                return fast
         ids = ", ".join(sql_str(w) for w, _, _ in picked) or "''"
         where = f"extractor_id = {sql_str(extractor_id)} AND write_id IN ({ids})"
         got = ds.to_table(filter=where, columns=[*names, "write_id"])
@@ -662,6 +666,48 @@ class Bank:
             ]
             got = got.filter(pa.array(mask))
         return _split_vectors(got.select(names))
+
+    @staticmethod
+    def _take_ranges(
+        ds, names: list[str], extractor_id: str, sets, picked
+    ) -> tuple[np.ndarray, pa.Table] | None:
+        """The fast path of :meth:`load_prototypes`: each set's recorded row range, checked by
+        the write id of its first and last row (a write id's rows are one contiguous block of
+        exactly the recorded count), read with one Lance ``take`` of the per-row columns; the
+        per-set columns are filled in from the keys. None when a range is stale."""
+        starts = np.array([r0 for _, r0, _ in picked], dtype=np.int64)
+        counts = np.array([n for _, _, n in picked], dtype=np.int64)
+        ids = [w for w, _, _ in picked]
+        full = counts > 0
+        ends = np.stack([starts[full], starts[full] + counts[full] - 1], axis=1).ravel()
+        try:
+            edge = ds.take(pa.array(ends), columns=["write_id"]).column("write_id").to_pylist()
+        except Exception:  # noqa: BLE001 - a range past the end (stale): use the filter
+            return None
+        if edge != [w for w, f in zip(ids, full, strict=True) if f for _ in range(2)]:
+            return None
+        total = int(counts.sum())
+        offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+        idx = offsets + np.arange(total, dtype=np.int64)
+        per_row = [c for c in names if c not in SET_COLUMNS]
+        got = ds.take(pa.array(idx), columns=per_row)
+        which = pa.array(np.repeat(np.arange(len(picked), dtype=np.int32), counts))
+        per_set = {
+            "class_key": [k for k, _, _ in sets],
+            "generator_id": [g for _, g, _ in sets],
+            "seed": [int(x) for _, _, x in sets],
+            "extractor_id": [extractor_id] * len(sets),
+        }
+        columns = {}
+        for c in names:
+            if c in per_row:
+                columns[c] = got.column(c)
+            else:
+                kind = ds.schema.field(c).type
+                values = pa.array(per_set[c], kind)
+                columns[c] = pa.DictionaryArray.from_arrays(which, values).cast(kind)
+        table = pa.table(columns)
+        return _split_vectors(table)
 
 
 def _split_vectors(table: pa.Table) -> tuple[np.ndarray, pa.Table]:

@@ -227,7 +227,7 @@ def export(bank: Bank, target: str, *, vocab: str | None = None) -> ShareResult:
                 tables[name] = rows
                 dim = rows.schema.field("vector").type.list_size
                 dtype = vector_dtype(rows.schema)
-                out.db.create_table(name, schema=table_schema(name, dim, dtype))
+                out.create_prototype_table(name, dim, dtype)
         tables["sets"] = sets
         for name, rows in tables.items():
             out.append(name, rows)
