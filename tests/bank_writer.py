@@ -71,7 +71,7 @@ def write_class(bank: Bank, i: int, n_support: int = 2) -> bool:
                 "seed": [0] * m,
                 "extractor_id": [EXTRACTOR] * m,
                 "polarity": ["fg"] * fg + ["bg"] * (m - fg),
-                "level": ["class"] + ["instance"] * (fg - 1) + ["class"] + ["instance"] * (m - fg - 1),
+                "level": ["class", *["instance"] * (fg - 1), "class", *["instance"] * (m - fg - 1)],
                 "part": [-1] * m,
                 "support": [-1] + list(range(fg - 1)) + [-1] + list(range(m - fg - 1)),
                 "weight": [1.0] * m,

@@ -39,7 +39,11 @@ def _check_exactly_once(uri: str, expected: set[int]) -> None:
     assert max(keys.values()) == 1, [k for k, v in keys.items() if v > 1]
     supports = bank.read("supports")
     skeys = collections.Counter(
-        zip(supports.column("class_key").to_pylist(), supports.column("index").to_pylist())
+        zip(
+            supports.column("class_key").to_pylist(),
+            supports.column("index").to_pylist(),
+            strict=True,
+        )
     )
     assert len(skeys) == 2 * len(expected) and max(skeys.values()) == 1
     classes = collections.Counter(bank.classes().column("class_key").to_pylist())
@@ -47,7 +51,8 @@ def _check_exactly_once(uri: str, expected: set[int]) -> None:
     # every set loads whole (fast path and filter agree) and with its own vectors
     table = prototype_table_name(EXTRACTOR)
     order = sorted(expected)
-    vecs, meta = bank.load_prototypes(table, EXTRACTOR, [(f"class {i}", GENERATOR, 0) for i in order])
+    sets = [(f"class {i}", GENERATOR, 0) for i in order]
+    vecs, meta = bank.load_prototypes(table, EXTRACTOR, sets)
     assert vecs.shape[0] == sum(n_rows(i) for i in order)
     want = np.concatenate([vectors(i) for i in order]).astype(np.float16)
     np.testing.assert_array_equal(vecs, want)
