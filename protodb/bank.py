@@ -197,6 +197,7 @@ class Bank:
         self._handles: dict[str, Any] = {}
         self._datasets: dict[tuple[str, int], Any] = {}
         self._ranges: dict[tuple[int | None, str], dict] = {}
+        self._checked: set[tuple] = set()  # ((table, version, sets_version), write_id) checked
         self._lock_depth = 0
         self._lock_fd: int | None = None
         self._at: dict[str, int] | None = None
@@ -644,7 +645,9 @@ class Bank:
         ds = self.dataset(table, version)
         names = [f for f in ds.schema.names if f != "write_id"]
         if picked and all(r0 >= 0 for _, r0, _ in picked):
-            fast = self._take_ranges(ds, names, extractor_id, sets, picked)
+            # ranges of fixed versions, once checked, stay right: a Lance version never changes
+            pin = (table, version, sets_version) if None not in (version, sets_version) else None
+            fast = self._take_ranges(ds, names, extractor_id, sets, picked, self._checked, pin)
             if fast is not None:
                 return fast
         ids = ", ".join(sql_str(w) for w, _, _ in picked) or "''"
@@ -669,7 +672,7 @@ class Bank:
 
     @staticmethod
     def _take_ranges(
-        ds, names: list[str], extractor_id: str, sets, picked
+        ds, names: list[str], extractor_id: str, sets, picked, checked: set, pin
     ) -> tuple[np.ndarray, pa.Table] | None:
         """The fast path of :meth:`load_prototypes`: each set's recorded row range, checked by
         the write id of its first and last row (a write id's rows are one contiguous block of
@@ -678,14 +681,17 @@ class Bank:
         starts = np.array([r0 for _, r0, _ in picked], dtype=np.int64)
         counts = np.array([n for _, _, n in picked], dtype=np.int64)
         ids = [w for w, _, _ in picked]
-        full = counts > 0
-        ends = np.stack([starts[full], starts[full] + counts[full] - 1], axis=1).ravel()
-        try:
-            edge = ds.take(pa.array(ends), columns=["write_id"]).column("write_id").to_pylist()
-        except Exception:  # noqa: BLE001 - a range past the end (stale): use the filter
-            return None
-        if edge != [w for w, f in zip(ids, full, strict=True) if f for _ in range(2)]:
-            return None
+        full = (counts > 0) & np.array([(pin, w) not in checked for w in ids], dtype=bool)
+        if full.any():
+            ends = np.stack([starts[full], starts[full] + counts[full] - 1], axis=1).ravel()
+            try:
+                edge = ds.take(pa.array(ends), columns=["write_id"])["write_id"].to_pylist()
+            except Exception:  # noqa: BLE001 - a range past the end (stale): use the filter
+                return None
+            if edge != [w for w, f in zip(ids, full, strict=True) if f for _ in range(2)]:
+                return None
+            if pin is not None:
+                checked.update((pin, w) for w in ids)
         total = int(counts.sum())
         offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
         idx = offsets + np.arange(total, dtype=np.int64)

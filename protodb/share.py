@@ -230,7 +230,10 @@ def export(bank: Bank, target: str, *, vocab: str | None = None) -> ShareResult:
                 out.create_prototype_table(name, dim, dtype)
         tables["sets"] = sets
         for name, rows in tables.items():
-            out.append(name, rows)
+            if name != "vocabs":
+                out.append(name, rows)
+        _repin(out, vocab_rows)
+        tables = {n: out.read(n) for n in out.table_names() if n not in ("log", "meta")}
         manifest = build_manifest(bank, tables, vocab)
         out.append(
             "meta",
@@ -254,6 +257,15 @@ def export(bank: Bank, target: str, *, vocab: str | None = None) -> ShareResult:
         supports=tables["supports"].num_rows,
         manifest=manifest,
     )
+
+
+def _repin(out: Bank, vocab_rows: list[dict]) -> None:
+    """Write the vocabularies into the export, pinned to the export's own table versions."""
+    from protodb.vocab import _from_row, _pin_vocab
+
+    for r in vocab_rows:
+        v = _from_row(r)
+        _pin_vocab(out, v.name, v.classes, v.extractors)
 
 
 # --------------------------------------------------------------------------- reading a source
