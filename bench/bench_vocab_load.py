@@ -40,7 +40,7 @@ def build(path: Path, classes: int, per_class: int, dim: int, batch: int = 500) 
     """A bank of ``classes`` sets of ``per_class`` float16 vectors each, clustered by class."""
     from tqdm import tqdm
 
-    from protodb.bank import open_bank, table_schema, vectors_to_arrow
+    from protodb.bank import open_bank, pack_row_meta, table_schema, vectors_to_arrow
 
     bank = open_bank(str(path))
     table = bank.ensure_prototype_table(EXTRACTOR, dim, "float16")
@@ -90,6 +90,7 @@ def build(path: Path, classes: int, per_class: int, dim: int, batch: int = 500) 
                 ("write_id", wid),
                 ("row_start", start + j * per_class),
                 ("row_count", per_class),
+                ("row_meta", pack_row_meta(rows.slice(j * per_class, per_class))),
                 ("created_at", None),
             ):
                 sets[col].append(val)

@@ -52,6 +52,12 @@ VOCAB_TAG_PREFIX = "vocab."
 PROTOTYPE_STORAGE_VERSION = "2.0"
 # prototype-table columns that are constant over a set (filled in from its key on fast loads)
 SET_COLUMNS = ("class_key", "generator_id", "seed", "extractor_id")
+# per-row columns packed into the set's ``row_meta`` (so a fast load reads only the vectors)
+ROW_META = np.dtype(
+    [("polarity", "u1"), ("level", "u1"), ("part", "<i4"), ("support", "<i4"), ("weight", "<f4")]
+)
+POLARITIES = ("fg", "bg")
+LEVELS = ("class", "instance", "part")
 T = TypeVar("T")
 
 
@@ -198,6 +204,7 @@ class Bank:
         self._datasets: dict[tuple[str, int], Any] = {}
         self._ranges: dict[tuple[int | None, str], dict] = {}
         self._checked: set[tuple] = set()  # ((table, version, sets_version), write_id) checked
+        self._row_meta: dict[tuple, dict[str, bytes]] = {}
         self._lock_depth = 0
         self._lock_fd: int | None = None
         self._at: dict[str, int] | None = None
@@ -326,6 +333,9 @@ class Bank:
             new = {k: v for k, v in new.items() if k not in have}
             if new:
                 retry_commit(lambda t=tbl, n=new: t.add_columns(n))
+            if name == "sets" and "row_meta" not in have:
+                field = pa.field("row_meta", pa.binary())
+                retry_commit(lambda t=tbl, f=field: t.add_columns(f))
         self.table("meta").update(
             where="key = 'schema_version'", values={"value": str(SCHEMA_VERSION)}
         )
@@ -499,8 +509,8 @@ class Bank:
         record (the ``sets`` row that makes it visible), all under one fresh ``write_id``.
 
         ``prototypes`` / ``cells`` hold the table's columns except ``write_id``; ``record`` holds
-        the ``sets`` columns except ``write_id``, ``row_start``, ``row_count``. Returns False
-        (writing nothing) when the set already exists."""
+        the ``sets`` columns except ``write_id``, ``row_start``, ``row_count``, ``row_meta``.
+        Returns False (writing nothing) when the set already exists."""
         self._check_writable()
         table = prototype_table_name(key.extractor_id)
         write_id = uuid.uuid4().hex
@@ -517,7 +527,12 @@ class Bank:
             row_start = start if int(tbl.version) == int(before.version) + 1 else -1
             self.append("cells", cells.append_column("write_id", pa.array([write_id] * len(cells))))
             full = dict(record)
-            full.update(write_id=write_id, row_start=row_start, row_count=prototypes.num_rows)
+            full.update(
+                write_id=write_id,
+                row_start=row_start,
+                row_count=prototypes.num_rows,
+                row_meta=pack_row_meta(prototypes),
+            )
             self.append("sets", pa.Table.from_pylist([full], schema=table_schema("sets")))
         return True
 
@@ -601,11 +616,16 @@ class Bank:
         if hit is not None:
             return hit
         cols = ["class_key", "generator_id", "seed", "write_id", "row_start", "row_count"]
-        t = self.read("sets", f"extractor_id = {sql_str(extractor_id)}", sets_version, cols)
+        t = self.read(
+            "sets", f"extractor_id = {sql_str(extractor_id)}", sets_version, [*cols, "row_meta"]
+        )
         d = t.to_pydict()
         ranges = {
             (k, g, int(s)): (w, int(r0), int(n))
             for k, g, s, w, r0, n in zip(*(d[c] for c in cols), strict=True)
+        }
+        self._row_meta[(sets_version, extractor_id)] = {
+            w: m for w, m in zip(d["write_id"], d["row_meta"], strict=True) if m
         }
         if sets_version is not None:
             self._ranges[cache_key] = ranges
@@ -647,7 +667,11 @@ class Bank:
         if picked and all(r0 >= 0 for _, r0, _ in picked):
             # ranges of fixed versions, once checked, stay right: a Lance version never changes
             pin = (table, version, sets_version) if None not in (version, sets_version) else None
-            fast = self._take_ranges(ds, names, extractor_id, sets, picked, self._checked, pin)
+            packed = self._row_meta.get((sets_version, extractor_id), {})
+            metas = [packed.get(w) for w, _, _ in picked]
+            fast = self._take_ranges(
+                ds, names, extractor_id, sets, picked, self._checked, pin, metas
+            )
             if fast is not None:
                 return fast
         ids = ", ".join(sql_str(w) for w, _, _ in picked) or "''"
@@ -672,7 +696,7 @@ class Bank:
 
     @staticmethod
     def _take_ranges(
-        ds, names: list[str], extractor_id: str, sets, picked, checked: set, pin
+        ds, names: list[str], extractor_id: str, sets, picked, checked: set, pin, metas
     ) -> tuple[np.ndarray, pa.Table] | None:
         """The fast path of :meth:`load_prototypes`: each set's recorded row range, checked by
         the write id of its first and last row (a write id's rows are one contiguous block of
@@ -696,6 +720,13 @@ class Bank:
         offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
         idx = offsets + np.arange(total, dtype=np.int64)
         per_row = [c for c in names if c not in SET_COLUMNS]
+        unpacked = {}
+        if all(
+            m is not None and len(m) == ROW_META.itemsize * n
+            for m, (_, _, n) in zip(metas, picked, strict=True)
+        ):
+            unpacked = unpack_row_meta(b"".join(metas), ds.schema)
+            per_row = [c for c in per_row if c not in unpacked]
         got = ds.take(pa.array(idx), columns=per_row)
         which = pa.array(np.repeat(np.arange(len(picked), dtype=np.int32), counts))
         per_set = {
@@ -706,7 +737,9 @@ class Bank:
         }
         columns = {}
         for c in names:
-            if c in per_row:
+            if c in unpacked:
+                columns[c] = unpacked[c]
+            elif c in per_row:
                 columns[c] = got.column(c)
             else:
                 kind = ds.schema.field(c).type
@@ -714,6 +747,32 @@ class Bank:
                 columns[c] = pa.DictionaryArray.from_arrays(which, values).cast(kind)
         table = pa.table(columns)
         return _split_vectors(table)
+
+
+def pack_row_meta(rows: pa.Table) -> bytes | None:
+    """A set's per-row polarity, level, part, support and weight as ``ROW_META`` records (in
+    row order), or None when a value has no code (then fast loads read the columns)."""
+    pol, lev = rows.column("polarity").to_pylist(), rows.column("level").to_pylist()
+    if not set(pol) <= set(POLARITIES) or not set(lev) <= set(LEVELS):
+        return None
+    out = np.zeros(rows.num_rows, ROW_META)
+    out["polarity"] = [POLARITIES.index(p) for p in pol]
+    out["level"] = [LEVELS.index(x) for x in lev]
+    for c in ("part", "support", "weight"):
+        out[c] = rows.column(c).to_numpy()
+    return out.tobytes()
+
+
+def unpack_row_meta(data: bytes, schema: pa.Schema) -> dict[str, pa.Array]:
+    """``ROW_META`` records -> Arrow columns of the prototype table's types."""
+    rec = np.frombuffer(data, ROW_META)
+    out = {}
+    for c, names in (("polarity", POLARITIES), ("level", LEVELS)):
+        codes = pa.array(rec[c].astype(np.int8))
+        out[c] = pa.DictionaryArray.from_arrays(codes, pa.array(names)).cast(pa.string())
+    for c in ("part", "support", "weight"):
+        out[c] = pa.array(np.ascontiguousarray(rec[c])).cast(schema.field(c).type)
+    return out
 
 
 def _split_vectors(table: pa.Table) -> tuple[np.ndarray, pa.Table]:

@@ -577,7 +577,11 @@ def _write(target: Bank, tables: dict, new_sets: list, vocabs: list, result: Sha
         proto = src.filter(mine).drop_columns(["write_id"])
         cells = tables["cells"]
         cells = cells.filter(pc.equal(cells.column("write_id"), s["write_id"]))
-        record = {k: v for k, v in s.items() if k not in ("write_id", "row_start", "row_count")}
+        record = {
+            k: v
+            for k, v in s.items()
+            if k not in ("write_id", "row_start", "row_count", "row_meta")
+        }
         key = SetKey(s["class_key"], s["generator_id"], s["seed"], s["extractor_id"])
         if target.write_set(key, proto, cells.drop_columns(["write_id"]), record):
             result.sets += 1
