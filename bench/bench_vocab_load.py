@@ -97,7 +97,17 @@ def build(path: Path, classes: int, per_class: int, dim: int, batch: int = 500) 
         bank.append("sets", pa.table(sets, schema=table_schema("sets")))
         start += m
     bank.log("bench build", {"classes": classes, "per_class": per_class, "dim": dim})
-    (path / "COMPLETE").write_text("ok\n")
+    (path / "COMPLETE").write_text(_fingerprint())
+
+
+def _fingerprint() -> str:
+    """The bank schema the cached bank was built with (a changed schema rebuilds it)."""
+    import hashlib
+    import json
+
+    from protodb.bank import schema_spec
+
+    return hashlib.sha256(json.dumps(schema_spec(), sort_keys=True).encode()).hexdigest()
 
 
 def main() -> None:
@@ -121,7 +131,8 @@ def main() -> None:
     from protodb.bank import open_bank, prototype_table_name, sql_str
 
     path = args.cache / f"vocab_load-{args.classes}x{args.per_class}x{args.dim}"
-    if args.rebuild or not (path / "COMPLETE").exists():
+    done = path / "COMPLETE"
+    if args.rebuild or not done.exists() or done.read_text() != _fingerprint():
         shutil.rmtree(path, ignore_errors=True)
         t = time.perf_counter()
         build(path, args.classes, args.per_class, args.dim)
