@@ -50,7 +50,9 @@ def _db(ctx: typer.Context):
     import protodb
 
     o = ctx.obj or {}
-    db = protodb.connect(o.get("bank"), profile=o.get("profile"), device=o.get("device"))
+    db = protodb.connect(
+        o.get("bank"), profile=o.get("profile"), device=o.get("device"), at=o.get("at")
+    )
     return db
 
 
@@ -92,8 +94,12 @@ def root(
             "--device", help="auto, cpu, cuda or cuda:N (default $PROTODB_DEVICE or auto)."
         ),
     ] = None,
+    at: Annotated[
+        int | None,
+        typer.Option("--at", min=1, help="Read the bank as it was at this version (see history)."),
+    ] = None,
 ) -> None:
-    ctx.obj = {"bank": bank, "profile": profile, "device": device}
+    ctx.obj = {"bank": bank, "profile": profile, "device": device, "at": at}
 
 
 @app.command()
@@ -677,6 +683,116 @@ def demo(
                 f"test world: mIoU {100 * report.miou:.1f} on these synthetic scenes against their "
                 "ground truth (labels in world-scenes/SegmentationClass)"
             )
+
+
+@app.command()
+def restore(
+    ctx: typer.Context,
+    version: Annotated[int, typer.Argument(help="Bank version to restore (see history).")],
+) -> None:
+    """Make an old bank version the latest again (a new version equal to it; history kept).
+
+    Example: protodb restore 3
+    """
+    with user_errors():
+        e = _db(ctx).restore(version)
+        typer.echo(f"restored bank version {version} as version {e.version}")
+
+
+@app.command()
+def gc(
+    ctx: typer.Context,
+    older_than: Annotated[
+        float,
+        typer.Option("--older-than", help="Keep untagged versions younger than this (hours)."),
+    ] = 0.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove orphans and old untagged versions, compact prototypes clustered by class.
+
+    Refuses to run while another process writes; never removes a version a vocabulary pins.
+
+    Example: protodb gc --older-than 24
+    """
+    with user_errors():
+        r = _db(ctx).gc(older_than_hours=older_than)
+        if as_json:
+            typer.echo(json.dumps(r.__dict__, indent=2))
+            return
+        orphans = sum(r.orphans.values())
+        typer.echo(
+            f"gc: {orphans} orphan rows removed, {len(r.compacted)} table(s) compacted, "
+            f"{r.removed_versions} old versions ({r.removed_bytes / 2**20:.1f} MiB) removed"
+        )
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    target: Annotated[
+        str, typer.Argument(help="A .protodb file, or a new directory / LanceDB URI.")
+    ],
+    vocab: Annotated[
+        str | None, typer.Option("--vocab", help="Export this vocabulary (default: the bank).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Export a vocabulary (or the whole bank) with a manifest of provenance and hashes.
+
+    Example: protodb export --vocab v1 v1.protodb
+    """
+    with user_errors():
+        r = _db(ctx).export(target, vocab=vocab)
+        if as_json:
+            typer.echo(json.dumps(r.__dict__, indent=2))
+            return
+        typer.echo(
+            f"exported {r.sets} prototype set(s), {r.supports} support images, vocabularies "
+            f"{', '.join(r.vocabs) or 'none'} to {r.target}"
+        )
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Argument(help="A .protodb file or an export directory / URI.")],
+    name: Annotated[
+        str | None, typer.Option("--as", help="Import the vocabulary under this name.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import an export: everything is checked first; a refused import changes nothing.
+
+    Example: protodb import v1.protodb --as team_v1
+    """
+    with user_errors():
+        r = _db(ctx).import_(source, name=name)
+        _share_report(r, "imported", as_json)
+
+
+@app.command()
+def merge(
+    ctx: typer.Context,
+    other: Annotated[str, typer.Argument(help="Another bank (directory or LanceDB URI).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Merge another bank's prototype sets, support images and vocabularies into this one.
+
+    Example: protodb merge ../other-bank
+    """
+    with user_errors():
+        r = _db(ctx).merge(other)
+        _share_report(r, "merged", as_json)
+
+
+def _share_report(r, verb: str, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(r.__dict__, indent=2, default=str))
+        return
+    typer.echo(
+        f"{verb} {r.sets} prototype set(s) ({r.skipped} already present), {r.supports} support "
+        f"images, vocabularies: {', '.join(r.vocabs) or 'none'}"
+    )
 
 
 def main() -> None:

@@ -24,6 +24,8 @@ from protodb.generate import GENERATORS, GeneratorConfig, SupportImage, sd_dtype
 from protodb.names import canonical, class_key
 
 MAX_N = 1024
+SUPPORT_KEY = ("class_key", "generator_id", "seed", "index")
+MASK_KEY = ("class_key", "generator_id", "seed", "n", "mask_source", "index")
 
 
 @dataclass
@@ -141,19 +143,28 @@ def add_class(
     from protodb.settings import resolve_device
 
     device = resolve_device(device)  # only now: resolving imports torch
-    supports = _supports(
-        bank, display, key, generator, seed, n, device, batch_size, progress, result
-    )
-    masks = _masks(bank, key, gid, seed, n, supports, mask_source, device)
-    from protodb.kinds import decide_kind
+    with bank.writer():  # gc waits for (and refuses to run during) an active add
+        supports = _supports(
+            bank, display, key, generator, seed, n, device, batch_size, progress, result
+        )
+        masks = _masks(bank, key, gid, seed, n, supports, mask_source, device)
+        from protodb.kinds import decide_kind
 
-    decision = decide_kind(display, kind, masks.fg)
-    result.kind, result.kind_source = decision.kind, decision.source
-    bank.upsert_class(key, display, decision.kind, decision.source)
-    for ext in todo:
-        counts = _build_set(bank, key, display, generator, seed, n, ext, supports, masks, device)
-        result.built.append(ext.id)
-        result.prototypes[ext.id] = counts
+        decision = decide_kind(display, kind, masks.fg)
+        result.kind, result.kind_source = decision.kind, decision.source
+        bank.upsert_class(key, display, decision.kind, decision.source)
+        for ext in todo:
+            counts = _build_set(
+                bank, key, display, generator, seed, n, ext, supports, masks, device
+            )
+            if counts is None:  # another process committed the same set meanwhile
+                result.skipped.append(ext.id)
+                continue
+            result.built.append(ext.id)
+            result.prototypes[ext.id] = counts
+    if not result.built:
+        result.seconds = time.perf_counter() - start
+        return result
     result.status = "added"
     bank.log(
         "add",
@@ -227,7 +238,8 @@ def _supports(bank, display, key, generator, seed, n, device, batch_size, progre
                         ("created_at", now()),
                     ):
                         rows[col].append(val)
-                bank.append("supports", pa.table(rows))
+                # keyed: a support another process stored meanwhile is kept, not duplicated
+                bank.insert_new("supports", pa.table(rows), SUPPORT_KEY)
                 result.generated += len(made)
                 bar.update(len(made))
         finally:
@@ -246,6 +258,7 @@ def _masks(bank, key, gid, seed, n, supports, mask_source, device="cpu"):
         f" AND n = {int(n)} AND mask_source = {sql_str(mask_source)}"
     )
     rows = sorted(bank.read("masks", where).to_pylist(), key=lambda r: r["index"])
+    rows = list({r["index"]: r for r in rows}.values())  # one per index
     if len(rows) == n:
         masks = SupportMasks(
             fg=np.stack([decode_png(r["fg_png"], "1") for r in rows]),
@@ -264,7 +277,7 @@ def _masks(bank, key, gid, seed, n, supports, mask_source, device="cpu"):
         )
         done = {r["index"] for r in rows}
         new = [i for i in range(n) if i not in done]
-        bank.append(
+        bank.insert_new(
             "masks",
             pa.table(
                 {
@@ -279,6 +292,7 @@ def _masks(bank, key, gid, seed, n, supports, mask_source, device="cpu"):
                     "thresholds": [json.dumps(list(masks.thresholds))] * len(new),
                 }
             ),
+            MASK_KEY,
         )
     return masks
 
@@ -286,7 +300,8 @@ def _masks(bank, key, gid, seed, n, supports, mask_source, device="cpu"):
 def _build_set(bank, key, display, generator, seed, n, ext, supports, masks, device):
     """Features -> prototypes -> rows -> completion record, for one extractor.
 
-    Returns the prototype counts {"fg", "bg", "used"}."""
+    Returns the prototype counts {"fg", "bg", "used"}, or None when another process committed
+    the same set first (nothing written)."""
     from protodb.features import get_extractor
     from protodb.prototypes import support_prototypes
 
@@ -335,31 +350,33 @@ def _build_set(bank, key, display, generator, seed, n, ext, supports, masks, dev
                 }
             )
         )
+    record = {
+        "class_key": key,
+        "name": display,
+        "generator_id": generator.id,
+        "seed": seed,
+        "extractor_id": ext.id,
+        "prototype_table": table,
+        "n_supports": len(supports),
+        "n": n,
+        "n_used": int(fg.used.sum()),
+        "n_fg": len(fg),
+        "n_bg": len(bg),
+        "dim": dim,
+        "mask_source": masks.source,
+        "thresholds": json.dumps(list(masks.thresholds)),
+        "generator_config": generator.to_json(),
+        "extractor_config": ext.to_json(),
+        "created_at": now(),
+    }
+    # prototype rows, cell rows, then the completion record that makes the set visible;
     # promote: a polarity with no rows (e.g. every bg mask empty) has null-typed columns
-    bank.append(table, pa.concat_tables(proto_rows, promote_options="default"))
-    bank.append("cells", pa.concat_tables(cell_rows, promote_options="default"))
-    bank.append(
-        "sets",
-        pa.table(
-            {
-                "class_key": [key],
-                "name": [display],
-                "generator_id": [generator.id],
-                "seed": [seed],
-                "extractor_id": [ext.id],
-                "prototype_table": [table],
-                "n_supports": [len(supports)],
-                "n": [n],
-                "n_used": [int(fg.used.sum())],
-                "n_fg": [len(fg)],
-                "n_bg": [len(bg)],
-                "dim": [dim],
-                "mask_source": [masks.source],
-                "thresholds": [json.dumps(list(masks.thresholds))],
-                "generator_config": [generator.to_json()],
-                "extractor_config": [ext.to_json()],
-                "created_at": [now()],
-            }
-        ),
+    written = bank.write_set(
+        SetKey(key, generator.id, seed, ext.id),
+        pa.concat_tables(proto_rows, promote_options="default"),
+        pa.concat_tables(cell_rows, promote_options="default"),
+        record,
     )
+    if not written:
+        return None
     return {"fg": len(fg), "bg": len(bg), "used": int(fg.used.sum())}

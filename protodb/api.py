@@ -86,9 +86,15 @@ class ProtoDB:
     """A protodb session: a bank plus the profile and device used to fill and query it."""
 
     def __init__(
-        self, bank: str | None = None, *, profile: str | None = None, device: str | None = None
+        self,
+        bank: str | None = None,
+        *,
+        profile: str | None = None,
+        device: str | None = None,
+        at: int | None = None,
     ):
         self.settings = Settings.resolve(bank=bank, profile=profile, device=device)
+        self.at = at  # read the bank as it was at this bank version (read-only)
         self._bank: Bank | None = None
         self._device: str | None = None
         self._assembled: dict[str, list] = {}
@@ -97,13 +103,13 @@ class ProtoDB:
     @property
     def bank(self) -> Bank:
         if self._bank is None:
-            self._bank = open_bank(self.settings.bank)
+            self._bank = open_bank(self.settings.bank, create=self.at is None, at=self.at)
         return self._bank
 
     def open_existing(self) -> Bank:
         """The bank, refusing to create it (for read-only commands)."""
         if self._bank is None:
-            self._bank = open_bank(self.settings.bank, create=False)
+            self._bank = open_bank(self.settings.bank, create=False, at=self.at)
         return self._bank
 
     @property
@@ -215,6 +221,43 @@ class ProtoDB:
 
     def history(self) -> list[LogEntry]:
         return self.open_existing().history()
+
+    # ------------------------------------------------------------------ versions, sharing
+
+    def restore(self, version: int) -> LogEntry:
+        """Make bank version ``version`` the latest (a new version equal to it)."""
+        from protodb.maintenance import restore
+
+        return restore(self.open_existing(), version)
+
+    def gc(self, *, older_than_hours: float = 0.0):
+        """Remove orphans and untagged versions older than ``older_than_hours``, compact
+        prototype tables clustered by class -> protodb.maintenance.GcResult."""
+        import datetime as dt
+
+        from protodb.maintenance import gc
+
+        if older_than_hours < 0:
+            raise ProtodbError(f"--older-than {older_than_hours} must be >= 0 hours")
+        return gc(self.open_existing(), older_than=dt.timedelta(hours=older_than_hours))
+
+    def export(self, target: str | os.PathLike, *, vocab: str | None = None):
+        """Export a vocabulary (or the whole bank) -> protodb.share.ShareResult."""
+        from protodb.share import export
+
+        return export(self.open_existing(), str(target), vocab=vocab)
+
+    def import_(self, source: str | os.PathLike, *, name: str | None = None):
+        """Import an export into this bank (``name``: the vocabulary's new name)."""
+        from protodb.share import import_export
+
+        return import_export(self.bank, str(source), rename=name)
+
+    def merge(self, other: str | os.PathLike):
+        """Merge another bank into this one -> protodb.share.ShareResult."""
+        from protodb.share import merge
+
+        return merge(self.bank, str(other))
 
     # ------------------------------------------------------------------ vocabularies
 
@@ -421,8 +464,12 @@ def _set_dict(row: dict) -> dict:
 
 
 def connect(
-    bank: str | os.PathLike | None = None, *, profile: str | None = None, device: str | None = None
+    bank: str | os.PathLike | None = None,
+    *,
+    profile: str | None = None,
+    device: str | None = None,
+    at: int | None = None,
 ) -> ProtoDB:
     """Open a protodb session on ``bank`` (a directory or LanceDB URI; default: $PROTODB_BANK,
-    else the per-user data directory)."""
-    return ProtoDB(None if bank is None else str(bank), profile=profile, device=device)
+    else the per-user data directory); ``at``: read-only, as the bank was at that version."""
+    return ProtoDB(None if bank is None else str(bank), profile=profile, device=device, at=at)

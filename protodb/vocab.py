@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from protodb.bank import Bank, arrow_to_vectors, now, sql_str
+from protodb.bank import Bank, now, sql_str
 from protodb.errors import NotFoundError, ProtodbError
 from protodb.features import ExtractorConfig
 from protodb.names import canonical, class_key
@@ -66,6 +66,13 @@ class Vocabulary:
             "bank_version": self.bank_version,
             "created_at": str(self.created_at) if self.created_at else None,
         }
+
+
+def vocab_tag(name: str) -> str:
+    """The Lance tag that pins a vocabulary's table versions."""
+    from protodb.bank import VOCAB_TAG_PREFIX
+
+    return VOCAB_TAG_PREFIX + name
 
 
 def _from_row(r: dict) -> Vocabulary:
@@ -184,7 +191,21 @@ def create_vocab(
         )
         for e in common
     ]
+    with bank.writer(), bank.commit_lock():
+        if bank.read("vocabs", f"name = {sql_str(name)}").num_rows:
+            raise ProtodbError(
+                f"vocabulary {name!r} exists and vocabularies are immutable; choose another name"
+            )
+        return _pin_vocab(bank, name, chosen, vexts)
+
+
+def _pin_vocab(bank: Bank, name: str, chosen: list, vexts: list) -> Vocabulary:
+    """Record the vocabulary row and tag every table version it pins (``vocab.<name>``), so
+    ``gc`` keeps those versions."""
     versions = bank.versions()
+    for table, version in versions.items():
+        if table not in ("log", "meta"):
+            bank.tag(table, vocab_tag(name), version)
     bank_version = len(bank.history()) + 1
     vocab = Vocabulary(name, chosen, vexts, versions, bank_version, now())
     bank.append(
@@ -258,13 +279,15 @@ def assemble(bank: Bank, vocab: Vocabulary) -> list[ExtractorPrototypes]:
     stuff = class_stuff(bank, vocab)
     out = []
     for ext in vocab.extractors:
-        in_list = ", ".join(sql_str(k) for k in keys)
-        where = f"extractor_id = {sql_str(ext.extractor_id)} AND class_key IN ({in_list})"
-        version = vocab.versions.get(ext.prototype_table)
-        table = bank.read(ext.prototype_table, where, version=version)
-        dim = table.schema.field("vector").type.list_size
-        vectors = arrow_to_vectors(table.column("vector"), dim)
-        meta = table.drop_columns(["vector"]).to_pylist()
+        vectors, meta_table = bank.load_prototypes(
+            ext.prototype_table,
+            ext.extractor_id,
+            [(c.class_key, c.generator_id, c.seed) for c in vocab.classes],
+            vocab.versions.get(ext.prototype_table),
+            sets_version=vocab.versions.get("sets"),
+        )
+        vectors = vectors.astype(np.float32)
+        meta = meta_table.to_pylist()
         order = [
             i
             for i in sorted(

@@ -1,6 +1,7 @@
 import numpy as np
 import pyarrow as pa
 import pytest
+from bank_writer import EXTRACTOR, GENERATOR, n_rows, vectors, write_class
 
 from protodb.bank import (
     CORE_TABLES,
@@ -8,6 +9,7 @@ from protodb.bank import (
     Bank,
     SetKey,
     arrow_to_vectors,
+    now,
     open_bank,
     prototype_table_name,
     schema_spec,
@@ -211,3 +213,99 @@ def test_session_bank_history(tiny_bank):
     assert hist[1].versions["sets"] > hist[0].versions["sets"]
     assert bank.read("sets", version=hist[0].versions["sets"]).num_rows == 1
     assert bank.read("sets").num_rows == 2
+
+
+# --------------------------------------------------------------------------- keys, sets, loads
+
+
+def test_insert_new_dedupes_batch_and_existing(bank):
+    rows = pa.table({"class_key": ["a", "b", "a"], "name": ["A", "B", "A2"]})
+    rows = rows.append_column("kind", pa.array(["unknown"] * 3))
+    rows = rows.append_column("kind_source", pa.array(["none"] * 3))
+    rows = rows.append_column("created_at", pa.array([now()] * 3, pa.timestamp("us", tz="UTC")))
+    assert bank.insert_new("classes", rows, ["class_key"]) == 2
+    assert bank.insert_new("classes", rows, ["class_key"]) == 0
+    got = bank.read("classes")
+    assert sorted(got.column("class_key").to_pylist()) == ["a", "b"]
+    assert "A2" not in got.column("name").to_pylist()  # first in the batch wins
+
+
+def test_upsert_class_fills_a_missing_kind_once(bank):
+    bank.upsert_class("grass", "grass")
+    bank.upsert_class("grass", "grass", "stuff", "lexicon")
+    bank.upsert_class("grass", "grass", "thing", "user")  # a known kind is kept
+    (row,) = bank.classes().to_pylist()
+    assert (row["kind"], row["kind_source"]) == ("stuff", "lexicon")
+
+
+def test_write_set_is_visible_whole_and_once(bank):
+    assert write_class(bank, 3) is True
+    assert write_class(bank, 3) is False  # the same key again writes nothing
+    (rec,) = bank.read("sets").to_pylist()
+    table = prototype_table_name(EXTRACTOR)
+    assert rec["row_start"] == 0 and rec["row_count"] == n_rows(3)
+    assert bank.read(table).num_rows == n_rows(3)
+    vecs, meta = bank.load_prototypes(table, EXTRACTOR, [("class 3", GENERATOR, 0)])
+    assert vecs.dtype == np.float16
+    np.testing.assert_array_equal(vecs, vectors(3).astype(np.float16))
+    assert meta.column_names == [
+        "class_key", "generator_id", "seed", "extractor_id",
+        "polarity", "level", "part", "support", "weight",
+    ]  # fmt: skip
+    with pytest.raises(NotFoundError, match="no completed ext-1 prototype set"):
+        bank.load_prototypes(table, EXTRACTOR, [("class 4", GENERATOR, 0)])
+
+
+def test_load_prototypes_ignores_orphans_and_stale_ranges(bank):
+    for i in range(3):
+        write_class(bank, i)
+    table = prototype_table_name(EXTRACTOR)
+    sets = [(f"class {i}", GENERATOR, 0) for i in (2, 0)]
+    want = np.concatenate([vectors(2), vectors(0)]).astype(np.float16)
+    fast, fast_meta = bank.load_prototypes(table, EXTRACTOR, sets)
+    np.testing.assert_array_equal(fast, want)
+    # rows of an attempt that never completed, then a stale range: the filter path answers
+    orphan = bank.read(table, "write_id IS NOT NULL").slice(0, 3)
+    orphan = orphan.set_column(orphan.schema.get_field_index("write_id"), "write_id",
+                               pa.array(["dead"] * 3))  # fmt: skip
+    bank.append(table, orphan)
+    bank.table("sets").update(where="class_key = 'class 2'", values={"row_start": 1})
+    slow, slow_meta = Bank(bank.uri).load_prototypes(table, EXTRACTOR, sets)
+    np.testing.assert_array_equal(slow, want)
+    assert slow_meta.equals(fast_meta)
+
+
+def test_open_migrates_schema_1(tmp_path):
+    uri = str(tmp_path / "bank")
+    bank = open_bank(uri)
+    write_class(bank, 1)
+    table = prototype_table_name(EXTRACTOR)
+    bank.table("sets").drop_columns(["write_id", "row_start", "row_count"])
+    bank.table("cells").drop_columns(["write_id"])
+    bank.table(table).drop_columns(["write_id"])
+    _set_schema_version(bank, "1")
+    migrated = open_bank(uri)
+    assert migrated.meta()["schema_version"] == str(SCHEMA_VERSION)
+    assert migrated.history()[-1].op == "migrate"
+    (rec,) = migrated.read("sets").to_pylist()
+    assert (rec["write_id"], rec["row_start"]) == ("", -1)
+    vecs, _ = migrated.load_prototypes(table, EXTRACTOR, [("class 1", GENERATOR, 0)])
+    np.testing.assert_array_equal(vecs, vectors(1).astype(np.float16))
+
+
+def test_interrupted_creation_is_completed_on_open(tmp_path):
+    uri = str(tmp_path / "bank")
+    import lancedb
+
+    db = lancedb.connect(uri)
+    db.create_table("classes", schema=table_schema("classes"))  # killed before meta
+    bank = open_bank(uri)
+    assert set(CORE_TABLES) <= set(bank.table_names())
+    assert bank.meta()["schema_version"] == str(SCHEMA_VERSION)
+
+
+def test_vocab_pins_are_lance_tags(tiny_bank):
+    bank = open_bank(str(tiny_bank.path), create=False)
+    pins = tiny_bank.vocab.versions
+    for table in ("sets", "cells", "supports"):
+        assert bank.tags(table) == {"vocab.v1": pins[table]}

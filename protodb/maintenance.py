@@ -1,0 +1,178 @@
+"""Bank maintenance: ``gc`` (orphans, compaction, old versions) and ``restore``.
+
+gc never runs while a writer is active (it takes the bank's writer lock exclusively, without
+waiting) and never removes a version a vocabulary pins: vocabularies pin their table versions
+through Lance tags (``vocab.<name>``), and Lance's cleanup keeps tagged versions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from protodb.bank import VOCAB_TAG_PREFIX, Bank, LogEntry, retry_commit
+from protodb.errors import NotFoundError
+
+# the order gc writes prototype rows in: clustered by class, each set's rows contiguous
+CLUSTER_KEYS = ("class_key", "generator_id", "seed", "write_id")
+
+
+@dataclass
+class GcResult:
+    """What ``gc`` did.
+
+    orphans: table -> rows removed (prototype and cell rows no completion record names);
+    compacted: tables rewritten clustered by class; removed_versions / removed_bytes: old
+    untagged Lance versions and the bytes their files held; kept_tags: table -> tags kept.
+    """
+
+    orphans: dict[str, int] = field(default_factory=dict)
+    compacted: list[str] = field(default_factory=list)
+    removed_versions: int = 0
+    removed_bytes: int = 0
+    dropped_tags: list[str] = field(default_factory=list)
+    kept_tags: dict[str, list[str]] = field(default_factory=dict)
+
+
+def gc(bank: Bank, *, older_than: dt.timedelta = dt.timedelta(0)) -> GcResult:
+    """Remove orphan rows, rewrite prototype tables clustered by class (each set's rows one
+    contiguous range, recorded in its ``sets`` row), drop tags of vocabularies that no longer
+    exist, and delete untagged table versions older than ``older_than`` (0: all but the latest).
+
+    Raises BankError while another process writes to the bank."""
+    result = GcResult()
+    with bank.writer(exclusive=True, wait=False), bank.commit_lock():
+        sets = bank.read("sets")
+        live = set(sets.column("write_id").to_pylist())
+        ranges: dict[str, tuple[int, int]] = {}
+        for name in bank.table_names():
+            if name.startswith("prototypes"):
+                rows, removed, rewrite = _cluster(bank.read(name), live)
+                if removed or rewrite:
+                    _overwrite(bank, name, rows)
+                    result.compacted.append(name)
+                    ranges.update(_ranges(rows))
+                if removed:
+                    result.orphans[name] = removed
+            elif name == "cells":
+                rows = bank.read(name)
+                keep = np.array([w in live for w in rows.column("write_id").to_pylist()], bool)
+                removed = int((~keep).sum())
+                if removed:
+                    _overwrite(bank, name, rows.filter(pa.array(keep)))
+                    result.orphans[name] = removed
+        if ranges:
+            start = [ranges.get(w, (r0, n))[0] for w, r0, n in _set_cols(sets)]
+            count = [ranges.get(w, (r0, n))[1] for w, r0, n in _set_cols(sets)]
+            sets = sets.set_column(
+                sets.schema.get_field_index("row_start"), "row_start", pa.array(start, pa.int64())
+            )
+            sets = sets.set_column(
+                sets.schema.get_field_index("row_count"), "row_count", pa.array(count, pa.int32())
+            )
+            _overwrite(bank, "sets", sets)
+        vocabs = set(bank.read("vocabs", columns=["name"]).column("name").to_pylist())
+        for name in bank.table_names():
+            for tag in bank.tags(name):
+                if tag.startswith(VOCAB_TAG_PREFIX) and tag[len(VOCAB_TAG_PREFIX) :] not in vocabs:
+                    bank.table(name).tags.delete(tag)
+                    result.dropped_tags.append(f"{name}:{tag}")
+        entry_detail = {
+            "orphans": result.orphans,
+            "compacted": result.compacted,
+        }
+        for name in bank.table_names():
+            ds = bank.table(name).to_lance()
+            stats = ds.cleanup_old_versions(
+                older_than=older_than,
+                delete_unverified=True,  # no writer is active: unreferenced files are debris
+                error_if_tagged_old_versions=False,
+            )
+            result.removed_versions += int(stats.old_versions)
+            result.removed_bytes += int(stats.bytes_removed)
+            tags = sorted(bank.tags(name))
+            if tags:
+                result.kept_tags[name] = tags
+        entry_detail.update(
+            removed_versions=result.removed_versions, removed_bytes=result.removed_bytes
+        )
+        bank.log("gc", entry_detail)
+    return result
+
+
+def _set_cols(sets: pa.Table):
+    return zip(
+        sets.column("write_id").to_pylist(),
+        sets.column("row_start").to_pylist(),
+        sets.column("row_count").to_pylist(),
+        strict=True,
+    )
+
+
+def _cluster(rows: pa.Table, live: set[str]) -> tuple[pa.Table, int, bool]:
+    """(rows of live sets sorted by CLUSTER_KEYS, stably; orphans removed; whether the order
+    or the fragment layout changed)."""
+    keep = np.array([w in live for w in rows.column("write_id").to_pylist()], dtype=bool)
+    removed = int((~keep).sum())
+    rows = rows.filter(pa.array(keep))
+    order = rows.append_column("_pos", pa.array(np.arange(rows.num_rows))).sort_by(
+        [(k, "ascending") for k in (*CLUSTER_KEYS, "_pos")]
+    )
+    pos = order.column("_pos").to_numpy()
+    moved = bool(len(pos)) and bool((pos != np.arange(len(pos))).any())
+    return order.drop_columns(["_pos"]), removed, moved
+
+
+def _ranges(rows: pa.Table) -> dict[str, tuple[int, int]]:
+    """write_id -> (first row, row count) of rows in which each write id is contiguous."""
+    ids = rows.column("write_id").to_pylist()
+    out: dict[str, tuple[int, int]] = {}
+    for i, w in enumerate(ids):
+        r0, n = out.get(w, (i, 0))
+        out[w] = (r0, n + 1)
+    return out
+
+
+def _overwrite(bank: Bank, name: str, rows: pa.Table) -> None:
+    tbl = bank.table(name)
+    rows = rows.cast(tbl.schema)
+    retry_commit(lambda: tbl.add(rows, mode="overwrite"))
+
+
+def restore(bank: Bank, version: int) -> LogEntry:
+    """Make bank version ``version`` the latest again: a new version whose tables equal the
+    old ones (history is kept; the ``log`` records the restore). Tables made after that
+    version are emptied."""
+    with bank.writer(), bank.commit_lock():
+        entries = bank.history()
+        if not 1 <= version <= len(entries):
+            raise NotFoundError(
+                f"bank version {version} does not exist (versions 1 to {len(entries)}); "
+                "see `protodb history`"
+            )
+        target = entries[version - 1].versions
+        plan = {}
+        for name in bank.table_names():
+            if name in ("log", "meta"):
+                continue
+            if name not in target:  # made after that version: emptied
+                plan[name] = None
+                continue
+            want = int(target[name])
+            have = {int(v["version"]) for v in bank.table(name).list_versions()}
+            if want not in have:
+                raise NotFoundError(
+                    f"cannot restore bank version {version}: version {want} of table {name!r} "
+                    "was removed by gc (gc keeps only the latest and vocabulary-pinned versions)"
+                )
+            plan[name] = want
+        for name, want in plan.items():
+            tbl = bank.table(name)
+            if want is None:
+                retry_commit(lambda t=tbl: t.delete("true"))
+            elif int(tbl.version) != want:
+                retry_commit(lambda t=tbl, w=want: t.restore(w))
+        return bank.log("restore", {"to": version})

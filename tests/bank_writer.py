@@ -1,0 +1,131 @@
+"""A bank writer without models, for concurrency and crash tests (in-process or as a script).
+
+    python tests/bank_writer.py URI FIRST COUNT [--sleep S]
+
+writes the synthetic prototype sets of classes ``class FIRST`` .. ``class FIRST+COUNT-1`` the
+way ``protodb add`` does: keyed support rows, then prototype rows, cell rows and the completion
+record through ``Bank.write_set``, then a log row. Vectors are a deterministic function of the
+class, so every writer of a key writes the same set.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import numpy as np
+import pyarrow as pa
+
+from protodb.add import SUPPORT_KEY
+from protodb.bank import Bank, SetKey, now, open_bank, vectors_to_arrow
+
+EXTRACTOR = "ext-1"
+GENERATOR = "gen-1"
+DIM = 8
+
+
+def n_rows(i: int) -> int:
+    """Prototype rows of synthetic class i (fg + bg)."""
+    return 4 + i % 3
+
+
+def vectors(i: int) -> np.ndarray:
+    return np.random.default_rng(i).standard_normal((n_rows(i), DIM)).astype(np.float32)
+
+
+def write_class(bank: Bank, i: int, n_support: int = 2) -> bool:
+    """Write synthetic class i; False when its set already existed."""
+    key = f"class {i}"
+    with bank.writer():
+        bank.upsert_class(key, key)
+        png = bytes([i % 256]) * 16
+        bank.insert_new(
+            "supports",
+            pa.table(
+                {
+                    "class_key": [key] * n_support,
+                    "generator_id": [GENERATOR] * n_support,
+                    "seed": [0] * n_support,
+                    "index": list(range(n_support)),
+                    "image_png": [png] * n_support,
+                    "height": [4] * n_support,
+                    "width": [4] * n_support,
+                    "attribution": [np.zeros(4, "<f4").tobytes()] * n_support,
+                    "attr_h": [2] * n_support,
+                    "attr_w": [2] * n_support,
+                    "generator_config": ["{}"] * n_support,
+                    "runtime": ["{}"] * n_support,
+                    "created_at": [now()] * n_support,
+                }
+            ),
+            SUPPORT_KEY,
+        )
+        m = n_rows(i)
+        table = bank.ensure_prototype_table(EXTRACTOR, DIM, "float16")
+        fg = m // 2
+        protos = pa.table(
+            {
+                "class_key": [key] * m,
+                "generator_id": [GENERATOR] * m,
+                "seed": [0] * m,
+                "extractor_id": [EXTRACTOR] * m,
+                "polarity": ["fg"] * fg + ["bg"] * (m - fg),
+                "level": ["class", *["instance"] * (fg - 1), "class", *["instance"] * (m - fg - 1)],
+                "part": [-1] * m,
+                "support": [-1] + list(range(fg - 1)) + [-1] + list(range(m - fg - 1)),
+                "weight": [1.0] * m,
+                "vector": vectors_to_arrow(vectors(i), "float16"),
+            }
+        )
+        cells = pa.table(
+            {
+                "class_key": [key],
+                "generator_id": [GENERATOR],
+                "seed": [0],
+                "extractor_id": [EXTRACTOR],
+                "polarity": ["fg"],
+                "support": [0],
+                "grid_h": [2],
+                "grid_w": [2],
+                "cells": [np.zeros(4, "<i2").tobytes()],
+            }
+        )
+        record = {
+            "class_key": key,
+            "name": key,
+            "generator_id": GENERATOR,
+            "seed": 0,
+            "extractor_id": EXTRACTOR,
+            "prototype_table": table,
+            "n_supports": n_support,
+            "n": n_support,
+            "n_used": n_support,
+            "n_fg": fg,
+            "n_bg": m - fg,
+            "dim": DIM,
+            "mask_source": "otsu",
+            "thresholds": json.dumps([0.3, 0.6]),
+            "generator_config": "{}",
+            "extractor_config": "{}",
+            "created_at": now(),
+        }
+        written = bank.write_set(SetKey(key, GENERATOR, 0, EXTRACTOR), protos, cells, record)
+        if written:
+            bank.log("add", {"class": key})
+    return written
+
+
+def main() -> None:
+    uri, first, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    sleep = float(sys.argv[5]) if len(sys.argv) > 5 and sys.argv[4] == "--sleep" else 0.0
+    bank = open_bank(uri)
+    print("ready", flush=True)
+    for i in range(first, first + count):
+        write_class(bank, i)
+        time.sleep(sleep)
+    print("done", flush=True)
+
+
+if __name__ == "__main__":
+    main()

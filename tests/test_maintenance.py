@@ -1,0 +1,123 @@
+"""gc (orphans, compaction, old versions, pins, writers) and restore / --at."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+from bank_writer import write_class
+from conftest import make_image
+from typer.testing import CliRunner
+
+import protodb
+from protodb.bank import open_bank
+from protodb.cli.app import app
+from protodb.errors import BankError, NotFoundError
+from protodb.maintenance import gc, restore
+
+
+def _labels(path) -> bytes:
+    db = protodb.connect(path, profile="tiny", device="cpu")
+    return db.vocab("v1").segment(make_image(40, 56, seed=5)).labels.tobytes()
+
+
+def _add_orphans(bank) -> str:
+    """Rows of a set whose completion record never landed (what a kill -9 leaves)."""
+    s = bank.read("sets").to_pylist()[0]
+    table = s["prototype_table"]
+    rows = bank.read(table, f"write_id = '{s['write_id']}'")
+    rows = rows.set_column(
+        rows.schema.get_field_index("write_id"), "write_id", pa.array(["dead"] * rows.num_rows)
+    )
+    bank.append(table, rows)
+    cells = bank.read("cells", f"write_id = '{s['write_id']}'")
+    cells = cells.set_column(
+        cells.schema.get_field_index("write_id"), "write_id", pa.array(["dead"] * cells.num_rows)
+    )
+    bank.append("cells", cells)
+    return table
+
+
+def test_gc_removes_orphans_compacts_and_keeps_pinned(bank_copy):
+    before = _labels(bank_copy)
+    bank = open_bank(str(bank_copy))
+    table = _add_orphans(bank)
+    n_rows = bank.read(table).num_rows
+    pinned = bank.tags(table)["vocab.v1"]
+    result = gc(bank)
+    live = sum(s["n_fg"] + s["n_bg"] for s in bank.read("sets").to_pylist())
+    assert result.orphans[table] == n_rows - live and result.orphans["cells"] > 0
+    assert table in result.compacted and result.removed_versions > 0
+    assert bank.read(table).num_rows == live
+    assert bank.read(table, "write_id = 'dead'").num_rows == 0
+    # clustered by class, and each set's recorded range is right at the latest version
+    keys = bank.read(table).column("class_key").to_pylist()
+    assert keys == sorted(keys)
+    for s in bank.read("sets").to_pylist():
+        rows = bank.dataset(table).take(list(range(s["row_start"], s["row_start"] + 3)))
+        assert set(rows.column("write_id").to_pylist()) == {s["write_id"]}
+    # only the latest and the pinned versions are left; the vocabulary reads the same
+    versions = {v["version"] for v in bank.table(table).list_versions()}
+    assert versions == {pinned, bank.table(table).version}
+    assert "vocab.v1" in result.kept_tags[table]
+    assert _labels(bank_copy) == before
+    assert bank.history()[-1].op == "gc"
+
+
+def test_gc_refuses_while_a_writer_is_active(bank_copy):
+    writer = open_bank(str(bank_copy))
+    with writer.writer(), pytest.raises(BankError, match="another process is writing"):
+        gc(open_bank(str(bank_copy)))
+    gc(open_bank(str(bank_copy)))  # fine once the writer is done
+
+
+def test_restore_makes_an_old_version_latest(bank_copy):
+    bank = open_bank(str(bank_copy))
+    old = bank.history()
+    write_class(bank, 7)  # a new class and a new prototype table
+    assert bank.read("sets").num_rows == 3
+    entry = restore(bank, len(old))
+    assert entry.op == "restore" and entry.version == len(old) + 2
+    assert sorted(bank.read("sets").column("class_key").to_pylist()) == ["grass", "red apple"]
+    assert bank.read("prototypes__ext_1").num_rows == 0  # made after that version: emptied
+    assert [e.op for e in bank.history()][-2:] == ["add", "restore"]
+    # restore of a restore: history is kept, so the newer state comes back too
+    restore(bank, len(old) + 1)
+    assert bank.read("sets").num_rows == 3
+    with pytest.raises(NotFoundError, match="bank version 99 does not exist"):
+        restore(bank, 99)
+
+
+def test_restore_of_a_version_gc_removed_is_refused(bank_copy):
+    bank = open_bank(str(bank_copy))
+    gc(bank)
+    with pytest.raises(NotFoundError, match="removed by gc"):
+        restore(bank, 1)
+
+
+def test_read_at_a_version(bank_copy):
+    db = protodb.connect(bank_copy, profile="tiny", device="cpu", at=1)
+    assert [c.name for c in db.classes()] == ["red apple"]
+    assert db.vocabs() == []
+    with pytest.raises(BankError, match="read-only at version 1"):
+        db.bank.upsert_class("sky", "sky")
+    later = protodb.connect(bank_copy, profile="tiny", device="cpu", at=3)
+    assert [v.name for v in later.vocabs()] == ["v1"]
+    with pytest.raises(NotFoundError, match="bank version 9 does not exist"):
+        protodb.connect(bank_copy, at=9).classes()
+
+
+def test_cli_restore_gc_at(bank_copy):
+    runner = CliRunner()
+    base = ["--bank", str(bank_copy)]
+    r = runner.invoke(app, [*base, "--at", "1", "ls"])
+    assert r.exit_code == 0 and "red apple" in r.output and "grass" not in r.output
+    r = runner.invoke(app, [*base, "restore", "1"])
+    assert r.exit_code == 0 and "restored bank version 1 as version 4" in r.output
+    r = runner.invoke(app, [*base, "ls"])
+    assert "grass" not in r.output
+    r = runner.invoke(app, [*base, "gc"])
+    assert r.exit_code == 0 and "old versions" in r.output
+    r = runner.invoke(app, [*base, "restore", "42"])
+    assert r.exit_code == 2 and "does not exist" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, [*base, "history"])
+    assert [ln.split("\t")[2] for ln in r.output.strip().splitlines()][-2:] == ["restore", "gc"]
