@@ -216,6 +216,16 @@ def load_sd(model: str, revision: str | None, device: str, dtype: str, final_sig
 
 # --------------------------------------------------------------------------- DINOv2
 
+# The tiny twins of the ViT extractors (DINOv2, DINO, MAE): 2 layers, 32 dims, patch 8, 64 px.
+TINY_VIT = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    patch_size=8,
+    image_size=64,
+)
+
 
 @functools.lru_cache(maxsize=2)
 def load_dinov2(model: str, revision: str | None, device: str):
@@ -224,16 +234,7 @@ def load_dinov2(model: str, revision: str | None, device: str):
 
     if model == TINY:
         with _fork_seeded():
-            net = Dinov2Model(
-                Dinov2Config(
-                    hidden_size=32,
-                    num_hidden_layers=2,
-                    num_attention_heads=4,
-                    intermediate_size=64,
-                    patch_size=8,
-                    image_size=64,
-                )
-            )
+            net = Dinov2Model(Dinov2Config(**TINY_VIT))
     else:
         _quiet_loading()
         try:
@@ -292,14 +293,7 @@ def load_dino(model: str, revision: str | None, device: str):
     if model == TINY:
         with _fork_seeded():
             net = ViTModel(
-                ViTConfig(
-                    hidden_size=32,
-                    num_hidden_layers=2,
-                    num_attention_heads=4,
-                    intermediate_size=64,
-                    patch_size=8,
-                    image_size=64,
-                ),
+                ViTConfig(**TINY_VIT),
                 add_pooling_layer=False,
             )
     else:
@@ -321,17 +315,7 @@ def load_mae(model: str, revision: str | None, device: str):
 
     if model == TINY:
         with _fork_seeded():
-            net = ViTMAEModel(
-                ViTMAEConfig(
-                    hidden_size=32,
-                    num_hidden_layers=2,
-                    num_attention_heads=4,
-                    intermediate_size=64,
-                    patch_size=8,
-                    image_size=64,
-                    mask_ratio=0.0,
-                )
-            )
+            net = ViTMAEModel(ViTMAEConfig(**TINY_VIT, mask_ratio=0.0))
     else:
         _quiet_loading()
         try:
