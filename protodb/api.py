@@ -381,7 +381,6 @@ class ProtoDB:
         """Explain the label of pixel ``at`` = (x, y) of ``image`` (see VocabHandle.explain)."""
         return self.vocab(vocab, config).explain(image, at[0], at[1], out=out)
 
-
     # ------------------------------------------------------------------ evaluation
 
     def create_vocab_from_dataset(
