@@ -727,7 +727,7 @@ class Bank:
         ):
             unpacked = unpack_row_meta(b"".join(metas), ds.schema)
             per_row = [c for c in per_row if c not in unpacked]
-        got = ds.take(pa.array(idx), columns=per_row)
+        got = _take_offsets(ds, idx, per_row)
         which = pa.array(np.repeat(np.arange(len(picked), dtype=np.int32), counts))
         per_set = {
             "class_key": [k for k, _, _ in sets],
@@ -747,6 +747,32 @@ class Bank:
                 columns[c] = pa.DictionaryArray.from_arrays(which, values).cast(kind)
         table = pa.table(columns)
         return _split_vectors(table)
+
+
+def _fragment_layout(ds) -> tuple[np.ndarray, np.ndarray] | None:
+    """(first offset, fragment id) per fragment of the dataset's version (read from its
+    manifest, well under a millisecond), or None when a fragment has deleted rows (offsets
+    then skip rows, so they do not map to row addresses)."""
+    frags = ds.get_fragments()
+    counts = [f.count_rows() for f in frags]
+    if any(c != f.physical_rows for c, f in zip(counts, frags, strict=True)):
+        return None
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    return starts, np.array([f.fragment_id for f in frags], dtype=np.uint64)
+
+
+def _take_offsets(ds, idx: np.ndarray, columns: list[str]) -> pa.Table:
+    """Rows at dataset offsets ``idx`` (int64 [N], in bounds). Through row addresses
+    (fragment id << 32 | offset in fragment), which Lance reads about 25% faster than offsets
+    (bench_vocab_load), when every fragment is free of deletions; else by offset."""
+    layout = _fragment_layout(ds)
+    take_rows = getattr(ds, "_take_rows", None)
+    if layout is None or take_rows is None or not len(idx):
+        return ds.take(pa.array(idx), columns=columns)
+    starts, ids = layout
+    frag = np.searchsorted(starts, idx, side="right") - 1
+    addresses = (ids[frag] << np.uint64(32)) | (idx - starts[frag]).astype(np.uint64)
+    return take_rows(pa.array(addresses, pa.uint64()), columns=columns)
 
 
 def pack_row_meta(rows: pa.Table) -> bytes | None:

@@ -309,3 +309,27 @@ def test_vocab_pins_are_lance_tags(tiny_bank):
     pins = tiny_bank.vocab.versions
     for table in ("sets", "cells", "supports"):
         assert bank.tags(table) == {"vocab.v1": pins[table]}
+
+
+def test_take_offsets_by_row_address_equals_take(tmp_path):
+    """The fast take through row addresses returns the rows ``take`` by offset returns, over
+    several fragments, and falls back to offsets once a fragment has deleted rows."""
+    import lance
+
+    from protodb.bank import _fragment_layout, _take_offsets
+
+    uri = str(tmp_path / "t.lance")
+    for start in (0, 7, 20):  # three fragments of 7, 13 and 5 rows
+        n = {0: 7, 7: 13, 20: 5}[start]
+        data = pa.table({"i": np.arange(start, start + n, dtype=np.int64)})
+        lance.write_dataset(data, uri, mode="append" if start else "create")
+    ds = lance.dataset(uri)
+    assert _fragment_layout(ds) is not None
+    idx = np.array([0, 6, 7, 19, 20, 24, 3, 8], dtype=np.int64)
+    assert _take_offsets(ds, idx, ["i"]).column("i").to_pylist() == idx.tolist()
+    ds.delete("i = 9")
+    ds = lance.dataset(uri)
+    assert _fragment_layout(ds) is None  # offsets now skip a row: use take by offset
+    want = ds.take(pa.array(idx), columns=["i"]).column("i").to_pylist()
+    assert _take_offsets(ds, idx, ["i"]).column("i").to_pylist() == want
+    assert 9 not in want and want[3] == 20
