@@ -48,6 +48,16 @@ def _missing(what: str, model: str, err: BaseException) -> ModelNotFoundError:
     )
 
 
+def _from_pretrained(cls, label: str, model: str, revision: str | None, **kwargs):
+    """``cls.from_pretrained(model, revision=revision, **kwargs)`` with the libraries' loading
+    noise silenced; a missing model raises the one clear ModelNotFoundError (``_missing``)."""
+    _quiet_loading()
+    try:
+        return cls.from_pretrained(model, revision=revision, **kwargs)
+    except (OSError, ValueError) as err:
+        raise _missing(label, model, err) from None
+
+
 def _quiet_loading():
     """Silence the libraries' loading chatter (their warnings become our one clear error)."""
     import diffusers
@@ -236,11 +246,7 @@ def load_dinov2(model: str, revision: str | None, device: str):
         with _fork_seeded():
             net = Dinov2Model(Dinov2Config(**TINY_VIT))
     else:
-        _quiet_loading()
-        try:
-            net = Dinov2Model.from_pretrained(model, revision=revision)
-        except (OSError, ValueError) as err:
-            raise _missing("DINOv2", model, err) from None
+        net = _from_pretrained(Dinov2Model, "DINOv2", model, revision)
     return net.eval().to(device)
 
 
@@ -297,11 +303,7 @@ def load_dino(model: str, revision: str | None, device: str):
                 add_pooling_layer=False,
             )
     else:
-        _quiet_loading()
-        try:
-            net = ViTModel.from_pretrained(model, revision=revision, add_pooling_layer=False)
-        except (OSError, ValueError) as err:
-            raise _missing("DINO", model, err) from None
+        net = _from_pretrained(ViTModel, "DINO", model, revision, add_pooling_layer=False)
     return net.eval().to(device)
 
 
@@ -317,11 +319,7 @@ def load_mae(model: str, revision: str | None, device: str):
         with _fork_seeded():
             net = ViTMAEModel(ViTMAEConfig(**TINY_VIT, mask_ratio=0.0))
     else:
-        _quiet_loading()
-        try:
-            net = ViTMAEModel.from_pretrained(model, revision=revision, mask_ratio=0.0)
-        except (OSError, ValueError) as err:
-            raise _missing("MAE", model, err) from None
+        net = _from_pretrained(ViTMAEModel, "MAE", model, revision, mask_ratio=0.0)
     return net.eval().to(device)
 
 
@@ -368,9 +366,5 @@ def load_sam(model: str, revision: str | None, device: str):
                 )
             )
     else:
-        _quiet_loading()
-        try:
-            net = SamModel.from_pretrained(model, revision=revision)
-        except (OSError, ValueError) as err:
-            raise _missing("SAM", model, err) from None
+        net = _from_pretrained(SamModel, "SAM", model, revision)
     return net.eval().to(device)
