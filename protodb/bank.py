@@ -43,6 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from protodb.errors import BankError, NotFoundError
+from protodb.lance_direct import VectorReader
 
 SCHEMA_VERSION = 2
 CORE_TABLES = ("meta", "classes", "supports", "masks", "cells", "sets", "vocabs", "log")
@@ -202,9 +203,10 @@ class Bank:
             ) from None
         self._handles: dict[str, Any] = {}
         self._datasets: dict[tuple[str, int], Any] = {}
-        self._ranges: dict[tuple[int | None, str], dict] = {}
+        self._ranges: dict[tuple[int, str], tuple[pa.Table, pa.Array]] = {}
         self._checked: set[tuple] = set()  # ((table, version, sets_version), write_id) checked
-        self._row_meta: dict[tuple, dict[str, bytes]] = {}
+        self._row_meta: dict[int, dict[str, bytes]] = {}
+        self._vector_reader: VectorReader | None = VectorReader()
         self._lock_depth = 0
         self._lock_fd: int | None = None
         self._at: dict[str, int] | None = None
@@ -608,28 +610,46 @@ class Bank:
             for r in rows
         ]
 
-    def _set_ranges(self, extractor_id: str, sets_version: int | None) -> dict:
-        """(class_key, generator_id, seed) -> (write_id, row_start, row_count) of one
-        extractor's sets; cached per fixed ``sets`` version."""
+    def _set_index(self, extractor_id: str, sets_version: int) -> tuple[pa.Table, pa.Array]:
+        """One extractor's completion records at a ``sets`` version: (write_id, row_start,
+        row_count, _rowaddr) and, row for row, their keys joined as "class\\0generator\\0seed"
+        (for :func:`pyarrow.compute.index_in`); cached for the last few versions."""
         cache_key = (sets_version, extractor_id)
         hit = self._ranges.get(cache_key)
         if hit is not None:
             return hit
         cols = ["class_key", "generator_id", "seed", "write_id", "row_start", "row_count"]
-        t = self.read(
-            "sets", f"extractor_id = {sql_str(extractor_id)}", sets_version, [*cols, "row_meta"]
+        t = self.dataset("sets", sets_version).to_table(
+            columns=cols, filter=f"extractor_id = {sql_str(extractor_id)}", with_row_address=True
         )
-        d = t.to_pydict()
-        ranges = {
-            (k, g, int(s)): (w, int(r0), int(n))
-            for k, g, s, w, r0, n in zip(*(d[c] for c in cols), strict=True)
-        }
-        self._row_meta[(sets_version, extractor_id)] = {
-            w: m for w, m in zip(d["write_id"], d["row_meta"], strict=True) if m
-        }
-        if sets_version is not None:
-            self._ranges[cache_key] = ranges
-        return ranges
+        seeds = pc.cast(t.column("seed"), pa.string())
+        keys = pc.binary_join_element_wise(
+            t.column("class_key"), t.column("generator_id"), seeds, "\0"
+        )
+        hit = (t.select(["write_id", "row_start", "row_count", "_rowaddr"]), keys.combine_chunks())
+        _bounded_put(self._ranges, cache_key, hit)
+        return hit
+
+    def _set_metas(self, sets_version: int, records: pa.Table) -> list[bytes | None]:
+        """The ``row_meta`` of the given completion records (rows of :meth:`_set_index`), read
+        by row address for those not yet cached."""
+        cache = self._row_meta.get(sets_version)
+        if cache is None:
+            cache = {}
+            _bounded_put(self._row_meta, sets_version, cache)
+        ids = records.column("write_id").to_pylist()
+        missing = [i for i, w in enumerate(ids) if w not in cache]
+        if missing:
+            ds = self.dataset("sets", sets_version)
+            cols = ["write_id", "row_meta"]
+            if hasattr(ds, "_take_rows"):
+                addresses = records.column("_rowaddr").take(missing).combine_chunks()
+                got = ds._take_rows(addresses, columns=cols)
+            else:
+                wanted = ", ".join(sql_str(ids[i]) for i in missing)
+                got = ds.to_table(columns=cols, filter=f"write_id IN ({wanted})")
+            cache.update(zip(got.column(0).to_pylist(), got.column(1).to_pylist(), strict=True))
+        return [cache.get(w) for w in ids]
 
     def load_prototypes(
         self,
@@ -645,33 +665,44 @@ class Bank:
         sets: (class_key, generator_id, seed) tuples; version / sets_version: the versions of
         the prototype table and of ``sets`` to read (a vocabulary's pins; latest if None).
         Returns (vectors [P, D] in the stored dtype, float16 or float32; the other columns of
-        the P rows as an Arrow table). Uses each set's recorded row range and one Lance
-        ``take`` (checked against the set's write id); falls back to a filtered read of the
-        rows whose write ids the completion records name.
+        the P rows as an Arrow table). Reads each set's recorded row range (checked against
+        the set's write id) straight from the data files, or with one Lance ``take`` where that
+        is not possible; falls back to a filtered read of the rows whose write ids the
+        completion records name when a range is missing or stale.
         """
         if version is None and self._at is not None:
             version = self._at.get(table)
             sets_version = self._at.get("sets") if sets_version is None else sets_version
-        ranges = self._set_ranges(extractor_id, sets_version)
-        picked = []
-        for s in sets:
-            key = (s[0], s[1], int(s[2]))
-            if key not in ranges:
-                raise NotFoundError(
-                    f"no completed {extractor_id} prototype set for class {s[0]!r} "
-                    f"(generator {s[1]}, seed {s[2]}); add it with protodb add"
-                )
-            picked.append(ranges[key])
+        # resolve "latest" once, so every read below sees the same versions
+        version = int(self.table(table).version) if version is None else int(version)
+        sets_version = (
+            int(self.table("sets").version) if sets_version is None else int(sets_version)
+        )
+        records, keys = self._set_index(extractor_id, sets_version)
+        want = pa.array([f"{k}\0{g}\0{int(s)}" for k, g, s in sets], pa.string())
+        pos = pc.index_in(want, value_set=keys)
+        if pos.null_count:
+            k, g, s = sets[pos.is_null().to_pylist().index(True)]
+            raise NotFoundError(
+                f"no completed {extractor_id} prototype set for class {k!r} "
+                f"(generator {g}, seed {s}); add it with protodb add"
+            )
+        chosen = records.take(pos)
+        picked = list(
+            zip(
+                chosen.column("write_id").to_pylist(),
+                chosen.column("row_start").to_pylist(),
+                chosen.column("row_count").to_pylist(),
+                strict=True,
+            )
+        )
         ds = self.dataset(table, version)
         names = [f for f in ds.schema.names if f != "write_id"]
         if picked and all(r0 >= 0 for _, r0, _ in picked):
             # ranges of fixed versions, once checked, stay right: a Lance version never changes
-            pin = (table, version, sets_version) if None not in (version, sets_version) else None
-            packed = self._row_meta.get((sets_version, extractor_id), {})
-            metas = [packed.get(w) for w, _, _ in picked]
-            fast = self._take_ranges(
-                ds, names, extractor_id, sets, picked, self._checked, pin, metas
-            )
+            metas = self._set_metas(sets_version, chosen)
+            pin = (table, version, sets_version)
+            fast = self._take_ranges(ds, names, extractor_id, sets, picked, pin, metas)
             if fast is not None:
                 return fast
         ids = ", ".join(sql_str(w) for w, _, _ in picked) or "''"
@@ -694,31 +725,19 @@ class Bank:
             got = got.filter(pa.array(mask))
         return _split_vectors(got.select(names))
 
-    @staticmethod
     def _take_ranges(
-        ds, names: list[str], extractor_id: str, sets, picked, checked: set, pin, metas
+        self, ds, names: list[str], extractor_id: str, sets, picked, pin, metas
     ) -> tuple[np.ndarray, pa.Table] | None:
         """The fast path of :meth:`load_prototypes`: each set's recorded row range, checked by
         the write id of its first and last row (a write id's rows are one contiguous block of
-        exactly the recorded count), read with one Lance ``take`` of the per-row columns; the
-        per-set columns are filled in from the keys. None when a range is stale."""
+        exactly the recorded count), read straight from the data files
+        (:class:`~protodb.lance_direct.VectorReader`, its bytes checked against Lance's own
+        read of those edge rows) or else with one Lance ``take``; the per-row metadata comes
+        from the sets' ``row_meta`` and the per-set columns from their keys. None when a range
+        is stale."""
         starts = np.array([r0 for _, r0, _ in picked], dtype=np.int64)
         counts = np.array([n for _, _, n in picked], dtype=np.int64)
         ids = [w for w, _, _ in picked]
-        full = (counts > 0) & np.array([(pin, w) not in checked for w in ids], dtype=bool)
-        if full.any():
-            ends = np.stack([starts[full], starts[full] + counts[full] - 1], axis=1).ravel()
-            try:
-                edge = ds.take(pa.array(ends), columns=["write_id"])["write_id"].to_pylist()
-            except Exception:  # noqa: BLE001 - a range past the end (stale): use the filter
-                return None
-            if edge != [w for w, f in zip(ids, full, strict=True) if f for _ in range(2)]:
-                return None
-            if pin is not None:
-                checked.update((pin, w) for w in ids)
-        total = int(counts.sum())
-        offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
-        idx = offsets + np.arange(total, dtype=np.int64)
         per_row = [c for c in names if c not in SET_COLUMNS]
         unpacked = {}
         if all(
@@ -727,7 +746,38 @@ class Bank:
         ):
             unpacked = unpack_row_meta(b"".join(metas), ds.schema)
             per_row = [c for c in per_row if c not in unpacked]
-        got = _take_offsets(ds, idx, per_row)
+        vectors = None
+        if "vector" in per_row and self._vector_reader is not None:
+            vectors = self._vector_reader.read(ds, "vector", starts, counts)
+        full = (counts > 0) & np.array([(pin, w) not in self._checked for w in ids], dtype=bool)
+        if full.any():
+            first = starts[full]
+            ends = np.stack([first, first + counts[full] - 1], axis=1).ravel()
+            edge_cols = ["write_id", "vector"] if vectors is not None else ["write_id"]
+            try:
+                edge = ds.take(pa.array(ends), columns=edge_cols)
+            except Exception:  # noqa: BLE001 - a range past the end (stale): use the filter
+                return None
+            if edge["write_id"].to_pylist() != [
+                w for w, f in zip(ids, full, strict=True) if f for _ in range(2)
+            ]:
+                return None
+            if vectors is not None:
+                at = np.concatenate([[0], np.cumsum(counts)[:-1]])[full]
+                mine = vectors[np.stack([at, at + counts[full] - 1], axis=1).ravel()]
+                theirs = _split_vectors(edge.select(["vector"]))[0]
+                if mine.tobytes() != theirs.tobytes():  # a layout the reader misread: stop
+                    self._vector_reader = None
+                    vectors = None
+            if pin is not None:
+                self._checked.update((pin, w) for w in ids)
+        if vectors is not None:
+            per_row.remove("vector")
+        got = None
+        if per_row:
+            total = int(counts.sum())
+            offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+            got = _take_offsets(ds, offsets + np.arange(total, dtype=np.int64), per_row)
         which = pa.array(np.repeat(np.arange(len(picked), dtype=np.int32), counts))
         per_set = {
             "class_key": [k for k, _, _ in sets],
@@ -737,6 +787,8 @@ class Bank:
         }
         columns = {}
         for c in names:
+            if c == "vector" and vectors is not None:
+                continue
             if c in unpacked:
                 columns[c] = unpacked[c]
             elif c in per_row:
@@ -746,7 +798,14 @@ class Bank:
                 values = pa.array(per_set[c], kind)
                 columns[c] = pa.DictionaryArray.from_arrays(which, values).cast(kind)
         table = pa.table(columns)
-        return _split_vectors(table)
+        return (vectors, table) if vectors is not None else _split_vectors(table)
+
+
+def _bounded_put(cache: dict, key, value, keep: int = 4) -> None:
+    """Put ``key`` in an insertion-ordered cache of at most ``keep`` entries (oldest out)."""
+    cache[key] = value
+    while len(cache) > keep:
+        cache.pop(next(iter(cache)))
 
 
 def _fragment_layout(ds) -> tuple[np.ndarray, np.ndarray] | None:

@@ -333,3 +333,40 @@ def test_take_offsets_by_row_address_equals_take(tmp_path):
     want = ds.take(pa.array(idx), columns=["i"]).column("i").to_pylist()
     assert _take_offsets(ds, idx, ["i"]).column("i").to_pylist() == want
     assert 9 not in want and want[3] == 20
+
+
+def test_load_prototypes_reads_vectors_straight_from_the_data_files(bank):
+    """The fast load reads the vector bytes from the Lance files (protodb.lance_direct) and
+    returns exactly what Lance's own take returns, with the same metadata."""
+    for i in range(5):
+        write_class(bank, i)
+    table = prototype_table_name(EXTRACTOR)
+    sets = [(f"class {i}", GENERATOR, 0) for i in (3, 1, 4, 0)]
+    fast, meta = bank.load_prototypes(table, EXTRACTOR, sets)
+    assert bank._vector_reader is not None and any(bank._vector_reader._pages.values())
+    lance_only = Bank(bank.uri)
+    lance_only._vector_reader = None
+    slow, slow_meta = lance_only.load_prototypes(table, EXTRACTOR, sets)
+    assert fast.dtype == slow.dtype == np.float16 and fast.tobytes() == slow.tobytes()
+    assert meta.equals(slow_meta)
+    want = np.concatenate([vectors(i) for i in (3, 1, 4, 0)]).astype(np.float16)
+    np.testing.assert_array_equal(fast, want)
+
+
+def test_a_misread_of_the_data_files_is_caught_and_lance_reads_instead(bank):
+    """A direct read whose edge rows differ from Lance's read of them is thrown away, and the
+    bank stops reading files directly."""
+    from protodb.lance_direct import VectorReader
+
+    class Misreading(VectorReader):
+        def read(self, ds, column, starts, counts):
+            got = super().read(ds, column, starts, counts)
+            return None if got is None else np.zeros_like(got)
+
+    for i in range(3):
+        write_class(bank, i)
+    table = prototype_table_name(EXTRACTOR)
+    bank._vector_reader = Misreading()
+    got, _ = bank.load_prototypes(table, EXTRACTOR, [("class 2", GENERATOR, 0)])
+    np.testing.assert_array_equal(got, vectors(2).astype(np.float16))
+    assert bank._vector_reader is None
