@@ -42,7 +42,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from protodb.errors import BankError, NotFoundError
+from protodb.errors import BankError, NeedsMigrationError, NotFoundError
 from protodb.lance_direct import VectorReader
 
 SCHEMA_VERSION = 2
@@ -184,7 +184,9 @@ class Bank:
     reads them.
     """
 
-    def __init__(self, uri: str, *, create: bool = True, at: int | None = None) -> None:
+    def __init__(
+        self, uri: str, *, create: bool = True, at: int | None = None, migrate: bool = True
+    ) -> None:
         import lancedb
 
         self.uri = uri
@@ -207,6 +209,7 @@ class Bank:
         self._checked: set[tuple] = set()  # ((table, version, sets_version), write_id) checked
         self._row_meta: dict[int, dict[str, bytes]] = {}
         self._vector_reader: VectorReader | None = VectorReader()
+        self._migrate = migrate
         self._lock_depth = 0
         self._lock_fd: int | None = None
         self._at: dict[str, int] | None = None
@@ -312,6 +315,11 @@ class Bank:
                 f"understands ({SCHEMA_VERSION}); upgrade protodb (pip install -U protodb)"
             )
         if found == 1:
+            if not self._migrate:
+                raise NeedsMigrationError(
+                    f"bank {self.uri!r} has schema version 1; open it once with this protodb "
+                    f"to migrate it (`protodb --bank {self.uri} ls`)"
+                )
             with self.commit_lock():
                 if int(self.meta().get("schema_version", "0")) == 1:
                     self._migrate_1_to_2()
@@ -322,13 +330,19 @@ class Bank:
             )
 
     def _migrate_1_to_2(self) -> None:
-        """Schema 1 -> 2: write ids and row ranges (legacy rows get '' and -1)."""
+        """Schema 1 -> 2: write ids and row ranges. A legacy set's rows get a write id made
+        from its key (``legacy:class:generator:seed:extractor``), so they read, export and
+        merge like any set's; row ranges are unknown (-1) until ``gc`` records them."""
+        legacy_id = (
+            "concat('legacy:', class_key, ':', generator_id, ':', CAST(seed AS STRING), ':', "
+            "extractor_id)"
+        )
         for name in self.table_names():
             tbl = self.table(name)
             have = set(tbl.schema.names)
             new: dict[str, str] = {}
             if name.startswith("prototypes") or name in ("cells", "sets"):
-                new["write_id"] = "''"
+                new["write_id"] = legacy_id
             if name == "sets":
                 new["row_start"] = "CAST(-1 AS BIGINT)"
                 new["row_count"] = "CAST(-1 AS INT)"
@@ -567,6 +581,12 @@ class Bank:
         else:
             retry_commit(lambda: tags.create(tag, version))
 
+    def untag(self, table: str, tag: str) -> None:
+        """Delete a Lance tag (its version becomes collectable by gc)."""
+        tags = self.table(table).tags
+        if tag in tags.list():
+            retry_commit(lambda: tags.delete(tag))
+
     def tags(self, table: str) -> dict[str, int]:
         """Tag name -> version of one table."""
         return {k: int(v["version"]) for k, v in self.table(table).tags.list().items()}
@@ -711,7 +731,7 @@ class Bank:
         order = {w: i for i, (w, _, _) in enumerate(picked)}
         rank = np.array([order[w] for w in got.column("write_id").to_pylist()], dtype=np.int64)
         got = got.take(pa.array(np.argsort(rank, kind="stable")))
-        if picked and any(w == "" for w, _, _ in picked):  # schema-1 rows: filter by set keys
+        if picked and any(w == "" for w, _, _ in picked):  # rows migrated with empty ids: by key
             keep = {(k, g, s) for (k, g, s), (w, _, _) in zip(sets, picked, strict=True)}
             mask = [
                 (k, g, int(s)) in keep
@@ -881,9 +901,13 @@ def dedupe(rows: pa.Table, keys: Sequence[str]) -> pa.Table:
     return rows if all(keep) else rows.filter(pa.array(keep))
 
 
-def open_bank(uri: str, *, create: bool = True, at: int | None = None) -> Bank:
-    """Open (and by default create) the bank at ``uri``; ``at``: read-only at a bank version."""
-    return Bank(uri, create=create, at=at)
+def open_bank(
+    uri: str, *, create: bool = True, at: int | None = None, migrate: bool = True
+) -> Bank:
+    """Open (and by default create) the bank at ``uri``; ``at``: read-only at a bank version;
+    ``migrate=False`` refuses (:class:`NeedsMigrationError`) a bank of an older schema rather
+    than migrating it in place."""
+    return Bank(uri, create=create, at=at, migrate=migrate)
 
 
 def vectors_to_arrow(vectors: np.ndarray, dtype: str) -> pa.FixedSizeListArray:

@@ -25,3 +25,7 @@ class ModelNotFoundError(ProtodbError):
 
 class BankError(ProtodbError):
     """The bank cannot be opened or is in a state the operation does not allow."""
+
+
+class NeedsMigrationError(BankError):
+    """A bank of an older schema was opened without permission to migrate it in place."""

@@ -78,7 +78,7 @@ def gc(bank: Bank, *, older_than: dt.timedelta = dt.timedelta(0)) -> GcResult:
         for name in bank.table_names():
             for tag in bank.tags(name):
                 if tag.startswith(VOCAB_TAG_PREFIX) and tag[len(VOCAB_TAG_PREFIX) :] not in vocabs:
-                    bank.table(name).tags.delete(tag)
+                    bank.untag(name, tag)
                     result.dropped_tags.append(f"{name}:{tag}")
         entry_detail = {
             "orphans": result.orphans,

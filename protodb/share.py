@@ -49,7 +49,7 @@ from protodb.bank import (
     table_schema,
     vector_dtype,
 )
-from protodb.errors import BankError, NotFoundError, ProtodbError
+from protodb.errors import BankError, NeedsMigrationError, NotFoundError, ProtodbError
 
 FORMAT = "protodb-export"
 FORMAT_VERSION = 1
@@ -320,7 +320,18 @@ def _open_source(source: str) -> Iterator[Bank]:
             if not os.path.isdir(uri):
                 raise _refuse(f"{source!r} holds no bank/ directory: not a protodb export")
         try:
-            src = open_bank(uri, create=False)
+            # an export we extracted is ours to migrate; another bank is never changed
+            src = open_bank(uri, create=False, migrate=tmp is not None)
+        except NeedsMigrationError:
+            if local is None:
+                raise _refuse(
+                    f"{source!r} is a schema-1 bank; migrate it first by opening it with this "
+                    f"protodb (`protodb --bank {source} ls`), then merge it"
+                ) from None
+            tmp = tempfile.mkdtemp(prefix="protodb-merge-")
+            uri = os.path.join(tmp, "bank")
+            shutil.copytree(local, uri, symlinks=True)
+            src = open_bank(uri, create=False)  # migrates the copy
         except (NotFoundError, BankError) as err:
             raise _refuse(f"{source!r} is not a protodb bank or export ({err})") from None
         except Exception as err:  # noqa: BLE001 - Lance errors on foreign data
@@ -334,7 +345,9 @@ def _open_source(source: str) -> Iterator[Bank]:
 # --------------------------------------------------------------------------- validation
 
 
-def _check_schema(name: str, have: pa.Schema, source: str) -> None:
+def _check_schema(name: str, have: pa.Schema, source: str) -> list[str]:
+    """Refuse a table whose columns (names and types, in any order: a migrated schema-1
+    bank has its newer columns last) are not the protodb schema; returns the column order."""
     if name.startswith("prototypes"):
         if "vector" not in have.names or not pa.types.is_fixed_size_list(have.field("vector").type):
             raise _refuse(f"{source!r}: table {name!r} has no fixed-size vector column")
@@ -349,14 +362,15 @@ def _check_schema(name: str, have: pa.Schema, source: str) -> None:
         want = table_schema(name)
     else:
         raise _refuse(f"{source!r}: unknown table {name!r} (not part of a protodb bank)")
-    got = [(f.name, f.type) for f in have]
-    exp = [(f.name, f.type) for f in want]
-    if got != exp:
+    got = sorted(((f.name, f.type) for f in have), key=str)
+    exp = sorted(((f.name, f.type) for f in want), key=str)
+    if len(have) != len(set(have.names)) or got != exp:
         diff = sorted(set(got) ^ set(exp), key=str)
         raise _refuse(
             f"{source!r}: table {name!r} does not have the protodb schema "
             f"{SCHEMA_VERSION} (differs in {diff[:3]})"
         )
+    return want.names
 
 
 def _read_source(src: Bank, label: str, *, require_manifest: bool) -> tuple[dict, dict | None]:
@@ -367,9 +381,9 @@ def _read_source(src: Bank, label: str, *, require_manifest: bool) -> tuple[dict
         raise _refuse(f"{label!r} is not a protodb bank: tables {missing} are missing")
     tables: dict[str, pa.Table] = {}
     for name in names:
-        _check_schema(name, src.table(name).schema, label)
+        order = _check_schema(name, src.table(name).schema, label)
         if name not in ("log", "meta"):
-            tables[name] = src.read(name)
+            tables[name] = src.read(name).select(order)
     meta = src.meta()
     manifest = None
     if "manifest" in meta:
@@ -604,18 +618,25 @@ def _absorb(
         vocabs = _vocab_plan(target, tables["vocabs"].to_pylist(), rename, label)
         result.skipped = len(same)
         before = target.versions()
+        tags = {name: target.tags(name) for name in before}
         try:
             _write(target, tables, new_sets, vocabs, result)
         except BaseException:
-            _roll_back(target, before)
+            _roll_back(target, before, tags)
             raise
         target.log(op, {"source": label, "sets": result.sets, "vocabs": result.vocabs})
     return result
 
 
-def _roll_back(target: Bank, before: dict[str, int]) -> None:
-    """Put every table back at its version before a failed import."""
+def _roll_back(target: Bank, before: dict[str, int], tags: dict[str, dict[str, int]]) -> None:
+    """Put every table (and its vocabulary tags) back as it was before a failed import."""
     for name in target.table_names():
+        was = tags.get(name, {})
+        for tag, version in target.tags(name).items():
+            if tag not in was:
+                target.untag(name, tag)
+            elif version != was[tag]:
+                target.tag(name, tag, was[tag])
         tbl = target.table(name)
         if name not in before:
             retry_commit(lambda t=tbl: t.delete("true"))

@@ -288,7 +288,9 @@ def test_open_migrates_schema_1(tmp_path):
     assert migrated.meta()["schema_version"] == str(SCHEMA_VERSION)
     assert migrated.history()[-1].op == "migrate"
     (rec,) = migrated.read("sets").to_pylist()
-    assert (rec["write_id"], rec["row_start"]) == ("", -1)
+    assert (rec["write_id"], rec["row_start"]) == (f"legacy:class 1:{GENERATOR}:0:{EXTRACTOR}", -1)
+    rows = migrated.read(table)
+    assert set(rows.column("write_id").to_pylist()) == {rec["write_id"]}
     vecs, _ = migrated.load_prototypes(table, EXTRACTOR, [("class 1", GENERATOR, 0)])
     np.testing.assert_array_equal(vecs, vectors(1).astype(np.float16))
 

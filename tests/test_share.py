@@ -318,3 +318,60 @@ def test_cli_export_import(tiny_bank, tmp_path):
     bad.write_bytes(b"not a tar at all")
     r = runner.invoke(app, ["--bank", str(target), "import", str(bad)])
     assert r.exit_code == 2 and "error:" in r.output and "Traceback" not in r.output
+
+
+def test_import_failing_midway_is_rolled_back_with_its_tags(exported, tmp_path, monkeypatch):
+    """A failure after the vocabulary was pinned (disk full, kill of a thread...) puts every
+    table back and removes the tags the import made, so the same import can run again."""
+    import protodb.vocab
+
+    target = tmp_path / "target"
+    db = protodb.connect(target, profile="tiny", device="cpu")
+    bank = db.bank
+    before = {name: bank.read(name) for name in bank.table_names() if name != "log"}
+    real = protodb.vocab._pin_vocab
+
+    def pin_then_fail(*args, **kwargs):
+        real(*args, **kwargs)
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(protodb.vocab, "_pin_vocab", pin_then_fail)
+    with pytest.raises(OSError, match="No space"):
+        db.import_(exported[0] / "v1.protodb")
+    for name in bank.table_names():
+        assert bank.tags(name) == {}, name
+        if name in before:
+            assert bank.read(name).equals(before[name]), name
+        elif name != "log":
+            assert bank.read(name).num_rows == 0, name
+    monkeypatch.setattr(protodb.vocab, "_pin_vocab", real)
+    assert db.import_(exported[0] / "v1.protodb").vocabs == ["v1"]
+
+
+def test_merge_of_a_schema_1_bank_leaves_that_bank_untouched(tmp_path):
+    """Merging reads another bank; an older one is migrated in a copy, never in place."""
+    import lancedb
+    from bank_writer import EXTRACTOR, GENERATOR, vectors, write_class
+
+    other = tmp_path / "old"
+    bank = open_bank(str(other))
+    write_class(bank, 1)
+    write_class(bank, 2)
+    table = prototype_table_name(EXTRACTOR)
+    bank.table("sets").drop_columns(["write_id", "row_start", "row_count"])
+    bank.table("cells").drop_columns(["write_id"])
+    bank.table(table).drop_columns(["write_id"])
+    meta = bank.table("meta")
+    meta.update(where="key = 'schema_version'", values={"value": "1"})
+    files = {p: p.stat().st_mtime_ns for p in other.rglob("*") if p.is_file()}
+
+    target = tmp_path / "target"
+    res = protodb.connect(target).merge(other)
+    assert res.sets == 2  # legacy rows have no write ids: each set's rows found by its key
+    merged = open_bank(str(target))
+    for i in (1, 2):
+        got, _ = merged.load_prototypes(table, EXTRACTOR, [(f"class {i}", GENERATOR, 0)])
+        np.testing.assert_array_equal(got, vectors(i).astype(np.float16))
+    assert {p: p.stat().st_mtime_ns for p in other.rglob("*") if p.is_file()} == files
+    rows = lancedb.connect(str(other)).open_table("meta").to_arrow().to_pylist()
+    assert {r["key"]: r["value"] for r in rows}["schema_version"] == "1"
