@@ -8,16 +8,22 @@ through Lance tags (``vocab.<name>``), and Lance's cleanup keeps tagged versions
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from protodb.bank import VOCAB_TAG_PREFIX, Bank, LogEntry, retry_commit
+from protodb.bank import VOCAB_TAG_PREFIX, Bank, LogEntry, retry_commit, sql_str
 from protodb.errors import NotFoundError
 
 # the order gc writes prototype rows in: clustered by class, each set's rows contiguous
 CLUSTER_KEYS = ("class_key", "generator_id", "seed", "write_id")
+# a clustered rewrite streams rows in batches of about this many bytes, into files of at
+# most this many rows (Lance's default file size)
+REWRITE_BATCH_BYTES = 64 * 2**20
+REWRITE_ROWS_PER_FILE = 1024 * 1024
 
 
 @dataclass
@@ -50,19 +56,14 @@ def gc(bank: Bank, *, older_than: dt.timedelta = dt.timedelta(0)) -> GcResult:
         ranges: dict[str, tuple[int, int]] = {}
         for name in bank.table_names():
             if name.startswith("prototypes"):
-                rows, removed, rewrite = _cluster(bank.read(name), live)
-                if removed or rewrite:
-                    _overwrite(bank, name, rows)
+                removed, rewritten = _recluster(bank, name, live, ranges)
+                if rewritten:
                     result.compacted.append(name)
-                    ranges.update(_ranges(rows))
                 if removed:
                     result.orphans[name] = removed
             elif name == "cells":
-                rows = bank.read(name)
-                keep = np.array([w in live for w in rows.column("write_id").to_pylist()], bool)
-                removed = int((~keep).sum())
+                removed = _drop_orphans(bank, name, live)
                 if removed:
-                    _overwrite(bank, name, rows.filter(pa.array(keep)))
                     result.orphans[name] = removed
         if ranges:
             start = [ranges.get(w, (r0, n))[0] for w, r0, n in _set_cols(sets)]
@@ -110,6 +111,75 @@ def _set_cols(sets: pa.Table):
         sets.column("row_count").to_pylist(),
         strict=True,
     )
+
+
+def _recluster(bank: Bank, name: str, live: set[str], ranges: dict) -> tuple[int, bool]:
+    """Rewrite prototype table ``name`` with the live sets' rows clustered by CLUSTER_KEYS,
+    orphans left out, as one fragment per ``REWRITE_ROWS_PER_FILE`` rows; adds each set's new
+    (first row, count) to ``ranges``. Plans from the key columns alone and streams the rows
+    in batches of about ``REWRITE_BATCH_BYTES``, so memory stays bounded however large the
+    table is. Returns (orphan rows removed, whether the table was rewritten)."""
+    ds = bank.table(name).to_lance()
+    if not hasattr(ds, "_take_rows"):  # no take by row address: rewrite in memory
+        rows, removed, moved = _cluster(ds.to_table(), live)
+        if removed or moved or len(ds.get_fragments()) > _files_for(rows.num_rows):
+            _overwrite(bank, name, rows)
+            ranges.update(_ranges(rows))
+            return removed, True
+        return removed, False
+    keys = ds.to_table(columns=list(CLUSTER_KEYS), with_row_address=True)
+    alive = pc.is_in(keys.column("write_id"), value_set=pa.array(sorted(live), pa.string()))
+    removed = keys.num_rows - pc.sum(alive).as_py() if keys.num_rows else 0
+    keys = keys.filter(alive)
+    n = keys.num_rows
+    keys = keys.append_column("_pos", pa.array(np.arange(n, dtype=np.int64)))
+    order = keys.sort_by([(k, "ascending") for k in (*CLUSTER_KEYS, "_pos")])
+    moved = bool(n) and bool((order.column("_pos").to_numpy() != np.arange(n)).any())
+    if not (removed or moved or len(ds.get_fragments()) > _files_for(n)):
+        return 0, False
+    ranges.update(_ranges(order))
+    addresses = order.column("_rowaddr").combine_chunks()
+    schema = bank.table(name).schema
+    row_bytes = 128 + schema.field("vector").type.list_size * 4
+    step = max(1, REWRITE_BATCH_BYTES // row_bytes)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for lo in range(0, n, step):
+            rows = ds._take_rows(addresses.slice(lo, step), columns=schema.names)
+            yield from rows.cast(schema).to_batches()
+
+    tbl = bank.table(name)
+    retry_commit(
+        lambda: tbl.add(
+            pa.RecordBatchReader.from_batches(schema, batches()),
+            mode="overwrite",
+            write_parallelism=1,
+        )
+    )
+    return int(removed), True
+
+
+def _files_for(rows: int) -> int:
+    """Fragments a clustered rewrite of ``rows`` rows makes."""
+    return max(1, -(-rows // REWRITE_ROWS_PER_FILE))
+
+
+def _drop_orphans(bank: Bank, name: str, live: set[str]) -> int:
+    """Delete the rows of ``name`` whose write id no completion record names, then compact
+    the table's fragments (both by Lance, streaming); returns the rows removed."""
+    ids = bank.table(name).to_lance().to_table(columns=["write_id"]).column("write_id")
+    dead = sorted(set(pc.unique(ids).to_pylist()) - live)
+    if not dead:
+        return 0
+    removed = 0
+    for lo in range(0, len(dead), 1000):
+        chunk = ", ".join(sql_str(w) for w in dead[lo : lo + 1000])
+        removed += pc.sum(pc.is_in(ids, value_set=pa.array(dead[lo : lo + 1000]))).as_py()
+        tbl = bank.table(name)
+        retry_commit(lambda t=tbl, c=chunk: t.delete(f"write_id IN ({c})"))
+    ds = bank.table(name).to_lance()
+    retry_commit(lambda: ds.optimize.compact_files(materialize_deletions_threshold=0.0))
+    return int(removed)
 
 
 def _cluster(rows: pa.Table, live: set[str]) -> tuple[pa.Table, int, bool]:
