@@ -25,69 +25,32 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 try:
-    from common import figure
+    from common import BENCH_EXTRACTOR as EXTRACTOR
+    from common import append_synthetic_sets, figure
 except ImportError:  # run as bench.bench_gc
-    from bench.common import figure
-
-EXTRACTOR = "bench-768"
-GENERATOR = "sd-bench"
+    from bench.common import BENCH_EXTRACTOR as EXTRACTOR
+    from bench.common import append_synthetic_sets, figure
 
 
 def build(path: Path, classes: int, per_class: int, dim: int, batch: int = 250) -> None:
     """A bank of ``classes`` sets appended in shuffled order, and one set's orphan rows."""
-    from protodb.bank import open_bank, pack_row_meta, table_schema, vectors_to_arrow
+    from protodb.bank import open_bank, sql_str
 
     bank = open_bank(str(path))
     table = bank.ensure_prototype_table(EXTRACTOR, dim, "float16")
     rng = np.random.default_rng(0)
     order = rng.permutation(classes)
     for lo in range(0, classes, batch):
-        picked = order[lo : lo + batch]
-        keys = [f"class {i:05d}" for i in picked]
-        ids = [uuid.uuid4().hex for _ in keys]
-        m = len(keys) * per_class
-        rows = pa.table(
-            {
-                "class_key": np.repeat(keys, per_class),
-                "generator_id": [GENERATOR] * m,
-                "seed": np.zeros(m, np.int64),
-                "extractor_id": [EXTRACTOR] * m,
-                "polarity": ["fg", "bg"] * (m // 2),
-                "level": ["class"] * m,
-                "part": np.full(m, -1, np.int32),
-                "support": np.full(m, -1, np.int32),
-                "weight": np.ones(m, np.float32),
-                "vector": vectors_to_arrow(
-                    rng.standard_normal((m, dim), dtype=np.float32), "float16"
-                ),
-                "write_id": np.repeat(ids, per_class),
-            }
-        )
-        bank.append(table, rows)
-        sets = {f.name: [] for f in table_schema("sets")}
-        for j, (key, wid) in enumerate(zip(keys, ids, strict=True)):
-            record = {
-                "class_key": key, "name": key, "generator_id": GENERATOR, "seed": 0,
-                "extractor_id": EXTRACTOR, "prototype_table": table, "n_supports": 1, "n": 1,
-                "n_used": 1, "n_fg": per_class // 2, "n_bg": per_class - per_class // 2,
-                "dim": dim, "mask_source": "otsu", "thresholds": "[]",
-                "generator_config": "{}", "extractor_config": "{}", "write_id": wid,
-                "row_start": -1, "row_count": per_class,
-                "row_meta": pack_row_meta(rows.slice(j * per_class, per_class)),
-                "created_at": None,
-            }  # fmt: skip
-            for col, val in record.items():
-                sets[col].append(val)
-        bank.append("sets", pa.table(sets, schema=table_schema("sets")))
-        if lo == 0:  # a killed add: its rows without a completion record
-            dead = rows.slice(0, per_class)
+        keys = [f"class {i:05d}" for i in order[lo : lo + batch]]
+        append_synthetic_sets(bank, table, keys, per_class, dim, rng, row_start=None)
+        if lo == 0:  # a killed add: rows without a completion record
+            dead = bank.read(table, f"class_key = {sql_str(keys[0])}")
             dead = dead.set_column(
                 dead.schema.get_field_index("write_id"), "write_id", pa.array(["dead"] * per_class)
             )

@@ -23,81 +23,32 @@ import shutil
 import statistics
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
 try:
-    from common import figure
+    from common import BENCH_EXTRACTOR as EXTRACTOR
+    from common import BENCH_GENERATOR as GENERATOR
+    from common import append_synthetic_sets, figure
 except ImportError:  # run as bench.bench_vocab_load
-    from bench.common import figure
-
-EXTRACTOR = "bench-768"
-GENERATOR = "sd-bench"
+    from bench.common import BENCH_EXTRACTOR as EXTRACTOR
+    from bench.common import BENCH_GENERATOR as GENERATOR
+    from bench.common import append_synthetic_sets, figure
 
 
 def build(path: Path, classes: int, per_class: int, dim: int, batch: int = 500) -> None:
     """A bank of ``classes`` sets of ``per_class`` float16 vectors each, clustered by class."""
     from tqdm import tqdm
 
-    from protodb.bank import open_bank, pack_row_meta, table_schema, vectors_to_arrow
+    from protodb.bank import open_bank
 
     bank = open_bank(str(path))
     table = bank.ensure_prototype_table(EXTRACTOR, dim, "float16")
     rng = np.random.default_rng(0)
-    start = 0
-    tag = {"polarity": ["fg"] * (per_class // 2) + ["bg"] * (per_class - per_class // 2)}
     for lo in tqdm(range(0, classes, batch), desc="build bank", file=sys.stderr):
         keys = [f"class {i:05d}" for i in range(lo, min(lo + batch, classes))]
-        ids = [uuid.uuid4().hex for _ in keys]
-        m = len(keys) * per_class
-        vectors = rng.standard_normal((m, dim), dtype=np.float32)
-        rows = pa.table(
-            {
-                "class_key": np.repeat(keys, per_class),
-                "generator_id": [GENERATOR] * m,
-                "seed": np.zeros(m, np.int64),
-                "extractor_id": [EXTRACTOR] * m,
-                "polarity": tag["polarity"] * len(keys),
-                "level": (["class"] + ["instance"] * (per_class - 1)) * len(keys),
-                "part": np.full(m, -1, np.int32),
-                "support": np.tile(np.arange(per_class, dtype=np.int32) - 1, len(keys)),
-                "weight": np.ones(m, np.float32),
-                "vector": vectors_to_arrow(vectors, "float16"),
-                "write_id": np.repeat(ids, per_class),
-            }
-        )
-        bank.append(table, rows)
-        sets = {f.name: [] for f in table_schema("sets")}
-        for j, (key, wid) in enumerate(zip(keys, ids, strict=True)):
-            for col, val in (
-                ("class_key", key),
-                ("name", key),
-                ("generator_id", GENERATOR),
-                ("seed", 0),
-                ("extractor_id", EXTRACTOR),
-                ("prototype_table", table),
-                ("n_supports", per_class - 1),
-                ("n", per_class - 1),
-                ("n_used", per_class - 1),
-                ("n_fg", per_class // 2),
-                ("n_bg", per_class - per_class // 2),
-                ("dim", dim),
-                ("mask_source", "otsu"),
-                ("thresholds", "[0.3, 0.6]"),
-                ("generator_config", "{}"),
-                ("extractor_config", "{}"),
-                ("write_id", wid),
-                ("row_start", start + j * per_class),
-                ("row_count", per_class),
-                ("row_meta", pack_row_meta(rows.slice(j * per_class, per_class))),
-                ("created_at", None),
-            ):
-                sets[col].append(val)
-        bank.append("sets", pa.table(sets, schema=table_schema("sets")))
-        start += m
+        append_synthetic_sets(bank, table, keys, per_class, dim, rng, row_start=lo * per_class)
     bank.log("bench build", {"classes": classes, "per_class": per_class, "dim": dim})
     (path / "COMPLETE").write_text(_fingerprint())
 
