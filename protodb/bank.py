@@ -789,8 +789,7 @@ class Bank:
                 if mine.tobytes() != theirs.tobytes():  # a layout the reader misread: stop
                     self._vector_reader = None
                     vectors = None
-            if pin is not None:
-                self._checked.update((pin, w) for w in ids)
+            self._checked.update((pin, w) for w in ids)
         if vectors is not None:
             per_row.remove("vector")
         got = None
