@@ -7,6 +7,8 @@
    them (the top eta by probability when more pass); when none passes, the top eta. Softmax
    makes "none passes" impossible in exact arithmetic, but the rule is kept as the reference
    states it.
+   The single-class prompts are the same for every image: :func:`class_text` encodes them
+   once per vocabulary.
 3. Multi-label prompts ``a X and a Y and ...`` for every non-empty subset of the candidates
    (2^k - 1 prompts, encoded in batches); the subset whose prompt is most similar to the image
    is the final set of thing classes.
@@ -87,6 +89,17 @@ def _encode(encode_text: TextEncoder, prompts: list[str], batch: int) -> torch.T
     return F.normalize(torch.cat(parts), dim=-1)
 
 
+def class_text(
+    names: Sequence[str], stuff: Sequence[bool], encode_text: TextEncoder, batch: int = TEXT_BATCH
+) -> torch.Tensor:
+    """The unit embeddings of the single-class prompts ``a <class>`` of the thing classes, in
+    vocabulary order: float [things, D]. The same for every image, so a caller segmenting many
+    images computes it once and passes it to :func:`select_classes` (same batches, so the same
+    numbers as computing it there)."""
+    prompts = [f"a {n}" for n, s in zip(names, stuff, strict=True) if not s]
+    return _encode(encode_text, prompts, batch)
+
+
 def select_classes(
     names: Sequence[str],
     stuff: Sequence[bool],
@@ -95,19 +108,21 @@ def select_classes(
     *,
     eta: int = 10,
     batch: int = TEXT_BATCH,
+    things_text: torch.Tensor | None = None,
 ) -> Selection:
     """Run the pre-filter for one image.
 
     names: the vocabulary's class names (label i + 1 = names[i]); stuff: bool per class;
-    image_embedding: float [D]; encode_text: prompts -> float [N, D]. Returns a
-    :class:`Selection` (labels are 1-based).
+    image_embedding: float [D]; encode_text: prompts -> float [N, D]; things_text: the
+    :func:`class_text` of ``names`` (computed here when None). Returns a :class:`Selection`
+    (labels are 1-based).
     """
     stuff_labels = [i + 1 for i, s in enumerate(stuff) if s]
     things = [i for i, s in enumerate(stuff) if not s]
     if not things:
         return Selection(keep=stuff_labels)
     img = F.normalize(image_embedding.float().reshape(-1), dim=0)
-    text = _encode(encode_text, [f"a {names[i]}" for i in things], batch)
+    text = class_text(names, stuff, encode_text, batch) if things_text is None else things_text
     probs = (text.to(img.device) @ img).softmax(0)
     idx, rule = candidate_indices(probs.tolist(), eta)
     cands = [things[i] for i in idx]

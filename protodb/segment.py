@@ -120,6 +120,7 @@ class Segmenter:
         self.config = config or QueryConfig()
         self.n_labels = len(vocab.classes) + 1
         self.clip = clip
+        self._things_text = None  # the pre-filter's single-class prompt embeddings
         stuff = prototypes[0].stuff if prototypes else None
         self.stuff = np.zeros(self.n_labels, bool) if stuff is None else np.asarray(stuff, bool)
         self.parts: list[_Part] = []
@@ -163,16 +164,16 @@ class Segmenter:
 
     def prefilter(self, image: np.ndarray) -> Selection:
         """The classes the CLIP pre-filter keeps for ``image`` (uint8 [H, W, 3])."""
-        from protodb.prefilter import select_classes
+        from protodb.prefilter import class_text, select_classes
 
         clip = self._clip()
+        names, stuff = self.vocab.class_names, self.stuff[1:].tolist()
+        if self._things_text is None and not all(stuff):  # once per vocabulary
+            self._things_text = class_text(names, stuff, clip.text)
         return select_classes(
-            self.vocab.class_names,
-            self.stuff[1:].tolist(),
-            clip.image(image),
-            clip.text,
-            eta=self.config.eta,
-        )
+            names, stuff, clip.image(image), clip.text, eta=self.config.eta,
+            things_text=self._things_text,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ segment
 

@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from protodb.prefilter import ClipEncoders, candidate_indices, select_classes, subset_prompts
+from protodb.prefilter import (
+    ClipEncoders,
+    candidate_indices,
+    class_text,
+    select_classes,
+    subset_prompts,
+)
 
 
 class FixedText:
@@ -103,6 +109,21 @@ def test_prompts_are_encoded_in_batches():
     assert sum(len(c) for c in text.calls) == 5 + 31
     assert len(sel.prompts) == 31 and sel.winner in ([1], [2], [3], [4], [5])
     assert sel.winner == [1]  # ties: the first subset
+
+
+def test_class_prompts_encoded_once_give_the_same_selection():
+    """class_text computed once (as a Segmenter does for its vocabulary) selects exactly what
+    computing it per image does, and the encoder then sees only the subset prompts."""
+    names, stuff = ["cat", "sky", "dog", "car"], [False, True, False, False]
+    table = dict(SINGLE)
+    for members, prompt in subset_prompts(["cat", "dog", "car"]):
+        table[prompt] = _unit(0.3 * len(members))
+    cached = class_text(names, stuff, FixedText(table))
+    assert cached.shape == (3, 3)
+    text, plain = FixedText(table), FixedText(table)
+    got = select_classes(names, stuff, IMAGE, text, things_text=cached)
+    assert got == select_classes(names, stuff, IMAGE, plain)
+    assert plain.calls[0] == ["a cat", "a dog", "a car"] and text.calls == plain.calls[1:]
 
 
 def test_all_stuff_needs_no_encoder():

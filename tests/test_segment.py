@@ -222,12 +222,17 @@ def test_pamr_option_refines_the_fused_scores(features_64):
 
 
 class StandInClip:
-    """Fixed vectors for the pre-filter: the image is e0; "a cat" is e0, "a dog" is -e0."""
+    """Fixed vectors for the pre-filter: the image is e0; "a cat" is e0, "a dog" is -e0;
+    records the prompts it encodes."""
+
+    def __init__(self):
+        self.prompts = []
 
     def image(self, image):
         return torch.tensor([1.0, 0.0])
 
     def text(self, prompts):
+        self.prompts += prompts
         table = {"a cat": [1.0, 0.0], "a dog": [-1.0, 0.0]}
         return torch.tensor([table[p] for p in prompts])
 
@@ -267,6 +272,19 @@ def test_prefilter_keeps_stuff(features_64):
     config = QueryConfig(windows=False, prefilter=True)
     seg = Segmenter(_vocab(["cat", "dog", "sky"]), [p], config=config, clip=StandInClip())
     assert seg.segment(img).selection.keep == [1, 3]
+
+
+def test_prefilter_encodes_the_class_prompts_once_per_vocabulary(features_64):
+    img, _ = features_64
+    vec = np.random.default_rng(2).normal(size=(4, 32))
+    p = _with_meta("e1", vec, [1, 2, 1, 0], [1, 2, 1, 1])
+    clip = StandInClip()
+    seg = Segmenter(_vocab(["cat", "dog"]), [p], config=QueryConfig(windows=False, prefilter=True),
+                    clip=clip)  # fmt: skip
+    first = seg.segment(img).selection
+    assert clip.prompts == ["a cat", "a dog", "a cat"]  # class prompts, then the subset search
+    assert seg.segment(img).selection == first
+    assert clip.prompts == ["a cat", "a dog", "a cat", "a cat"]  # only the search again
 
 
 def test_prefilter_uses_the_tiny_open_clip(tiny_bank):
