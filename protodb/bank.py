@@ -732,17 +732,7 @@ class Bank:
         rank = np.array([order[w] for w in got.column("write_id").to_pylist()], dtype=np.int64)
         got = got.take(pa.array(np.argsort(rank, kind="stable")))
         if picked and any(w == "" for w, _, _ in picked):  # rows migrated with empty ids: by key
-            keep = {(k, g, s) for (k, g, s), (w, _, _) in zip(sets, picked, strict=True)}
-            mask = [
-                (k, g, int(s)) in keep
-                for k, g, s in zip(
-                    got.column("class_key").to_pylist(),
-                    got.column("generator_id").to_pylist(),
-                    got.column("seed").to_pylist(),
-                    strict=True,
-                )
-            ]
-            got = got.filter(pa.array(mask))
+            got = rows_of_sets(got, {(k, g, int(s)) for k, g, s in sets})
         return _split_vectors(got.select(names))
 
     def _take_ranges(
@@ -886,6 +876,20 @@ def _split_vectors(table: pa.Table) -> tuple[np.ndarray, pa.Table]:
     values = col.flatten().to_numpy(zero_copy_only=False) if len(col) else np.zeros(0)
     dtype = np.float16 if col.type.value_type == pa.float16() else np.float32
     return values.astype(dtype, copy=False).reshape(-1, dim), table.drop_columns(["vector"])
+
+
+def rows_of_sets(rows: pa.Table, keys: set[tuple[str, str, int]]) -> pa.Table:
+    """The rows whose (class_key, generator_id, seed) is in ``keys``, in their order."""
+    mask = [
+        (k, g, int(s)) in keys
+        for k, g, s in zip(
+            rows.column("class_key").to_pylist(),
+            rows.column("generator_id").to_pylist(),
+            rows.column("seed").to_pylist(),
+            strict=True,
+        )
+    ]
+    return rows.filter(pa.array(mask, pa.bool_()))
 
 
 def dedupe(rows: pa.Table, keys: Sequence[str]) -> pa.Table:

@@ -45,6 +45,7 @@ from protodb.bank import (
     open_bank,
     prototype_table_name,
     retry_commit,
+    rows_of_sets,
     sql_str,
     table_schema,
     vector_dtype,
@@ -127,17 +128,7 @@ def _select(bank: Bank, vocab_name: str | None) -> tuple[dict[str, pa.Table], li
     in_keys = ", ".join(sql_str(c.class_key) for c in vocab.classes)
 
     def rows(name: str, where: str) -> pa.Table:
-        t = bank.read(name, where, version=pins.get(name))
-        mask = [
-            (k, g, int(s)) in keys
-            for k, g, s in zip(
-                t.column("class_key").to_pylist(),
-                t.column("generator_id").to_pylist(),
-                t.column("seed").to_pylist(),
-                strict=True,
-            )
-        ]
-        return t.filter(pa.array(mask, pa.bool_()))
+        return rows_of_sets(bank.read(name, where, version=pins.get(name)), keys)
 
     where = f"class_key IN ({in_keys})"
     sets = rows("sets", where)
@@ -564,17 +555,7 @@ def _write(target: Bank, tables: dict, new_sets: list, vocabs: list, result: Sha
     needed = {(s["class_key"], s["generator_id"], s["seed"]) for s in new_sets}
 
     def rows_of(name: str) -> pa.Table:
-        t = tables[name]
-        keep = [
-            (k, g, int(s)) in needed
-            for k, g, s in zip(
-                t.column("class_key").to_pylist(),
-                t.column("generator_id").to_pylist(),
-                t.column("seed").to_pylist(),
-                strict=True,
-            )
-        ]
-        return t.filter(pa.array(keep, pa.bool_()))
+        return rows_of_sets(tables[name], needed)
 
     cls = tables["classes"]
     keep = [k in classes for k in cls.column("class_key").to_pylist()]
