@@ -10,7 +10,6 @@ segmentation (after OVDiff, Karazija et al. 2023).
 
 __version__ = "0.1.0"
 
-from protodb import world as _world  # noqa: E402,F401  (registers the test-world plugins)
 from protodb.api import ProtoDB, connect  # noqa: E402
 from protodb.errors import ModelNotFoundError, NotFoundError, ProtodbError  # noqa: E402
 from protodb.query import QueryConfig  # noqa: E402

@@ -8,6 +8,7 @@ extractor id is a hash of it and keys the prototype sets made with it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -90,6 +91,11 @@ class Extractor:
 
 
 EXTRACTORS: Registry[type[Extractor]] = Registry("extractor")
+EXTRACTORS.register_lazy("world", "protodb.world")
+# A profile whose only extractor is its own, by the profile's name (the test world's "world"):
+# its config factory, called with the caller's overrides.
+PROFILE_EXTRACTORS: Registry[Callable[..., ExtractorConfig]] = Registry("extractor profile")
+PROFILE_EXTRACTORS.register_lazy("world", "protodb.world")
 
 
 @EXTRACTORS.register("dinov2")
@@ -456,15 +462,13 @@ def default_extractor_config(profile: str, name: str = "dinov2", **overrides) ->
     """The config of extractor ``name`` for a profile (tiny: 64 px input, tiny weights)."""
     EXTRACTORS.get(name)
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    if profile == "world" or name == "world":  # the offline test world (protodb.world)
-        from protodb.world import world_extractor_config
-
-        if profile != "world" or name != "world":
+    if profile in PROFILE_EXTRACTORS or name in PROFILE_EXTRACTORS:  # e.g. the test world
+        if profile != name:
             raise ProtodbError(
                 f"extractor {name!r} with profile {profile!r}: the test world's extractor "
                 "'world' and profile 'world' go together; use --profile world (no --extractor)"
             )
-        return world_extractor_config(**overrides)
+        return PROFILE_EXTRACTORS.get(profile)(**overrides)
     model, layer, size = DEFAULTS.get(name, (DINOV2_DEFAULT, "last_hidden_state", 448))
     if profile == "tiny":
         layer = TINY_LAYERS.get(name, layer)

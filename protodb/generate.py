@@ -71,10 +71,8 @@ def default_generator_config(profile: str, **overrides) -> GeneratorConfig:
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if profile == "tiny":
         base = GeneratorConfig(model=TINY, weights=TINY_VERSION, steps=10, size=64, unet_batch=4)
-    elif profile == "world":  # the offline test world, chosen explicitly (protodb.world)
-        from protodb.world import world_generator_config
-
-        base = world_generator_config()
+    elif profile in PROFILE_GENERATORS:  # e.g. the offline test world, chosen explicitly
+        base = PROFILE_GENERATORS.get(profile)()
     else:
         base = GeneratorConfig()
     return replace(base, **overrides)
@@ -106,6 +104,10 @@ class SupportImage:
 
 GeneratorFn = Callable[..., list[SupportImage]]
 GENERATORS: Registry[GeneratorFn] = Registry("generator")
+GENERATORS.register_lazy("world", "protodb.world")
+# The generator config of a profile that brings its own (the test world registers "world").
+PROFILE_GENERATORS: Registry[Callable[[], GeneratorConfig]] = Registry("generator profile")
+PROFILE_GENERATORS.register_lazy("world", "protodb.world")
 
 
 @GENERATORS.register("sd")

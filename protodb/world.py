@@ -37,8 +37,14 @@ from pathlib import Path
 import numpy as np
 
 from protodb.errors import ProtodbError
-from protodb.features import EXTRACTORS, Extractor, ExtractorConfig
-from protodb.generate import GENERATORS, GeneratorConfig, SupportImage, image_seed
+from protodb.features import EXTRACTORS, PROFILE_EXTRACTORS, Extractor, ExtractorConfig
+from protodb.generate import (
+    GENERATORS,
+    PROFILE_GENERATORS,
+    GeneratorConfig,
+    SupportImage,
+    image_seed,
+)
 from protodb.names import class_key
 
 WORLD = "world"
@@ -225,6 +231,7 @@ def _clutter(rng: np.random.Generator, hw: tuple[int, int]) -> np.ndarray:
 # ---------------------------------------------------------------------------------- plugins
 
 
+@PROFILE_GENERATORS.register(WORLD)
 def world_generator_config() -> GeneratorConfig:
     """The world profile's generator config (the SD-only fields are set to neutral values)."""
     return GeneratorConfig(
@@ -270,6 +277,7 @@ def generate_world(
     return out
 
 
+@PROFILE_EXTRACTORS.register(WORLD)
 def world_extractor_config(**overrides) -> ExtractorConfig:
     """The world profile's extractor config: stride 4, short side 64, float32 storage."""
     base = dict(
