@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
-    from protodb.generate import default_generator_config, generate_sd
+    from protodb.synthesis.generate import default_generator_config, generate_sd
 
     cfg = default_generator_config(args.profile, steps=args.steps, unet_batch=args.images)
     idx = list(range(args.images))

@@ -6,9 +6,9 @@ A vocabulary of ``classes`` classes with ``protos`` fg and ``protos`` bg prototy
 background class is the union of the bg ones: 150 x 65 = 9750 rows), ``dim``-dimensional, matched
 against a ``grid`` x ``grid`` feature map. The baseline is the bare similarity product
 [P, D] @ [D, grid^2] with P = all rows (what matching cannot avoid); the figure is the median time
-of :func:`protodb.match.match_index` (per-class max and winning prototype included, index built
-once per vocabulary, as the Segmenter does) over the median time of the product, measured
-interleaved in the same run (target <= 1.3x). Peak extra memory is read from the kernel's
+of :func:`protodb.query.match.match_index` (per-class max and winning prototype included,
+index built once per vocabulary, as the Segmenter does) over the median time of the product,
+measured interleaved in the same run (target <= 1.3x). Peak extra memory is read from the kernel's
 high-water mark (VmHWM, reset through /proc/self/clear_refs) over the resident set before the
 call, for the product and for matching.
 """
@@ -63,7 +63,7 @@ def main() -> None:
     import torch
     import torch.nn.functional as F
 
-    from protodb.match import PrototypeIndex, match_index
+    from protodb.query.match import PrototypeIndex, match_index
 
     g = torch.Generator().manual_seed(0)
     c, k, d, n = args.classes, args.protos, args.dim, args.grid

@@ -32,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import protodb
-    from protodb.evaluate import ABLATIONS
+    from protodb.evaluation.evaluate import ABLATIONS
     from protodb.world import make_dataset
 
     limit = 8 if args.quick else None

@@ -511,7 +511,7 @@ def eval_(
     Example: protodb eval --dataset voc --root VOCdevkit/VOC2012 --vocab voc21 --limit 100
     """
     with user_errors():
-        from protodb.evaluate import AblationReport, parse_ablations
+        from protodb.evaluation.evaluate import AblationReport, parse_ablations
 
         names = parse_ablations(ablate) if ablate else []
         result = _db(ctx).evaluate(

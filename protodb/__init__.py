@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 from protodb.api import ProtoDB, connect  # noqa: E402
 from protodb.errors import ModelNotFoundError, NotFoundError, ProtodbError  # noqa: E402
-from protodb.query import QueryConfig  # noqa: E402
+from protodb.query.config import QueryConfig  # noqa: E402
 
 __all__ = [
     "ProtoDB",

@@ -19,10 +19,10 @@ import numpy as np
 from protodb.bank import Bank, LogEntry, open_bank
 from protodb.errors import NotFoundError, ProtodbError
 from protodb.features import default_extractor_config
-from protodb.generate import default_generator_config
 from protodb.names import canonical, class_key
-from protodb.query import QueryConfig
+from protodb.query.config import QueryConfig
 from protodb.settings import Settings, resolve_device
+from protodb.synthesis.generate import default_generator_config
 from protodb.vocab import Vocabulary, assemble, create_vocab, get_vocab, list_vocabs
 
 
@@ -54,7 +54,9 @@ class VocabHandle:
         return self._segmenter
 
     def segment(self, image: np.ndarray | str | os.PathLike):
-        """Segment one image (uint8 [H, W, 3] RGB or a path) -> protodb.segment.SegmentResult."""
+        """Segment one image (uint8 [H, W, 3] RGB or a path).
+
+        Returns a protodb.query.segment.SegmentResult."""
         from protodb.images import load_rgb
 
         array = load_rgb(image) if isinstance(image, str | os.PathLike) else np.asarray(image)
@@ -74,9 +76,9 @@ class VocabHandle:
     ):
         """Which class won pixel (x, y) (column, row) and through which prototype; with ``out``,
         a PNG of the support-image regions that prototype came from.
-        Returns protodb.explain.Explanation."""
-        from protodb.explain import explain
+        Returns protodb.query.explain.Explanation."""
         from protodb.images import load_rgb
+        from protodb.query.explain import explain
 
         array = load_rgb(image) if isinstance(image, str | os.PathLike) else np.asarray(image)
         return explain(self.db.open_existing(), self.segmenter, array, x, y, out=out)
@@ -140,13 +142,13 @@ class ProtoDB:
         """Build prototype sets for each class and seed; existing sets are skipped.
 
         extractors: names; default the paper's ensemble (sd, dino, clip) on the real profile,
-        dinov2 alone on the tiny profile (see protodb.add.default_extractors). seed: one seed
-        or several (one support set per seed). kind: "stuff" / "thing" for every class, or None
+        dinov2 alone on the tiny profile (see protodb.synthesis.add.default_extractors). seed: one
+        seed or several (one support set per seed). kind: "stuff" / "thing" for every class, or None
         (lexicon, else a guess from the support set). mask_source: "otsu" or "maskcut".
-        Models load once and serve every class. Returns one protodb.add.AddResult per (class,
-        seed), classes outer.
+        Models load once and serve every class. Returns one protodb.synthesis.add.AddResult per
+        (class, seed), classes outer.
         """
-        from protodb.add import add_class, default_extractors
+        from protodb.synthesis.add import add_class, default_extractors
 
         if not names:
             raise ProtodbError("no class given: protodb add CLASS [CLASS...]")
@@ -169,7 +171,7 @@ class ProtoDB:
             extractors = default_extractors(self.settings.profile)
         exts = [default_extractor_config(self.settings.profile, name) for name in extractors]
         results = []
-        from protodb.add import _progress_bar
+        from protodb.synthesis.add import _progress_bar
 
         jobs = [(name, s_) for name in display for s_ in seeds]
         bar = _progress_bar(len(jobs), "classes", progress and len(jobs) > 1, unit="set")
@@ -295,7 +297,7 @@ class ProtoDB:
     def _segmenter_for(self, vocab: Vocabulary, config: QueryConfig):
         """The Segmenter of (vocabulary, config), cached: vocabularies are immutable, so their
         assembled prototypes and device tensors are built once per session."""
-        from protodb.segment import Segmenter
+        from protodb.query.segment import Segmenter
 
         key = (vocab.name, config, self.device)
         if key not in self._segmenters:
@@ -320,7 +322,7 @@ class ProtoDB:
         skip_existing: bool = False,
         save_scores: bool = False,
     ) -> list[dict]:
-        """Segment image files and write their outputs (protodb.outputs) to ``out``.
+        """Segment image files and write their outputs (protodb.query.outputs) to ``out``.
 
         ``paths``: files, directories (their images, sorted) and glob patterns ("photos/*.jpg",
         "**" recursive). Images are decoded and segmented one at a time (memory stays bounded
@@ -328,14 +330,14 @@ class ProtoDB:
         whose summary ``<stem>.json`` is already in ``out`` is not redone (the summary is
         written last, so an interrupted run resumes where it stopped). ``config``: query options
         (default: :meth:`default_query_config`). Returns one summary per image (see
-        protodb.outputs.write_outputs, plus "image", "vocab" and "skipped")."""
+        protodb.query.outputs.write_outputs, plus "image", "vocab" and "skipped")."""
         import json
         import sys
 
         from tqdm.auto import tqdm
 
         from protodb.images import check_image, load_rgb
-        from protodb.outputs import summary_path, write_outputs
+        from protodb.query.outputs import summary_path, write_outputs
 
         files = expand_paths(paths)
         handle = self.vocab(vocab, config)
@@ -388,7 +390,7 @@ class ProtoDB:
     ) -> Vocabulary:
         """Pin vocabulary ``name`` over a dataset's classes (without background, label order):
         voc, context, coco-object, world, or folder (with ``root`` holding classes.txt)."""
-        from protodb.datasets import dataset_classes
+        from protodb.evaluation.datasets import dataset_classes
 
         return self.create_vocab(name, dataset_classes(dataset, root), **options)
 
@@ -405,10 +407,10 @@ class ProtoDB:
     ):
         """mIoU of ``vocab`` on dataset ``dataset`` (voc, context, coco-object, folder, world)
         at ``root``, the first ``limit`` images only when given. Returns a
-        protodb.evaluate.EvalReport, or an AblationReport when ``ablations`` are named (a
-        subset of protodb.evaluate.ABLATIONS)."""
-        from protodb.datasets import open_dataset
-        from protodb.evaluate import ablate, evaluate
+        protodb.evaluation.evaluate.EvalReport, or an AblationReport when ``ablations`` are named (a
+        subset of protodb.evaluation.evaluate.ABLATIONS)."""
+        from protodb.evaluation.datasets import open_dataset
+        from protodb.evaluation.evaluate import ablate, evaluate
 
         ds = open_dataset(dataset, root, limit=limit)
         self.open_existing()

@@ -362,8 +362,8 @@ class SdExtractor(Extractor):
     def __init__(self, config: ExtractorConfig, device: str = "cpu") -> None:
         super().__init__(config, device)
         from protodb.errors import ProtodbError
-        from protodb.generate import sd_dtype
         from protodb.models import load_sd
+        from protodb.synthesis.generate import sd_dtype
 
         if config.layer != SD_LAYER:
             raise ProtodbError(f"sd extractor layer {config.layer!r} unknown; use {SD_LAYER!r}")

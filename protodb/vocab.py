@@ -273,7 +273,7 @@ def assemble(bank: Bank, vocab: Vocabulary) -> list[ExtractorPrototypes]:
     ``source``, so a segmentation can keep only the bg rows of the classes it kept). Row order
     is deterministic. Class kinds come from the classes table at the pinned version; a kind
     other than "stuff" ("thing" or "unknown") counts as a thing. The query-time selection
-    (levels, background, stuff filtering) is :func:`protodb.segment.select_rows`."""
+    (levels, background, stuff filtering) is :func:`protodb.query.segment.select_rows`."""
     keys = {c.class_key: i + 1 for i, c in enumerate(vocab.classes)}
     pinned = {(c.class_key, c.generator_id, c.seed) for c in vocab.classes}
     stuff = class_stuff(bank, vocab)

@@ -38,14 +38,14 @@ import numpy as np
 
 from protodb.errors import ProtodbError
 from protodb.features import EXTRACTORS, PROFILE_EXTRACTORS, Extractor, ExtractorConfig
-from protodb.generate import (
+from protodb.names import class_key
+from protodb.synthesis.generate import (
     GENERATORS,
     PROFILE_GENERATORS,
     GeneratorConfig,
     SupportImage,
     image_seed,
 )
-from protodb.names import class_key
 
 WORLD = "world"
 WORLD_VERSION = "world-1"  # bump when the drawing or the features change

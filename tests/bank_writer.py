@@ -17,8 +17,8 @@ import time
 import numpy as np
 import pyarrow as pa
 
-from protodb.add import SUPPORT_KEY
 from protodb.bank import Bank, SetKey, now, open_bank, vectors_to_arrow
+from protodb.synthesis.add import SUPPORT_KEY
 
 EXTRACTOR = "ext-1"
 GENERATOR = "gen-1"

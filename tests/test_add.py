@@ -6,14 +6,14 @@ import pytest
 from conftest import N_SUPPORT
 
 import protodb
-from protodb.add import MAX_N, add_class
 from protodb.bank import SetKey, arrow_to_vectors, open_bank, sql_str
 from protodb.errors import ProtodbError
 from protodb.features import default_extractor_config, get_extractor
-from protodb.generate import default_generator_config, generate_sd
 from protodb.images import decode_png
-from protodb.masks import otsu_masks
-from protodb.prototypes import support_prototypes
+from protodb.synthesis.add import MAX_N, add_class
+from protodb.synthesis.generate import default_generator_config, generate_sd
+from protodb.synthesis.masks import otsu_masks
+from protodb.synthesis.prototypes import support_prototypes
 
 GEN = default_generator_config("tiny")
 EXT = default_extractor_config("tiny")

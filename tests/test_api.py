@@ -10,8 +10,8 @@ from protodb.api import ClassInfo, ProtoDB, VocabHandle
 from protodb.bank import open_bank
 from protodb.errors import ModelNotFoundError, NotFoundError, ProtodbError
 from protodb.features import default_extractor_config
-from protodb.generate import default_generator_config
-from protodb.query import QueryConfig
+from protodb.query.config import QueryConfig
+from protodb.synthesis.generate import default_generator_config
 
 EXT = default_extractor_config("tiny")
 GEN = default_generator_config("tiny")
@@ -44,7 +44,7 @@ def test_classes_and_show(tiny_bank):
     infos = tiny_bank.db.classes()
     assert [c.name for c in infos] == sorted(CLASSES)
     assert all(isinstance(c, ClassInfo) for c in infos)
-    # kinds from the shipped lexicon (protodb.kinds): grass is stuff, an apple a thing
+    # kinds from the shipped lexicon (protodb.synthesis.kinds): grass is stuff, an apple a thing
     assert [(c.kind, c.kind_source) for c in infos] == [("stuff", "lexicon"), ("thing", "lexicon")]
     info = tiny_bank.db.show("  RED   Apple ")
     assert info.class_key == "red apple" and info.name == "red apple"

@@ -4,15 +4,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from protodb.attention import (
+from protodb.errors import ProtodbError
+from protodb.models import TINY, load_sd, tiny_tokenizer
+from protodb.synthesis.attention import (
     AttributionStore,
     CaptureCrossAttnProcessor,
     capture_cross_attention,
     class_token_positions,
 )
-from protodb.errors import ProtodbError
-from protodb.generate import DEFAULT_TEMPLATE
-from protodb.models import TINY, load_sd, tiny_tokenizer
+from protodb.synthesis.generate import DEFAULT_TEMPLATE
 
 
 @pytest.fixture(scope="module")
@@ -205,8 +205,8 @@ def test_capture_counts_every_layer_and_step(pipe):
 # warm-up ran (allocator pools, the solver's second-order state), with S and with 2S steps.
 _PROBE = """
 import json, resource, sys
-import protodb.attention as A
-from protodb.generate import default_generator_config, generate_sd
+import protodb.synthesis.attention as A
+from protodb.synthesis.generate import default_generator_config, generate_sd
 from protodb.models import load_sd
 
 if sys.argv[1] == "keep":  # negative control: a naive capture keeping every attention map

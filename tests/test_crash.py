@@ -72,7 +72,7 @@ ADD_SCRIPT = """
 import sys
 import protodb
 from protodb.features import default_extractor_config, get_extractor
-from protodb.generate import GENERATORS, default_generator_config
+from protodb.synthesis.generate import GENERATORS, default_generator_config
 db = protodb.connect(sys.argv[1], profile="tiny", device="cpu")
 db.bank
 get_extractor(default_extractor_config("tiny", "dinov2"), "cpu")  # build models before 'ready'

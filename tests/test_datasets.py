@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from protodb.datasets import DATASETS, class_spec, dataset_classes, open_dataset
 from protodb.errors import NotFoundError, ProtodbError
+from protodb.evaluation.datasets import DATASETS, class_spec, dataset_classes, open_dataset
 from protodb.images import palette
 
 

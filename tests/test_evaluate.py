@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from protodb.datasets import Dataset, open_dataset
 from protodb.errors import ProtodbError
-from protodb.evaluate import (
+from protodb.evaluation.datasets import Dataset, open_dataset
+from protodb.evaluation.evaluate import (
     MIoU,
     ablate,
     ablated_config,
@@ -19,7 +19,7 @@ from protodb.evaluate import (
     label_map,
     parse_ablations,
 )
-from protodb.query import QueryConfig
+from protodb.query.config import QueryConfig
 
 # The full pipeline's mIoU on the offline test world (protodb world bank --n 8 --seed 0; protodb
 # world dataset --images 24 --seed 0), as stated in the README.
@@ -139,7 +139,7 @@ def test_ablation_removing_stuff_filtering_lowers_miou_on_scenes_with_stuff(worl
 
 
 def _has_stuff(ds, sample) -> bool:
-    from protodb.datasets import read_labels
+    from protodb.evaluation.datasets import read_labels
     from protodb.world import CLASS_NAMES, STUFF
 
     stuff = [1 + CLASS_NAMES.index(c.name) for c in STUFF]

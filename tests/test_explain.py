@@ -4,8 +4,8 @@ from conftest import make_image
 from PIL import Image
 
 from protodb.errors import ProtodbError
-from protodb.explain import support_regions
 from protodb.images import decode_png
+from protodb.query.explain import support_regions
 from protodb.vocab import assemble
 
 

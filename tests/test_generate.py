@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from protodb.errors import ProtodbError
-from protodb.generate import (
+from protodb.models import SD_DEFAULT, TINY, TINY_VERSION
+from protodb.synthesis.generate import (
     DEFAULT_NEGATIVE,
     DEFAULT_TEMPLATE,
     GENERATORS,
@@ -15,7 +16,6 @@ from protodb.generate import (
     generate_sd,
     image_seed,
 )
-from protodb.models import SD_DEFAULT, TINY, TINY_VERSION
 
 
 @pytest.fixture(scope="module")

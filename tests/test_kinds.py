@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from protodb.errors import ProtodbError
-from protodb.kinds import decide_kind, guess_kind, lexicon, lexicon_kind
+from protodb.synthesis.kinds import decide_kind, guess_kind, lexicon, lexicon_kind
 
 
 @pytest.mark.parametrize(

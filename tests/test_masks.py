@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from protodb.masks import (
+from protodb.synthesis.masks import (
     FALLBACK_THRESHOLDS,
     MASK_SOURCES,
     minmax,
@@ -180,7 +180,7 @@ def test_registry_entry():
 def test_select_masks_eq1_with_overlap_by_hand():
     """Parity (REFERENCE 1.3): nothing-mask prepended, mean-attribution weights, per-pixel
     winner among covering masks, fg = top mask, bg = lowest winning mask & A < 0.2, eroded."""
-    from protodb.masks import select_masks
+    from protodb.synthesis.masks import select_masks
 
     a = np.full((8, 8), 0.1)
     a[1:4, 1:4] = 0.9  # the object
@@ -209,7 +209,7 @@ def test_select_masks_eq1_with_overlap_by_hand():
 
 
 def test_select_masks_fallback_with_fewer_than_two_masks():
-    from protodb.masks import select_masks
+    from protodb.synthesis.masks import select_masks
 
     a = np.linspace(0, 1, 16).reshape(4, 4)
     fg, bg = select_masks(np.zeros((0, 4, 4), bool), a)
@@ -220,7 +220,7 @@ def test_select_masks_fallback_with_fewer_than_two_masks():
 
 
 def test_select_masks_ties_go_to_the_earlier_mask():
-    from protodb.masks import select_masks
+    from protodb.synthesis.masks import select_masks
 
     a = np.full((3, 3), 0.5)
     left = np.zeros((3, 3), bool)

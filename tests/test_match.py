@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from protodb.match import (
+from protodb.query.match import (
     PrototypeIndex,
     block_size,
     labels_from_scores,

@@ -7,9 +7,9 @@ from conftest import make_image
 from PIL import Image
 
 from protodb.images import palette
-from protodb.outputs import encode_rle, overlay_image, rle_counts, write_outputs
-from protodb.prefilter import Selection
-from protodb.segment import SegmentResult
+from protodb.query.outputs import encode_rle, overlay_image, rle_counts, write_outputs
+from protodb.query.prefilter import Selection
+from protodb.query.segment import SegmentResult
 
 
 def _result(labels, selection=None):

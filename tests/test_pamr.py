@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from protodb.pamr import DILATIONS, ITERATIONS, affinity, pamr
+from protodb.query.pamr import DILATIONS, ITERATIONS, affinity, pamr
 
 
 def naive_pamr(image, scores, iterations, dilations):

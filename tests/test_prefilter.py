@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from protodb.prefilter import (
+from protodb.query.prefilter import (
     ClipEncoders,
     candidate_indices,
     class_text,
@@ -143,7 +143,7 @@ def test_real_open_clip_encoders_tiny():
 @pytest.mark.parametrize("eta", [0, 17, 2.5, True])
 def test_bad_eta_is_refused(eta):
     from protodb.errors import ProtodbError
-    from protodb.query import QueryConfig
+    from protodb.query.config import QueryConfig
 
     with pytest.raises(ProtodbError, match="eta"):
         QueryConfig(eta=eta)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from protodb.prototypes import (
+from protodb.synthesis.prototypes import (
     DEFAULT_PARTS,
     build_prototypes,
     kmeans_parts,

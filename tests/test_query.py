@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from protodb.errors import ProtodbError
-from protodb.query import QueryConfig
-from protodb.segment import select_rows
+from protodb.query.config import QueryConfig
+from protodb.query.segment import select_rows
 from protodb.vocab import ExtractorPrototypes
 
 

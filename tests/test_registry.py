@@ -2,9 +2,9 @@ import pytest
 
 from protodb.errors import ProtodbError
 from protodb.features import EXTRACTORS
-from protodb.generate import GENERATORS
-from protodb.masks import MASK_SOURCES
 from protodb.registry import Registry
+from protodb.synthesis.generate import GENERATORS
+from protodb.synthesis.masks import MASK_SOURCES
 
 
 def test_register_get_names_contains():

@@ -4,9 +4,9 @@ import torch
 from conftest import CLASSES, make_image
 
 from protodb.features import default_extractor_config, get_extractor
-from protodb.match import labels_from_scores
-from protodb.query import QueryConfig
-from protodb.segment import Segmenter, SegmentResult
+from protodb.query.config import QueryConfig
+from protodb.query.match import labels_from_scores
+from protodb.query.segment import Segmenter, SegmentResult
 from protodb.vocab import ExtractorPrototypes, VocabClass, VocabExtractor, Vocabulary, assemble
 
 EXT = default_extractor_config("tiny")
@@ -154,8 +154,8 @@ def _naive_scores(feats, vectors, owner, n_labels):
 def test_window_fusion_and_label_rule_by_hand():
     """Parity: per-window scores, upsampled to the window, clamped, summed and divided by the
     count; averaged over extractors; resized to the image; zero-clamped argmax."""
-    from protodb.segment import _resize_image
-    from protodb.windows import resized_size, sliding_windows
+    from protodb.query.segment import _resize_image
+    from protodb.query.windows import resized_size, sliding_windows
 
     rng = np.random.default_rng(3)
     img = make_image(50, 70, 4)
@@ -204,7 +204,7 @@ def test_windows_off_is_the_whole_image(features_64):
 
 
 def test_pamr_option_refines_the_fused_scores(features_64):
-    from protodb.pamr import pamr
+    from protodb.query.pamr import pamr
 
     img, _ = features_64
     p = _protos("e1", np.random.default_rng(1).normal(size=(4, 32)), [0, 1, 2, 1])

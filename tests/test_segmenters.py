@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from conftest import make_image
 
-from protodb.masks import MASK_SOURCES
 from protodb.segmenters import SEGMENTERS, _dedupe, maskcut, sam
+from protodb.synthesis.masks import MASK_SOURCES
 
 
 def test_registry():

@@ -8,7 +8,7 @@ from conftest import CLASSES
 from protodb.bank import open_bank
 from protodb.errors import NotFoundError, ProtodbError
 from protodb.features import default_extractor_config
-from protodb.generate import default_generator_config
+from protodb.synthesis.generate import default_generator_config
 from protodb.vocab import (
     ExtractorPrototypes,
     assemble,
@@ -269,8 +269,8 @@ def test_filter_stuff_without_stuff_is_a_no_op():
 
 
 def test_select_rows_applies_stuff_filter_per_config():
-    from protodb.query import QueryConfig
-    from protodb.segment import select_rows
+    from protodb.query.config import QueryConfig
+    from protodb.query.segment import select_rows
 
     assert len(select_rows(_stuff_protos(), QueryConfig()).owner) == 6
     assert len(select_rows(_stuff_protos(), QueryConfig(stuff_filter=False)).owner) == 8
@@ -278,7 +278,7 @@ def test_select_rows_applies_stuff_filter_per_config():
 
 def test_kinds_come_from_the_pinned_classes_table(bank_copy):
     import protodb
-    from protodb.segment import Segmenter
+    from protodb.query.segment import Segmenter
 
     db = protodb.connect(bank_copy, profile="tiny", device="cpu")
     # grass is stuff by the lexicon when v1 was pinned; make it a thing afterwards

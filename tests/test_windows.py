@@ -2,7 +2,7 @@
 
 import pytest
 
-from protodb.windows import Window, axis_starts, resized_size, sliding_windows
+from protodb.query.windows import Window, axis_starts, resized_size, sliding_windows
 
 
 def test_reference_example_448x597_gives_9_windows():

@@ -14,9 +14,9 @@ from protodb.features import (
     default_extractor_names,
     get_extractor,
 )
-from protodb.generate import GENERATORS, default_generator_config, image_seed
-from protodb.masks import otsu_masks
 from protodb.names import class_key
+from protodb.synthesis.generate import GENERATORS, default_generator_config, image_seed
+from protodb.synthesis.masks import otsu_masks
 from protodb.world import (
     CLASS_NAMES,
     CLASSES,

@@ -20,8 +20,8 @@ import pyarrow as pa
 from protodb.bank import Bank, SetKey, now, vectors_to_arrow
 from protodb.errors import ProtodbError
 from protodb.features import ExtractorConfig
-from protodb.generate import GENERATORS, GeneratorConfig, SupportImage, sd_dtype
 from protodb.names import canonical, class_key
+from protodb.synthesis.generate import GENERATORS, GeneratorConfig, SupportImage, sd_dtype
 
 MAX_N = 1024
 SUPPORT_KEY = ("class_key", "generator_id", "seed", "index")
@@ -105,11 +105,11 @@ def add_class(
     """Build the prototype sets of one class for each extractor (a no-op for existing sets).
 
     kind: "stuff" or "thing" as the user states it (stored with source "user"), or None: then
-    the lexicon, else a guess from the support set's fg masks (protodb.kinds.decide_kind).
+    the lexicon, else a guess from the support set's fg masks (protodb.synthesis.kinds.decide_kind).
     mask_source: "otsu" (multi-Otsu thresholds) or "maskcut" (eq. (1) over proposals).
     batch_size: images per generator call (and per bank write); results never depend on it.
     """
-    from protodb.masks import MASK_SOURCES
+    from protodb.synthesis.masks import MASK_SOURCES
 
     if not 1 <= n <= MAX_N:
         raise ProtodbError(f"--n {n} is out of range; use 1 to {MAX_N} (paper: 32)")
@@ -148,7 +148,7 @@ def add_class(
             bank, display, key, generator, seed, n, device, batch_size, progress, result
         )
         masks = _masks(bank, key, gid, seed, n, supports, mask_source, device)
-        from protodb.kinds import decide_kind
+        from protodb.synthesis.kinds import decide_kind
 
         decision = decide_kind(display, kind, masks.fg)
         result.kind, result.kind_source = decision.kind, decision.source
@@ -251,7 +251,7 @@ def _masks(bank, key, gid, seed, n, supports, mask_source, device="cpu"):
     """fg/bg masks of the support set -> SupportMasks (stored once per set size and source)."""
     from protodb.bank import sql_str
     from protodb.images import decode_png, png_bytes
-    from protodb.masks import MASK_SOURCES, SupportMasks
+    from protodb.synthesis.masks import MASK_SOURCES, SupportMasks
 
     where = (
         f"class_key = {sql_str(key)} AND generator_id = {sql_str(gid)} AND seed = {int(seed)}"
@@ -303,7 +303,7 @@ def _build_set(bank, key, display, generator, seed, n, ext, supports, masks, dev
     Returns the prototype counts {"fg", "bg", "used"}, or None when another process committed
     the same set first (nothing written)."""
     from protodb.features import get_extractor
-    from protodb.prototypes import support_prototypes
+    from protodb.synthesis.prototypes import support_prototypes
 
     extractor = get_extractor(ext, device)
     images = np.stack([s.image for s in supports])

@@ -10,8 +10,8 @@ with the same name (compared case-insensitively, after the renamings of the clas
 vocabulary must hold exactly the dataset's classes, in any order.
 
 Ablations (the paper's Table 3) re-run the evaluation with one component of the query engine
-removed, through :class:`protodb.query.QueryConfig`: ``bg`` (background=False), ``instances`` /
-``parts`` (that prototype level dropped), ``prefilter`` (prefilter=False), ``stuff``
+removed, through :class:`protodb.query.config.QueryConfig`: ``bg`` (background=False),
+``instances`` / ``parts`` (that prototype level dropped), ``prefilter`` (prefilter=False), ``stuff``
 (stuff_filter=False).
 """
 
@@ -23,10 +23,10 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from protodb.datasets import IGNORE, Dataset
 from protodb.errors import ProtodbError
+from protodb.evaluation.datasets import IGNORE, Dataset
 from protodb.names import class_key
-from protodb.query import QueryConfig
+from protodb.query.config import QueryConfig
 
 
 def confusion(pred: np.ndarray, gt: np.ndarray, k: int) -> np.ndarray:

@@ -1,11 +1,11 @@
 """Segmentation of target images with a vocabulary (REFERENCE 1.6-1.8).
 
-For one image: the CLIP pre-filter picks the classes present (optional, protodb.prefilter);
+For one image: the CLIP pre-filter picks the classes present (optional, protodb.query.prefilter);
 the background class is the union of the bg prototypes of the classes kept. For each extractor
-of the vocabulary and each window (protodb.windows; windows of one size go through the
-extractor as one batch): features, per-label scores by protodb.match (a per-class max of
+of the vocabulary and each window (protodb.query.windows; windows of one size go through the
+extractor as one batch): features, per-label scores by protodb.query.match (a per-class max of
 cosine similarities), bilinearly upsampled to the window and clamped to [-1, 1]. Scores are
-averaged over windows and extractors, optionally refined by PAMR (protodb.pamr) on the resized
+averaged over windows and extractors, optionally refined by PAMR (protodb.query.pamr) on the resized
 image, resized to the image, non-positive scores zeroed, and the argmax taken.
 """
 
@@ -17,11 +17,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from protodb.match import PrototypeIndex, labels_from_scores, match_index
-from protodb.prefilter import Selection
-from protodb.query import QueryConfig
+from protodb.query.config import QueryConfig
+from protodb.query.match import PrototypeIndex, labels_from_scores, match_index
+from protodb.query.prefilter import Selection
+from protodb.query.windows import Window, resized_size, sliding_windows
 from protodb.vocab import ExtractorPrototypes, Vocabulary, filter_stuff
-from protodb.windows import Window, resized_size, sliding_windows
 
 
 @dataclass
@@ -100,7 +100,7 @@ class Segmenter:
     """Segments images with an assembled vocabulary (prototypes kept as device tensors).
 
     ``clip``: the pre-filter's encoders, any object with ``text(prompts) -> float [N, D]`` and
-    ``image(uint8 [H, W, 3]) -> float [D]`` (default: protodb.prefilter.ClipEncoders for
+    ``image(uint8 [H, W, 3]) -> float [D]`` (default: protodb.query.prefilter.ClipEncoders for
     ``config.clip_model``, loaded on first use).
     """
 
@@ -152,7 +152,7 @@ class Segmenter:
     def _clip(self):
         if self.clip is None:
             from protodb.models import CLIP_DEFAULT, TINY
-            from protodb.prefilter import ClipEncoders
+            from protodb.query.prefilter import ClipEncoders
 
             model = self.config.clip_model
             if model is None:
@@ -164,7 +164,7 @@ class Segmenter:
 
     def prefilter(self, image: np.ndarray) -> Selection:
         """The classes the CLIP pre-filter keeps for ``image`` (uint8 [H, W, 3])."""
-        from protodb.prefilter import class_text, select_classes
+        from protodb.query.prefilter import class_text, select_classes
 
         clip = self._clip()
         names, stuff = self.vocab.class_names, self.stuff[1:].tolist()
@@ -225,7 +225,7 @@ class Segmenter:
             small.append(mine)
         total /= count * len(self.parts)
         if self.config.pamr:
-            from protodb.pamr import pamr
+            from protodb.query.pamr import pamr
 
             guide = torch.from_numpy(np.ascontiguousarray(canvas_image)).permute(2, 0, 1)
             total = pamr(guide.float().to(self.device), total)
@@ -263,7 +263,7 @@ class Segmenter:
 
 
 def write_outputs(result: SegmentResult, image: np.ndarray, out_dir, stem: str, **options):
-    """See :func:`protodb.outputs.write_outputs` (kept here for existing callers)."""
-    from protodb.outputs import write_outputs as write
+    """See :func:`protodb.query.outputs.write_outputs` (kept here for existing callers)."""
+    from protodb.query.outputs import write_outputs as write
 
     return write(result, image, out_dir, stem, **options)

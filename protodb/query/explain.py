@@ -174,7 +174,7 @@ def render(explanation: Explanation, image: np.ndarray, path: str | os.PathLike)
 
 
 def explain(bank: Bank, segmenter, image: np.ndarray, x: int, y: int, *, out=None) -> Explanation:
-    """Segment ``image`` (uint8 [H, W, 3]) with ``segmenter`` (protodb.segment.Segmenter) and
+    """Segment ``image`` (uint8 [H, W, 3]) with ``segmenter`` (protodb.query.segment.Segmenter) and
     explain pixel (x, y) (column, row). With ``out``, also write the picture (see render)."""
     h, w = image.shape[:2]
     if not (0 <= x < w and 0 <= y < h):

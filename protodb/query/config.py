@@ -1,6 +1,7 @@
 """Query-time settings of a segmentation: which parts of the OVDiff query engine run.
 
-One frozen :class:`QueryConfig` travels from the CLI / API into :class:`protodb.segment.Segmenter`.
+One frozen :class:`QueryConfig` travels from the CLI / API into
+:class:`protodb.query.segment.Segmenter`.
 Fields that switch a component off are what the evaluation harness's ablations toggle
 (REFERENCE Table 3): ``background``, ``levels``, ``prefilter`` and ``stuff_filter``.
 """
@@ -17,14 +18,14 @@ LEVELS = ("class", "instance", "part")
 @dataclass(frozen=True)
 class QueryConfig:
     """windows: sliding windows (448 and 336, stride 224, on the image resized to short side
-    448) plus the whole image, else the whole image only (protodb.windows); background: a
+    448) plus the whole image, else the whole image only (protodb.query.windows); background: a
     background class from the bg prototypes; levels: prototype levels used (subset of
     class/instance/part); stuff_filter / stuff_threshold: stuff classes give no bg prototypes
     and thing bg prototypes with cosine > threshold to a stuff fg prototype are dropped
     (protodb.vocab.filter_stuff); prefilter / eta: the CLIP pre-filter keeping at most ``eta``
-    candidate classes (REFERENCE 1.7, eta = 10; protodb.prefilter); clip_model /
+    candidate classes (REFERENCE 1.7, eta = 10; protodb.query.prefilter); clip_model /
     clip_pretrained: its open_clip model (None: "tiny" when the vocabulary's extractors are
-    tiny, else ViT-B-16 / openai); pamr: refine the scores with PAMR (protodb.pamr).
+    tiny, else ViT-B-16 / openai); pamr: refine the scores with PAMR (protodb.query.pamr).
 
     The plain ``QueryConfig()`` leaves the pre-filter off; ``ProtoDB.default_query_config``
     turns it on for the default profile (as the paper) and off for ``tiny`` (random CLIP).

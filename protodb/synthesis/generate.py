@@ -135,8 +135,8 @@ def generate_sd(
 
     import torch
 
-    from protodb.attention import capture_cross_attention, class_token_positions
     from protodb.models import load_sd
+    from protodb.synthesis.attention import capture_cross_attention, class_token_positions
 
     pipe = load_sd(
         config.model, config.revision, device, sd_dtype(device), config.final_sigmas_type

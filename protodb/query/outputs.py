@@ -123,7 +123,7 @@ def write_outputs(
 ) -> dict:
     """Write the files of one segmented image (see the module docstring) into ``out_dir``.
 
-    result: protodb.segment.SegmentResult; image: uint8 [H, W, 3], the segmented image.
+    result: protodb.query.segment.SegmentResult; image: uint8 [H, W, 3], the segmented image.
     Returns the summary, also written to ``<stem>.json``: {**extra, "label_png",
     "overlay_png", "rle_json", "scores_npy" (or None), "height", "width", "classes" (label i ->
     name, 0 = background), "areas" (name -> fraction of pixels, labels present),
