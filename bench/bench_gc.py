@@ -6,7 +6,7 @@ Builds a bank with one float16 prototype table of --classes sets (appended in sh
 order, so gc has to reorder them) plus the rows of one killed add (orphans), copies it, and
 runs in a fresh process each:
 
-- gc_peak_rss: ``protodb.maintenance.gc`` (plans from the key columns, streams the rows in
+- gc_peak_rss: ``protodb.bank.maintenance.gc`` (plans from the key columns, streams the rows in
   batches of about 64 MiB) -- its peak resident memory above the process's baseline;
 - the baseline: the same rewrite done the way gc did it before (the whole table read into
   memory, sorted, written back).
@@ -40,7 +40,8 @@ except ImportError:  # run as bench.bench_gc
 
 def build(path: Path, classes: int, per_class: int, dim: int, batch: int = 250) -> None:
     """A bank of ``classes`` sets appended in shuffled order, and one set's orphan rows."""
-    from protodb.bank import open_bank, sql_str
+    from protodb.bank.schema import sql_str
+    from protodb.bank.store import open_bank
 
     bank = open_bank(str(path))
     table = bank.ensure_prototype_table(EXTRACTOR, dim, "float16")
@@ -64,8 +65,9 @@ def _peak_mib() -> float:
 
 def child(path: str, mode: str) -> None:
     """Run one rewrite in this (fresh) process and print its figures as JSON."""
-    from protodb import maintenance
-    from protodb.bank import open_bank, prototype_table_name
+    from protodb.bank import maintenance
+    from protodb.bank.schema import prototype_table_name
+    from protodb.bank.store import open_bank
 
     bank = open_bank(path, create=False)
     table = prototype_table_name(EXTRACTOR)

@@ -41,7 +41,7 @@ def build(path: Path, classes: int, per_class: int, dim: int, batch: int = 500) 
     """A bank of ``classes`` sets of ``per_class`` float16 vectors each, clustered by class."""
     from tqdm import tqdm
 
-    from protodb.bank import open_bank
+    from protodb.bank.store import open_bank
 
     bank = open_bank(str(path))
     table = bank.ensure_prototype_table(EXTRACTOR, dim, "float16")
@@ -58,7 +58,7 @@ def _fingerprint() -> str:
     import hashlib
     import json
 
-    from protodb.bank import schema_spec
+    from protodb.bank.schema import schema_spec
 
     return hashlib.sha256(json.dumps(schema_spec(), sort_keys=True).encode()).hexdigest()
 
@@ -81,7 +81,8 @@ def main() -> None:
     parser.add_argument("--rebuild", action="store_true", help="rebuild the cached bank")
     args = parser.parse_args()
 
-    from protodb.bank import open_bank, prototype_table_name, sql_str
+    from protodb.bank.schema import prototype_table_name, sql_str
+    from protodb.bank.store import open_bank
 
     path = args.cache / f"vocab_load-{args.classes}x{args.per_class}x{args.dim}"
     done = path / "COMPLETE"

@@ -30,7 +30,7 @@ def append_synthetic_sets(bank, table: str, keys: list[str], per_class: int, dim
     import numpy as np
     import pyarrow as pa
 
-    from protodb.bank import pack_row_meta, table_schema, vectors_to_arrow
+    from protodb.bank.schema import pack_row_meta, table_schema, vectors_to_arrow
 
     ids = [uuid.uuid4().hex for _ in keys]
     m = len(keys) * per_class

@@ -16,14 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
-from protodb.bank import Bank, LogEntry, open_bank
+from protodb.bank.schema import LogEntry
+from protodb.bank.store import Bank, open_bank
+from protodb.bank.vocab import Vocabulary, create_vocab, get_vocab, list_vocabs
 from protodb.errors import NotFoundError, ProtodbError
 from protodb.features import default_extractor_config
 from protodb.names import canonical, class_key
+from protodb.query.assemble import assemble
 from protodb.query.config import QueryConfig
 from protodb.settings import Settings, resolve_device
 from protodb.synthesis.generate import default_generator_config
-from protodb.vocab import Vocabulary, assemble, create_vocab, get_vocab, list_vocabs
 
 
 @dataclass
@@ -228,36 +230,36 @@ class ProtoDB:
 
     def restore(self, version: int) -> LogEntry:
         """Make bank version ``version`` the latest (a new version equal to it)."""
-        from protodb.maintenance import restore
+        from protodb.bank.maintenance import restore
 
         return restore(self.open_existing(), version)
 
     def gc(self, *, older_than_hours: float = 0.0):
         """Remove orphans and untagged versions older than ``older_than_hours``, compact
-        prototype tables clustered by class -> protodb.maintenance.GcResult."""
+        prototype tables clustered by class -> protodb.bank.maintenance.GcResult."""
         import datetime as dt
 
-        from protodb.maintenance import gc
+        from protodb.bank.maintenance import gc
 
         if older_than_hours < 0:
             raise ProtodbError(f"--older-than {older_than_hours} must be >= 0 hours")
         return gc(self.open_existing(), older_than=dt.timedelta(hours=older_than_hours))
 
     def export(self, target: str | os.PathLike, *, vocab: str | None = None):
-        """Export a vocabulary (or the whole bank) -> protodb.share.ShareResult."""
-        from protodb.share import export
+        """Export a vocabulary (or the whole bank) -> protodb.bank.share.manifest.ShareResult."""
+        from protodb.bank.share.export import export
 
         return export(self.open_existing(), str(target), vocab=vocab)
 
     def import_(self, source: str | os.PathLike, *, name: str | None = None):
         """Import an export into this bank (``name``: the vocabulary's new name)."""
-        from protodb.share import import_export
+        from protodb.bank.share.merge import import_export
 
         return import_export(self.bank, str(source), rename=name)
 
     def merge(self, other: str | os.PathLike):
-        """Merge another bank into this one -> protodb.share.ShareResult."""
-        from protodb.share import merge
+        """Merge another bank into this one -> protodb.bank.share.manifest.ShareResult."""
+        from protodb.bank.share.merge import merge
 
         return merge(self.bank, str(other))
 

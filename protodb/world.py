@@ -415,7 +415,7 @@ def build_bank(db, *, n: int = 8, seed: int = 0, vocab: str = WORLD, progress: b
     """Fill ``db`` (a ProtoDB on the ``world`` profile) with every world class (stuff recorded
     as kind "stuff", things as "thing") and pin vocabulary ``vocab`` in label order.
 
-    Returns the pinned protodb.vocab.Vocabulary (an existing ``vocab`` is returned as is)."""
+    Returns the pinned protodb.bank.vocab.Vocabulary (an existing ``vocab`` is returned as is)."""
     if db.settings.profile != WORLD:
         raise ProtodbError(
             f"the test world needs profile 'world', not {db.settings.profile!r}: "

@@ -17,7 +17,8 @@ import time
 import numpy as np
 import pyarrow as pa
 
-from protodb.bank import Bank, SetKey, now, open_bank, vectors_to_arrow
+from protodb.bank.schema import SetKey, now, vectors_to_arrow
+from protodb.bank.store import Bank, open_bank
 from protodb.synthesis.add import SUPPORT_KEY
 
 EXTRACTOR = "ext-1"

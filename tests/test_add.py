@@ -6,7 +6,8 @@ import pytest
 from conftest import N_SUPPORT
 
 import protodb
-from protodb.bank import SetKey, arrow_to_vectors, open_bank, sql_str
+from protodb.bank.schema import SetKey, arrow_to_vectors, sql_str
+from protodb.bank.store import open_bank
 from protodb.errors import ProtodbError
 from protodb.features import default_extractor_config, get_extractor
 from protodb.images import decode_png

@@ -7,7 +7,7 @@ from PIL import Image
 
 import protodb
 from protodb.api import ClassInfo, ProtoDB, VocabHandle
-from protodb.bank import open_bank
+from protodb.bank.store import open_bank
 from protodb.errors import ModelNotFoundError, NotFoundError, ProtodbError
 from protodb.features import default_extractor_config
 from protodb.query.config import QueryConfig

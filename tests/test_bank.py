@@ -3,20 +3,19 @@ import pyarrow as pa
 import pytest
 from bank_writer import EXTRACTOR, GENERATOR, n_rows, vectors, write_class
 
-from protodb.bank import (
+from protodb.bank.schema import (
     CORE_TABLES,
     SCHEMA_VERSION,
-    Bank,
     SetKey,
     arrow_to_vectors,
     now,
-    open_bank,
     prototype_table_name,
     schema_spec,
     sql_str,
     table_schema,
     vectors_to_arrow,
 )
+from protodb.bank.store import Bank, open_bank
 from protodb.errors import BankError, NotFoundError, ProtodbError
 
 
@@ -318,7 +317,7 @@ def test_take_offsets_by_row_address_equals_take(tmp_path):
     several fragments, and falls back to offsets once a fragment has deleted rows."""
     import lance
 
-    from protodb.bank import _fragment_layout, _take_offsets
+    from protodb.bank.reads import _fragment_layout, _take_offsets
 
     uri = str(tmp_path / "t.lance")
     for start in (0, 7, 20):  # three fragments of 7, 13 and 5 rows
@@ -338,7 +337,7 @@ def test_take_offsets_by_row_address_equals_take(tmp_path):
 
 
 def test_load_prototypes_reads_vectors_straight_from_the_data_files(bank):
-    """The fast load reads the vector bytes from the Lance files (protodb.lance_direct) and
+    """The fast load reads the vector bytes from the Lance files (protodb.bank.lance_direct) and
     returns exactly what Lance's own take returns, with the same metadata."""
     for i in range(5):
         write_class(bank, i)
@@ -358,7 +357,7 @@ def test_load_prototypes_reads_vectors_straight_from_the_data_files(bank):
 def test_a_misread_of_the_data_files_is_caught_and_lance_reads_instead(bank):
     """A direct read whose edge rows differ from Lance's read of them is thrown away, and the
     bank stops reading files directly."""
-    from protodb.lance_direct import VectorReader
+    from protodb.bank.lance_direct import VectorReader
 
     class Misreading(VectorReader):
         def read(self, ds, column, starts, counts):

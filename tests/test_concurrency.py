@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from bank_writer import EXTRACTOR, GENERATOR, n_rows, vectors
 
-from protodb.bank import open_bank, prototype_table_name
+from protodb.bank.schema import prototype_table_name
+from protodb.bank.store import open_bank
 
 WRITER = str(Path(__file__).with_name("bank_writer.py"))
 

@@ -5,8 +5,8 @@ from PIL import Image
 
 from protodb.errors import ProtodbError
 from protodb.images import decode_png
+from protodb.query.assemble import assemble
 from protodb.query.explain import support_regions
-from protodb.vocab import assemble
 
 
 @pytest.fixture(scope="module")

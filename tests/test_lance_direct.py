@@ -1,4 +1,4 @@
-"""Direct reads of vector rows from Lance data files (protodb.lance_direct)."""
+"""Direct reads of vector rows from Lance data files (protodb.bank.lance_direct)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from protodb.lance_direct import VectorReader
+from protodb.bank.lance_direct import VectorReader
 
 DIM = 24
 

@@ -9,10 +9,10 @@ from conftest import make_image
 from typer.testing import CliRunner
 
 import protodb
-from protodb.bank import open_bank
+from protodb.bank.maintenance import gc, restore
+from protodb.bank.store import open_bank
 from protodb.cli.app import app
 from protodb.errors import BankError, NotFoundError
-from protodb.maintenance import gc, restore
 
 
 def _labels(path) -> bytes:
@@ -130,8 +130,8 @@ def test_gc_streams_a_large_rewrite_in_batches_and_is_idempotent(tmp_path, monke
     import numpy as np
     from bank_writer import EXTRACTOR, GENERATOR, vectors
 
-    import protodb.maintenance as maintenance
-    from protodb.bank import prototype_table_name
+    import protodb.bank.maintenance as maintenance
+    from protodb.bank.schema import prototype_table_name
 
     monkeypatch.setattr(maintenance, "REWRITE_BATCH_BYTES", 1024)
     bank = open_bank(str(tmp_path / "bank"))

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from protodb.errors import ProtodbError
+from protodb.query.assemble import ExtractorPrototypes
 from protodb.query.config import QueryConfig
 from protodb.query.segment import select_rows
-from protodb.vocab import ExtractorPrototypes
 
 
 def _protos():

@@ -3,11 +3,12 @@ import pytest
 import torch
 from conftest import CLASSES, make_image
 
+from protodb.bank.vocab import VocabClass, VocabExtractor, Vocabulary
 from protodb.features import default_extractor_config, get_extractor
+from protodb.query.assemble import ExtractorPrototypes, assemble
 from protodb.query.config import QueryConfig
 from protodb.query.match import labels_from_scores
 from protodb.query.segment import Segmenter, SegmentResult
-from protodb.vocab import ExtractorPrototypes, VocabClass, VocabExtractor, Vocabulary, assemble
 
 EXT = default_extractor_config("tiny")
 WHOLE = QueryConfig(windows=False)

@@ -17,9 +17,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import protodb
-from protodb.bank import open_bank, prototype_table_name, vectors_to_arrow
+from protodb.bank.schema import prototype_table_name, vectors_to_arrow
+from protodb.bank.share.manifest import ImportRefused, table_sha256
+from protodb.bank.store import open_bank
 from protodb.cli.app import app
-from protodb.share import ImportRefused, table_sha256
 
 
 @pytest.fixture(scope="module")
@@ -323,19 +324,19 @@ def test_cli_export_import(tiny_bank, tmp_path):
 def test_import_failing_midway_is_rolled_back_with_its_tags(exported, tmp_path, monkeypatch):
     """A failure after the vocabulary was pinned (disk full, kill of a thread...) puts every
     table back and removes the tags the import made, so the same import can run again."""
-    import protodb.vocab
+    import protodb.bank.vocab
 
     target = tmp_path / "target"
     db = protodb.connect(target, profile="tiny", device="cpu")
     bank = db.bank
     before = {name: bank.read(name) for name in bank.table_names() if name != "log"}
-    real = protodb.vocab._pin_vocab
+    real = protodb.bank.vocab._pin_vocab
 
     def pin_then_fail(*args, **kwargs):
         real(*args, **kwargs)
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(protodb.vocab, "_pin_vocab", pin_then_fail)
+    monkeypatch.setattr(protodb.bank.vocab, "_pin_vocab", pin_then_fail)
     with pytest.raises(OSError, match="No space"):
         db.import_(exported[0] / "v1.protodb")
     for name in bank.table_names():
@@ -344,7 +345,7 @@ def test_import_failing_midway_is_rolled_back_with_its_tags(exported, tmp_path, 
             assert bank.read(name).equals(before[name]), name
         elif name != "log":
             assert bank.read(name).num_rows == 0, name
-    monkeypatch.setattr(protodb.vocab, "_pin_vocab", real)
+    monkeypatch.setattr(protodb.bank.vocab, "_pin_vocab", real)
     assert db.import_(exported[0] / "v1.protodb").vocabs == ["v1"]
 
 

@@ -5,18 +5,12 @@ import numpy as np
 import pytest
 from conftest import CLASSES
 
-from protodb.bank import open_bank
+from protodb.bank.store import open_bank
+from protodb.bank.vocab import create_vocab, get_vocab, list_vocabs
 from protodb.errors import NotFoundError, ProtodbError
 from protodb.features import default_extractor_config
+from protodb.query.assemble import ExtractorPrototypes, assemble, filter_stuff
 from protodb.synthesis.generate import default_generator_config
-from protodb.vocab import (
-    ExtractorPrototypes,
-    assemble,
-    create_vocab,
-    filter_stuff,
-    get_vocab,
-    list_vocabs,
-)
 
 EXT = default_extractor_config("tiny")
 GEN = default_generator_config("tiny")

@@ -121,7 +121,7 @@ def test_extractor_shapes_and_matching_means_something():
 
 def test_thing_bg_prototypes_are_near_copies_of_stuff_fg(world):
     """What makes stuff filtering matter in the world (REFERENCE 1.8, threshold 0.85)."""
-    from protodb.vocab import assemble
+    from protodb.query.assemble import assemble
 
     handle = world.db.vocab("world")
     (p,) = assemble(world.db.bank, handle.info)

@@ -22,8 +22,8 @@ class QueryConfig:
     background class from the bg prototypes; levels: prototype levels used (subset of
     class/instance/part); stuff_filter / stuff_threshold: stuff classes give no bg prototypes
     and thing bg prototypes with cosine > threshold to a stuff fg prototype are dropped
-    (protodb.vocab.filter_stuff); prefilter / eta: the CLIP pre-filter keeping at most ``eta``
-    candidate classes (REFERENCE 1.7, eta = 10; protodb.query.prefilter); clip_model /
+    (protodb.query.assemble.filter_stuff); prefilter / eta: the CLIP pre-filter keeping at most
+    ``eta`` candidate classes (REFERENCE 1.7, eta = 10; protodb.query.prefilter); clip_model /
     clip_pretrained: its open_clip model (None: "tiny" when the vocabulary's extractors are
     tiny, else ViT-B-16 / openai); pamr: refine the scores with PAMR (protodb.query.pamr).
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from protodb.bank import Bank, sql_str
+from protodb.bank.schema import sql_str
+from protodb.bank.store import Bank
 from protodb.errors import ProtodbError
 
 TILE = 160
@@ -83,8 +84,8 @@ def _where(p: dict) -> str:
 
 
 def support_regions(bank: Bank, vocab, extractor_id: str, proto: dict) -> list[Region]:
-    """The support regions of prototype ``proto`` (a row of protodb.vocab.assemble), read at
-    the vocabulary's pinned table versions: instance -> its image's mask of the prototype's
+    """The support regions of prototype ``proto`` (a row of protodb.query.assemble.assemble),
+    read at the vocabulary's pinned table versions: instance -> its image's mask of the prototype's
     polarity; part -> the cells of its cluster in every image (nearest-upsampled); class -> the
     masks of every image used."""
     from protodb.images import decode_png

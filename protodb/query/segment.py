@@ -17,11 +17,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from protodb.bank.vocab import Vocabulary
+from protodb.query.assemble import ExtractorPrototypes, filter_stuff
 from protodb.query.config import QueryConfig
 from protodb.query.match import PrototypeIndex, labels_from_scores, match_index
 from protodb.query.prefilter import Selection
 from protodb.query.windows import Window, resized_size, sliding_windows
-from protodb.vocab import ExtractorPrototypes, Vocabulary, filter_stuff
 
 
 @dataclass
@@ -29,7 +30,7 @@ class SegmentResult:
     """labels: uint8 [H, W] (0 = background, i = vocabulary class i); scores: float32
     [1 + C, H, W] in [-1, 1] (averaged over windows and extractors); winners: extractor id ->
     int32 [H, W], the prototype row (of that extractor's assembled prototypes, as
-    :func:`protodb.vocab.assemble` returns them) behind the winning label, -1 for none;
+    :func:`protodb.query.assemble.assemble` returns them) behind the winning label, -1 for none;
     winner_scores: extractor id -> float32 [H, W], that prototype's cosine similarity at the
     pixel (in the window where it was highest); selection: what the pre-filter kept (None
     when it is off)."""
@@ -52,7 +53,7 @@ class SegmentResult:
 
 def select_rows(p: ExtractorPrototypes, config: QueryConfig) -> ExtractorPrototypes:
     """The rows of ``p`` that ``config`` uses: its prototype levels, bg rows only when
-    ``config.background``, then stuff filtering (protodb.vocab.filter_stuff) when
+    ``config.background``, then stuff filtering (protodb.query.assemble.filter_stuff) when
     ``config.stuff_filter``. Returns ``p`` itself when every row stays."""
     keep = [
         i

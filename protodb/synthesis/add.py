@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from protodb.bank import Bank, SetKey, now, vectors_to_arrow
+from protodb.bank.schema import SetKey, now, vectors_to_arrow
+from protodb.bank.store import Bank
 from protodb.errors import ProtodbError
 from protodb.features import ExtractorConfig
 from protodb.names import canonical, class_key
@@ -249,7 +250,7 @@ def _supports(bank, display, key, generator, seed, n, device, batch_size, progre
 
 def _masks(bank, key, gid, seed, n, supports, mask_source, device="cpu"):
     """fg/bg masks of the support set -> SupportMasks (stored once per set size and source)."""
-    from protodb.bank import sql_str
+    from protodb.bank.schema import sql_str
     from protodb.images import decode_png, png_bytes
     from protodb.synthesis.masks import MASK_SOURCES, SupportMasks
 

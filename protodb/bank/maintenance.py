@@ -15,7 +15,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from protodb.bank import VOCAB_TAG_PREFIX, Bank, LogEntry, retry_commit, sql_str
+from protodb.bank.commit import retry_commit
+from protodb.bank.schema import VOCAB_TAG_PREFIX, LogEntry, sql_str
+from protodb.bank.store import Bank
 from protodb.errors import NotFoundError
 
 # the order gc writes prototype rows in: clustered by class, each set's rows contiguous

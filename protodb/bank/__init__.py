@@ -1,0 +1,33 @@
+"""The bank: a LanceDB database of classes, support images, prototypes and vocabularies.
+
+Tables are built from ``schemas/bank.json``. Every write makes a new Lance table version, and
+every operation appends one row to the ``log`` table carrying the table versions after it: that
+row's ``version`` is the bank version that ``protodb history`` lists.
+
+Crash safety and concurrency:
+
+- A prototype set's rows carry a fresh ``write_id``; the set becomes visible only when its
+  completion record (a ``sets`` row naming that ``write_id``) lands, after all its prototype and
+  cell rows. Rows of an attempt killed before its record are orphans: no read returns them and
+  ``protodb gc`` removes them.
+- Keyed writes (:meth:`Bank.insert_new`, :meth:`Bank.write_set`, :meth:`Bank.upsert_class`) drop
+  duplicates inside the batch, then check for existing keys and commit under the bank's commit
+  lock, so several processes adding the same or different classes lose and duplicate nothing.
+  The lock is a ``flock`` on a file in a local bank directory; object stores have no such lock
+  (one writer at a time there, see the README). Lance commit conflicts are retried with backoff.
+- Writers hold a shared "writer" lock for their whole operation; ``gc`` takes it exclusively and
+  refuses to run while any writer is active.
+
+Readers always check out the latest committed version of a table before reading, so handles
+opened earlier see other processes' commits.
+
+Modules: store (:class:`Bank`, connection and tables), commit (locks, retries), writes (keyed
+writes), reads (set lookups, fast vocabulary loads), history (versions, tags), schema (tables,
+keys, row encodings), lance_direct (direct vector reads), vocab (pinned vocabularies),
+maintenance (gc, restore), share (export, import, merge).
+"""
+
+from protodb.bank.schema import LogEntry, SetKey
+from protodb.bank.store import Bank, open_bank
+
+__all__ = ["Bank", "open_bank", "LogEntry", "SetKey"]

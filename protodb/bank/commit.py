@@ -1,0 +1,114 @@
+"""Commits and locks: how several processes write one bank safely.
+
+Keyed writes check and commit under the bank's commit lock (a ``flock`` on a file in a local
+bank directory; object stores have none, see the README); writers hold a shared writer lock for
+their whole operation, which ``gc`` takes exclusively. Lance commit conflicts are retried with
+backoff (:func:`retry_commit`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+from protodb.errors import BankError
+
+COMMIT_LOCK = "_protodb_commit.lock"
+WRITER_LOCK = "_protodb_writers.lock"
+
+T = TypeVar("T")
+
+
+def current_user() -> str:
+    """The login name recorded with bank versions and exports ("unknown" when there is none)."""
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name is not an error
+        return "unknown"
+
+
+def _is_conflict(err: Exception) -> bool:
+    text = str(err).lower()
+    return any(w in text for w in ("conflict", "retryable", "concurrent"))
+
+
+def retry_commit(fn: Callable[[], T], *, attempts: int = 8, base_s: float = 0.05) -> T:
+    """Run a Lance commit, retrying commit conflicts with exponential backoff and jitter."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except Exception as err:  # noqa: BLE001 - Lance raises plain OSError/RuntimeError
+            if attempt == attempts - 1 or not _is_conflict(err):
+                raise
+            time.sleep(base_s * 2**attempt * (0.5 + random.random()))
+    raise AssertionError("unreachable")
+
+
+class Locks:
+    """The bank's locks, mixed into :class:`protodb.bank.store.Bank` (uses ``_dir``, ``uri``,
+    ``_at`` and ``at``)."""
+
+    _dir: str | None
+    _at: dict[str, int] | None
+    _lock_depth: int
+    _lock_fd: int | None
+    uri: str
+    at: int | None
+
+    @contextlib.contextmanager
+    def commit_lock(self) -> Iterator[None]:
+        """Exclusive, re-entrant lock for a check-then-commit section (local banks only)."""
+        if self._dir is None:
+            yield
+            return
+        import fcntl
+
+        if self._lock_depth == 0:
+            fd = os.open(os.path.join(self._dir, COMMIT_LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._lock_fd = fd
+        self._lock_depth += 1
+        try:
+            yield
+        finally:
+            self._lock_depth -= 1
+            if self._lock_depth == 0 and self._lock_fd is not None:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    @contextlib.contextmanager
+    def writer(self, *, exclusive: bool = False, wait: bool = True) -> Iterator[None]:
+        """Mark this process as an active writer for the block (shared lock; ``gc`` takes it
+        exclusively). ``wait=False`` raises BankError instead of waiting."""
+        self._check_writable()
+        if self._dir is None:
+            yield
+            return
+        import fcntl
+
+        fd = os.open(os.path.join(self._dir, WRITER_LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        try:
+            try:
+                fcntl.flock(fd, mode | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                raise BankError(
+                    f"another process is writing to bank {self.uri!r}; "
+                    "wait for it to finish and run this again"
+                ) from None
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def _check_writable(self) -> None:
+        if self._at is not None:
+            raise BankError(
+                f"the bank is open read-only at version {self.at} (--at); drop --at to write, "
+                f"or `protodb restore {self.at}` to make that version the latest"
+            )

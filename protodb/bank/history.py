@@ -1,0 +1,82 @@
+"""Bank versions and tags: the ``log`` table (one row per operation, with every table's version
+after it), reading the bank as it was at a version (``--at``), and the Lance tags that pin
+vocabularies.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+
+from protodb.bank.commit import current_user, retry_commit
+from protodb.bank.schema import LogEntry, now
+from protodb.errors import NotFoundError
+
+
+class History:
+    """History and tags, mixed into :class:`protodb.bank.store.Bank`."""
+
+    def _open_at(self, version: int) -> None:
+        entries = self.history()
+        if not 1 <= version <= len(entries):
+            raise NotFoundError(
+                f"bank version {version} does not exist (versions 1 to {len(entries)}); "
+                "see `protodb history`"
+            )
+        self._at = dict(entries[version - 1].versions)
+        self.at = version
+
+    def log(self, op: str, detail: dict) -> LogEntry:
+        """Append a log row (a new bank version) recording the table versions now."""
+        self._check_writable()
+        with self.commit_lock():
+            version = self.table("log").count_rows() + 1
+            entry = LogEntry(version, op, detail, self.versions(), current_user(), now())
+            self.append(
+                "log",
+                pa.table(
+                    {
+                        "version": [entry.version],
+                        "op": [op],
+                        "detail": [json.dumps(detail, sort_keys=True)],
+                        "versions": [json.dumps(entry.versions, sort_keys=True)],
+                        "user": [entry.user],
+                        "created_at": [entry.created_at],
+                    }
+                ),
+            )
+        return entry
+
+    def tag(self, table: str, tag: str, version: int) -> None:
+        """Create (or move) a Lance tag on a table version; tagged versions survive gc."""
+        tags = self.table(table).tags
+        if tag in tags.list():
+            retry_commit(lambda: tags.update(tag, version))
+        else:
+            retry_commit(lambda: tags.create(tag, version))
+
+    def untag(self, table: str, tag: str) -> None:
+        """Delete a Lance tag (its version becomes collectable by gc)."""
+        tags = self.table(table).tags
+        if tag in tags.list():
+            retry_commit(lambda: tags.delete(tag))
+
+    def tags(self, table: str) -> dict[str, int]:
+        """Tag name -> version of one table."""
+        return {k: int(v["version"]) for k, v in self.table(table).tags.list().items()}
+
+    def history(self) -> list[LogEntry]:
+        rows = self.read("log").to_pylist()
+        rows.sort(key=lambda r: r["version"])
+        return [
+            LogEntry(
+                version=r["version"],
+                op=r["op"],
+                detail=json.loads(r["detail"]),
+                versions=json.loads(r["versions"]),
+                user=r["user"],
+                created_at=r["created_at"],
+            )
+            for r in rows
+        ]

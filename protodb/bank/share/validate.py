@@ -1,0 +1,302 @@
+"""Reading and checking an import's source, which is hostile input.
+
+Archive members must stay inside the target (no absolute paths, no ``..``, no links or
+devices); schemas, vector dims, sizes and finite values are checked; hashes are verified;
+nothing is unpickled or executed; a key that exists in the target with other provenance is a
+conflict named with its difference. Everything here runs before the first write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from protodb.bank.schema import (
+    CORE_TABLES,
+    SCHEMA_VERSION,
+    SetKey,
+    prototype_table_name,
+    sql_str,
+    table_schema,
+    vector_dtype,
+)
+from protodb.bank.share.manifest import (
+    FORMAT,
+    MAX_BLOB,
+    MAX_DIM,
+    MAX_MEMBER,
+    SET_PROVENANCE,
+    SUPPORT_KEY,
+    SUPPORT_PROVENANCE,
+    ImportRefused,
+    refuse,
+    table_sha256,
+)
+from protodb.bank.store import Bank, local_path, open_bank
+from protodb.errors import BankError, NeedsMigrationError, NotFoundError, ProtodbError
+
+
+def _safe_extract(path: str, dest: str) -> None:
+    """Extract a tar whose members must be plain files / directories inside ``dest``."""
+    try:
+        with tarfile.open(path, "r:") as tar:
+            members = tar.getmembers()
+            for m in members:
+                name = m.name
+                parts = Path(name).parts
+                if name.startswith(("/", "\\")) or os.path.isabs(name) or ".." in parts:
+                    raise refuse(
+                        f"archive {path!r} has a member named {name!r} that would escape the "
+                        "target directory (absolute path or '..')"
+                    )
+                if not (m.isfile() or m.isdir()):
+                    raise refuse(
+                        f"archive {path!r} has member {name!r} that is not a plain file or "
+                        "directory (links and devices are refused)"
+                    )
+                if m.size > MAX_MEMBER:
+                    raise refuse(f"archive member {name!r} is too large ({m.size} bytes)")
+            tar.extractall(dest, members=members, filter="data")
+    except ImportRefused:
+        raise
+    except (tarfile.TarError, EOFError, OSError) as err:
+        raise refuse(
+            f"cannot read {path!r} as a protodb export (truncated or not a .protodb file): {err}"
+        ) from None
+
+
+@contextmanager
+def open_source(source: str) -> Iterator[Bank]:
+    """Open an export file, export directory or bank read-only (files: extracted safely)."""
+    local = local_path(str(source))
+    if local is not None and not os.path.exists(local):
+        raise NotFoundError(f"import source {source!r} does not exist")
+    tmp = None
+    try:
+        uri = str(source)
+        if local is not None and os.path.isfile(local):
+            tmp = tempfile.mkdtemp(prefix="protodb-import-")
+            _safe_extract(local, tmp)
+            uri = os.path.join(tmp, "bank")
+            if not os.path.isdir(uri):
+                raise refuse(f"{source!r} holds no bank/ directory: not a protodb export")
+        try:
+            # an export we extracted is ours to migrate; another bank is never changed
+            src = open_bank(uri, create=False, migrate=tmp is not None)
+        except NeedsMigrationError:
+            if local is None:
+                raise refuse(
+                    f"{source!r} is a schema-1 bank; migrate it first by opening it with this "
+                    f"protodb (`protodb --bank {source} ls`), then merge it"
+                ) from None
+            tmp = tempfile.mkdtemp(prefix="protodb-merge-")
+            uri = os.path.join(tmp, "bank")
+            shutil.copytree(local, uri, symlinks=True)
+            src = open_bank(uri, create=False)  # migrates the copy
+        except (NotFoundError, BankError) as err:
+            raise refuse(f"{source!r} is not a protodb bank or export ({err})") from None
+        except Exception as err:  # noqa: BLE001 - Lance errors on foreign data
+            raise refuse(f"{source!r} is not a protodb bank or export: {err}") from None
+        yield src
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check_schema(name: str, have: pa.Schema, source: str) -> list[str]:
+    """Refuse a table whose columns (names and types, in any order: a migrated schema-1
+    bank has its newer columns last) are not the protodb schema; returns the column order."""
+    if name.startswith("prototypes"):
+        if "vector" not in have.names or not pa.types.is_fixed_size_list(have.field("vector").type):
+            raise refuse(f"{source!r}: table {name!r} has no fixed-size vector column")
+        vt = have.field("vector").type
+        dim = vt.list_size
+        if not 1 <= dim <= MAX_DIM:
+            raise refuse(f"{source!r}: table {name!r} has vectors of dim {dim}")
+        if vt.value_type not in (pa.float16(), pa.float32()):
+            raise refuse(f"{source!r}: table {name!r} stores {vt.value_type} vectors")
+        want = table_schema(name, dim, vector_dtype(have))
+    elif name in CORE_TABLES:
+        want = table_schema(name)
+    else:
+        raise refuse(f"{source!r}: unknown table {name!r} (not part of a protodb bank)")
+    got = sorted(((f.name, f.type) for f in have), key=str)
+    exp = sorted(((f.name, f.type) for f in want), key=str)
+    if len(have) != len(set(have.names)) or got != exp:
+        diff = sorted(set(got) ^ set(exp), key=str)
+        raise refuse(
+            f"{source!r}: table {name!r} does not have the protodb schema "
+            f"{SCHEMA_VERSION} (differs in {diff[:3]})"
+        )
+    return want.names
+
+
+def read_source(src: Bank, label: str, *, require_manifest: bool) -> tuple[dict, dict | None]:
+    """All tables of a source (checked) and its manifest."""
+    names = src.table_names()
+    missing = [n for n in CORE_TABLES if n not in names]
+    if missing:
+        raise refuse(f"{label!r} is not a protodb bank: tables {missing} are missing")
+    tables: dict[str, pa.Table] = {}
+    for name in names:
+        order = _check_schema(name, src.table(name).schema, label)
+        if name not in ("log", "meta"):
+            tables[name] = src.read(name).select(order)
+    meta = src.meta()
+    manifest = None
+    if "manifest" in meta:
+        try:
+            manifest = json.loads(meta["manifest"])
+        except json.JSONDecodeError:
+            raise refuse(f"{label!r}: its manifest is not valid JSON") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise refuse(f"{label!r}: its manifest is not a {FORMAT} manifest")
+        listed = manifest.get("tables")
+        if not isinstance(listed, dict) or set(listed) != set(tables):
+            raise refuse(
+                f"{label!r}: the manifest lists tables {sorted(listed or [])}, "
+                f"the export holds {sorted(tables)}"
+            )
+        for name, t in tables.items():
+            info = listed[name]
+            if not isinstance(info, dict) or info.get("rows") != t.num_rows:
+                raise refuse(
+                    f"{label!r}: table {name!r} has {t.num_rows} rows, the manifest says "
+                    f"{info.get('rows') if isinstance(info, dict) else info!r} (truncated?)"
+                )
+            if info.get("sha256") != table_sha256(t):
+                raise refuse(
+                    f"{label!r}: table {name!r} does not match the sha256 in its manifest "
+                    "(altered or corrupted)"
+                )
+    elif require_manifest:
+        raise refuse(f"{label!r} has no export manifest: not a protodb export")
+    _check_content(tables, label)
+    return tables, manifest
+
+
+def _check_content(tables: dict[str, pa.Table], label: str) -> None:
+    """Sizes, dims and finite values of a source's rows."""
+    for s in tables["sets"].to_pylist():
+        key = f"({s['class_key']!r}, {s['generator_id']}, seed {s['seed']}, {s['extractor_id']})"
+        table = s["prototype_table"]
+        if table != prototype_table_name(s["extractor_id"]) or table not in tables:
+            raise refuse(f"{label!r}: set {key} names a missing prototype table {table!r}")
+        dim = tables[table].schema.field("vector").type.list_size
+        if s["dim"] != dim:
+            raise refuse(
+                f"{label!r}: set {key} says dim {s['dim']} but table {table!r} holds dim {dim}"
+            )
+        for col in ("generator_config", "extractor_config"):
+            try:
+                json.loads(s[col])
+            except (TypeError, json.JSONDecodeError):
+                raise refuse(f"{label!r}: set {key} has an unreadable {col}") from None
+    for name, t in tables.items():
+        if name.startswith("prototypes") and t.num_rows:
+            values = t.column("vector").combine_chunks().flatten()
+            if not bool(np.isfinite(values.to_numpy(zero_copy_only=False)).all()):
+                raise refuse(
+                    f"{label!r}: table {name!r} holds non-finite vector values (NaN or inf)"
+                )
+            nulls = t.column("vector").null_count
+            if nulls:
+                raise refuse(f"{label!r}: table {name!r} holds {nulls} null vectors")
+            counts = pc.value_counts(t.column("write_id")).to_pylist()
+            have = {c["values"]: c["counts"] for c in counts}
+            for s in tables["sets"].to_pylist():
+                if (
+                    s["prototype_table"] == name
+                    and have.get(s["write_id"]) != s["n_fg"] + s["n_bg"]
+                ):
+                    raise refuse(
+                        f"{label!r}: set ({s['class_key']!r}, seed {s['seed']}, "
+                        f"{s['extractor_id']}) has {have.get(s['write_id'], 0)} prototype rows, "
+                        f"its record says {s['n_fg'] + s['n_bg']}"
+                    )
+    shapes = tables["supports"].select(["height", "width", "attr_h", "attr_w"])
+    for r in shapes.to_pylist():
+        if not (0 < r["height"] <= 8192 and 0 < r["width"] <= 8192):
+            raise refuse(f"{label!r}: a support image has size {r['height']}x{r['width']}")
+        if not (0 < r["attr_h"] <= 8192 and 0 < r["attr_w"] <= 8192):
+            raise refuse(f"{label!r}: an attribution map has size {r['attr_h']}x{r['attr_w']}")
+    sup = tables["supports"]
+    if sup.num_rows:
+        attr = pc.binary_length(sup.column("attribution")).to_numpy(zero_copy_only=False)
+        want = 4 * sup.column("attr_h").to_numpy() * sup.column("attr_w").to_numpy()
+        if (attr != want).any():
+            raise refuse(f"{label!r}: an attribution map's size does not match its shape")
+        png = pc.binary_length(sup.column("image_png")).to_numpy(zero_copy_only=False)
+        if (png > MAX_BLOB).any():
+            raise refuse(f"{label!r}: a support image is larger than {MAX_BLOB} bytes")
+    cells = tables["cells"]
+    if cells.num_rows:
+        size = pc.binary_length(cells.column("cells")).to_numpy(zero_copy_only=False)
+        want = 2 * cells.column("grid_h").to_numpy() * cells.column("grid_w").to_numpy()
+        if (size != want).any():
+            raise refuse(f"{label!r}: a cell map's size does not match its grid")
+
+
+def find_conflicts(target: Bank, tables: dict[str, pa.Table], label: str) -> tuple[list, list]:
+    """(source sets to write, source sets already in the target with the same provenance);
+    refuses a key that exists with other provenance."""
+    new, same = [], []
+    for s in tables["sets"].to_pylist():
+        key = SetKey(s["class_key"], s["generator_id"], s["seed"], s["extractor_id"])
+        mine = target.find_set(key)
+        if mine is None:
+            new.append(s)
+            continue
+        for f in SET_PROVENANCE:
+            if mine[f] != s[f]:
+                raise refuse(
+                    f"{label!r}: prototype set (class {s['class_key']!r}, generator "
+                    f"{s['generator_id']}, seed {s['seed']}, extractor {s['extractor_id']}) "
+                    f"exists in the target with other provenance: {f} is {mine[f]!r} there and "
+                    f"{s[f]!r} in the import"
+                )
+        same.append(s)
+    for table in {s["prototype_table"] for s in new}:
+        if table in target.table_names():
+            have = target.table(table).schema.field("vector").type
+            got = tables[table].schema.field("vector").type
+            if have != got:
+                raise refuse(
+                    f"{label!r}: table {table!r} holds {got} vectors, the target holds {have}"
+                )
+    for r in tables["supports"].to_pylist():
+        where = " AND ".join(
+            f"{k} = {sql_str(r[k]) if isinstance(r[k], str) else int(r[k])}" for k in SUPPORT_KEY
+        )
+        rows = target.read("supports", where, columns=list(SUPPORT_PROVENANCE)).to_pylist()
+        for f in SUPPORT_PROVENANCE:
+            if rows and rows[0][f] != r[f]:
+                raise refuse(
+                    f"{label!r}: support image (class {r['class_key']!r}, generator "
+                    f"{r['generator_id']}, seed {r['seed']}, index {r['index']}) exists in the "
+                    f"target with other provenance: {f} is {rows[0][f]!r} there and {r[f]!r} "
+                    "in the import"
+                )
+    return new, same
+
+
+def read_manifest(source: str) -> dict:
+    """The manifest of an export (nothing is checked but its presence)."""
+    with open_source(source) as src:
+        meta = src.meta()
+    if "manifest" not in meta:
+        raise ProtodbError(f"{source!r} has no export manifest")
+    return json.loads(meta["manifest"])
