@@ -20,7 +20,7 @@ from protodb.bank.schema import LogEntry
 from protodb.bank.store import Bank, open_bank
 from protodb.bank.vocab import Vocabulary, create_vocab, get_vocab, list_vocabs
 from protodb.errors import NotFoundError, ProtodbError
-from protodb.features import default_extractor_config
+from protodb.extractors.factory import default_extractor_config
 from protodb.names import canonical, class_key
 from protodb.query.assemble import assemble
 from protodb.query.config import QueryConfig

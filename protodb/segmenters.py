@@ -88,7 +88,7 @@ def maskcut(image: np.ndarray, *, device: str = "cpu", model: str | None = None)
     ``model``: the DINO model (hub id, path or "tiny"); by default ViT-B/8, or the tiny twin
     for images smaller than the ViT's input (the tiny profile's 64 px supports).
     """
-    from protodb.features import default_extractor_config, get_extractor
+    from protodb.extractors.factory import default_extractor_config, get_extractor
 
     h, w = image.shape[:2]
     tiny = (model or "") == "tiny" or (model is None and min(h, w) < 128)
@@ -152,8 +152,9 @@ def sam(
     import torch
     import torch.nn.functional as F
 
-    from protodb.features import IMAGENET_MEAN, IMAGENET_STD
-    from protodb.models import SAM_DEFAULT, TINY, load_sam
+    from protodb.extractors.base import IMAGENET_MEAN, IMAGENET_STD
+    from protodb.models.loading import TINY
+    from protodb.models.vision import SAM_DEFAULT, load_sam
 
     h, w = image.shape[:2]
     tiny = model == TINY or (model is None and min(h, w) < 128)

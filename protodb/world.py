@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from protodb.errors import ProtodbError
-from protodb.features import EXTRACTORS, PROFILE_EXTRACTORS, Extractor, ExtractorConfig
+from protodb.extractors.base import EXTRACTORS, PROFILE_EXTRACTORS, Extractor, ExtractorConfig
 from protodb.names import class_key
 from protodb.synthesis.generate import (
     GENERATORS,

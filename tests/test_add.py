@@ -9,7 +9,7 @@ import protodb
 from protodb.bank.schema import SetKey, arrow_to_vectors, sql_str
 from protodb.bank.store import open_bank
 from protodb.errors import ProtodbError
-from protodb.features import default_extractor_config, get_extractor
+from protodb.extractors.factory import default_extractor_config, get_extractor
 from protodb.images import decode_png
 from protodb.synthesis.add import MAX_N, add_class
 from protodb.synthesis.generate import default_generator_config, generate_sd

@@ -9,7 +9,7 @@ import protodb
 from protodb.api import ClassInfo, ProtoDB, VocabHandle
 from protodb.bank.store import open_bank
 from protodb.errors import ModelNotFoundError, NotFoundError, ProtodbError
-from protodb.features import default_extractor_config
+from protodb.extractors.factory import default_extractor_config
 from protodb.query.config import QueryConfig
 from protodb.synthesis.generate import default_generator_config
 

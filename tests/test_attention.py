@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from protodb.errors import ProtodbError
-from protodb.models import TINY, load_sd, tiny_tokenizer
+from protodb.models.diffusion import load_sd, tiny_tokenizer
+from protodb.models.loading import TINY
 from protodb.synthesis.attention import (
     AttributionStore,
     CaptureCrossAttnProcessor,
@@ -207,7 +208,7 @@ _PROBE = """
 import json, resource, sys
 import protodb.synthesis.attention as A
 from protodb.synthesis.generate import default_generator_config, generate_sd
-from protodb.models import load_sd
+from protodb.models.diffusion import load_sd
 
 if sys.argv[1] == "keep":  # negative control: a naive capture keeping every attention map
     kept, record = [], A.CaptureCrossAttnProcessor._record

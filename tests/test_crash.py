@@ -72,7 +72,7 @@ def test_kill9_during_bank_writes_leaves_no_half_set(tmp_path):
 ADD_SCRIPT = """
 import sys
 import protodb
-from protodb.features import default_extractor_config, get_extractor
+from protodb.extractors.factory import default_extractor_config, get_extractor
 from protodb.synthesis.generate import GENERATORS, default_generator_config
 db = protodb.connect(sys.argv[1], profile="tiny", device="cpu")
 db.bank

@@ -8,16 +8,11 @@ import torch
 from conftest import make_image
 
 from protodb.errors import ProtodbError
-from protodb.features import (
-    EXTRACTORS,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Dinov2Extractor,
-    ExtractorConfig,
-    default_extractor_config,
-    get_extractor,
-)
-from protodb.models import DINOV2_DEFAULT, TINY, TINY_VERSION
+from protodb.extractors.base import EXTRACTORS, IMAGENET_MEAN, IMAGENET_STD, ExtractorConfig
+from protodb.extractors.dinov2 import Dinov2Extractor
+from protodb.extractors.factory import default_extractor_config, get_extractor
+from protodb.models.loading import TINY, TINY_VERSION
+from protodb.models.vision import DINOV2_DEFAULT
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +136,7 @@ def test_every_extractor_tiny_twin(name):
 
 
 def test_every_registered_extractor_has_defaults():
-    from protodb.features import DEFAULTS, PAPER_ENSEMBLE
+    from protodb.extractors.factory import DEFAULTS, PAPER_ENSEMBLE
 
     assert set(EXTRACTORS.names()) >= {"dinov2", "dino", "clip", "mae", "sd"}
     assert PAPER_ENSEMBLE == ("sd", "dino", "clip")
@@ -157,7 +152,7 @@ def test_sd_layer_spec_gives_7680_dims():
     """Parity (REFERENCE 1.4): the nine attn2 to_q layers of SD 1.5's UNet give 7680 dims."""
     from diffusers import UNet2DConditionModel
 
-    from protodb.features import sd_query_layers
+    from protodb.extractors.sd import sd_query_layers
 
     with torch.device("meta"):  # SD 1.5's architecture, no weights allocated
         unet = UNet2DConditionModel(
@@ -178,7 +173,7 @@ def test_sd_layer_spec_gives_7680_dims():
 
 def test_add_noise_coefficients_at_t200():
     """Parity (REFERENCE 1.4): x_t = 0.868154 x0 + 0.496295 eps for SD's scaled-linear betas."""
-    from protodb.features import ddpm_add_noise_coefficients
+    from protodb.extractors.sd import ddpm_add_noise_coefficients
 
     a, s = ddpm_add_noise_coefficients(200)
     assert a == pytest.approx(0.868154, abs=1e-6) and s == pytest.approx(0.496295, abs=1e-6)
@@ -206,7 +201,7 @@ def test_clip_keys_are_block_key_projection():
 
 
 def test_sd_features_fixed_noise_per_image():
-    from protodb.features import image_noise_seed
+    from protodb.extractors.sd import image_noise_seed
 
     ext = get_extractor(default_extractor_config("tiny", "sd"), "cpu")
     a = make_image(64, 64, 5)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from protodb.errors import ProtodbError
-from protodb.models import SD_DEFAULT, TINY, TINY_VERSION
+from protodb.models.diffusion import SD_DEFAULT
+from protodb.models.loading import TINY, TINY_VERSION
 from protodb.synthesis.generate import (
     DEFAULT_NEGATIVE,
     DEFAULT_TEMPLATE,

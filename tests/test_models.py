@@ -5,8 +5,11 @@ import sys
 import pytest
 import torch
 
-from protodb import models
 from protodb.errors import ModelNotFoundError
+from protodb.models.clip import load_clip
+from protodb.models.diffusion import clip_bpe, load_sd, sd_scheduler, tiny_tokenizer
+from protodb.models.loading import TINY
+from protodb.models.vision import load_dinov2
 
 
 def _checksum(module) -> str:
@@ -18,7 +21,7 @@ def _checksum(module) -> str:
 
 
 def test_clip_bpe_sizes():
-    vocab, merges = models.clip_bpe()
+    vocab, merges = clip_bpe()
     assert len(vocab) == 49408
     assert len(merges) == 48894
     assert vocab["<|startoftext|>"] == 49406
@@ -39,37 +42,35 @@ def test_clip_bpe_sizes():
 def test_tiny_tokenizer_matches_open_clip(text):
     import open_clip
 
-    ours = models.tiny_tokenizer()(text).input_ids
+    ours = tiny_tokenizer()(text).input_ids
     ref = open_clip.tokenizer.tokenize([text])[0].tolist()
     ref = ref[: ref.index(49407) + 1]  # open_clip pads with zeros after end-of-text
     assert ours == ref
 
 
 def test_tiny_tokenizer_context_length():
-    assert models.tiny_tokenizer().model_max_length == 77
+    assert tiny_tokenizer().model_max_length == 77
 
 
 def test_tiny_dinov2_is_deterministic_and_keeps_global_rng():
     torch.manual_seed(1234)
     state = torch.get_rng_state()
-    a = models.load_dinov2.__wrapped__(models.TINY, None, "cpu")
+    a = load_dinov2.__wrapped__(TINY, None, "cpu")
     assert torch.equal(torch.get_rng_state(), state)
     torch.manual_seed(999)  # the global seed must not matter
-    b = models.load_dinov2.__wrapped__(models.TINY, None, "cpu")
+    b = load_dinov2.__wrapped__(TINY, None, "cpu")
     assert _checksum(a) == _checksum(b)
     assert not a.training
 
 
 def test_load_dinov2_is_cached_per_process():
-    assert models.load_dinov2(models.TINY, None, "cpu") is models.load_dinov2(
-        models.TINY, None, "cpu"
-    )
+    assert load_dinov2(TINY, None, "cpu") is load_dinov2(TINY, None, "cpu")
 
 
 def test_tiny_weights_identical_across_processes():
     code = (
         "import hashlib\n"
-        "from protodb.models import load_dinov2\n"
+        "from protodb.models.vision import load_dinov2\n"
         "h = hashlib.sha256()\n"
         "for k, t in sorted(load_dinov2('tiny', None, 'cpu').state_dict().items()):\n"
         "    h.update(k.encode()); h.update(t.contiguous().numpy().tobytes())\n"
@@ -78,14 +79,12 @@ def test_tiny_weights_identical_across_processes():
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
     )
-    assert out.stdout.strip().splitlines()[-1] == _checksum(
-        models.load_dinov2(models.TINY, None, "cpu")
-    )
+    assert out.stdout.strip().splitlines()[-1] == _checksum(load_dinov2(TINY, None, "cpu"))
 
 
 def test_tiny_clip_is_deterministic():
-    a = models.load_clip.__wrapped__(models.TINY, None, "cpu")
-    b = models.load_clip.__wrapped__(models.TINY, None, "cpu")
+    a = load_clip.__wrapped__(TINY, None, "cpu")
+    b = load_clip.__wrapped__(TINY, None, "cpu")
     assert _checksum(a) == _checksum(b)
     img = torch.zeros(1, 3, 64, 64)
     with torch.no_grad():
@@ -93,7 +92,7 @@ def test_tiny_clip_is_deterministic():
 
 
 def test_tiny_sd_pipeline_structure():
-    pipe = models.load_sd(models.TINY, None, "cpu", "float32", "sigma_min")
+    pipe = load_sd(TINY, None, "cpu", "float32", "sigma_min")
     assert pipe.vae_scale_factor == 2
     assert pipe.unet.config.sample_size == 32
     assert pipe.unet.dtype == torch.float32
@@ -106,19 +105,19 @@ def test_tiny_sd_pipeline_structure():
 
 
 def test_sd_scheduler_timesteps():
-    sched = models.sd_scheduler()
+    sched = sd_scheduler()
     sched.set_timesteps(30)
     ts = sched.timesteps.tolist()
     assert ts[0] == 999 and ts[1] == 966 and ts[-1] == 33
     assert len(ts) == 30
-    assert models.sd_scheduler("zero").config.final_sigmas_type == "zero"
+    assert sd_scheduler("zero").config.final_sigmas_type == "zero"
 
 
 @pytest.mark.parametrize(
     ("loader", "args", "named"),
     [
-        (models.load_dinov2, ("/nonexistent/protodb-dinov2", None, "cpu"), "DINOv2"),
-        (models.load_clip, ("no-such-arch", "openai", "cpu"), "CLIP"),
+        (load_dinov2, ("/nonexistent/protodb-dinov2", None, "cpu"), "DINOv2"),
+        (load_clip, ("no-such-arch", "openai", "cpu"), "CLIP"),
     ],
 )
 def test_missing_model_raises_model_not_found(loader, args, named):
@@ -132,4 +131,4 @@ def test_missing_model_raises_model_not_found(loader, args, named):
 def test_missing_model_message_mentions_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelNotFoundError, match="HF_HUB_OFFLINE is set"):
-        models.load_dinov2("/nonexistent/protodb-dinov2-offline", None, "cpu")
+        load_dinov2("/nonexistent/protodb-dinov2-offline", None, "cpu")

@@ -1,7 +1,7 @@
 import pytest
 
 from protodb.errors import ProtodbError
-from protodb.features import EXTRACTORS
+from protodb.extractors.base import EXTRACTORS
 from protodb.registry import Registry
 from protodb.synthesis.generate import GENERATORS
 from protodb.synthesis.masks import MASK_SOURCES

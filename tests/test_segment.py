@@ -4,7 +4,7 @@ import torch
 from conftest import CLASSES, make_image
 
 from protodb.bank.vocab import VocabClass, VocabExtractor, Vocabulary
-from protodb.features import default_extractor_config, get_extractor
+from protodb.extractors.factory import default_extractor_config, get_extractor
 from protodb.query.assemble import ExtractorPrototypes, assemble
 from protodb.query.config import QueryConfig
 from protodb.query.match import labels_from_scores

@@ -8,7 +8,7 @@ from conftest import CLASSES
 from protodb.bank.store import open_bank
 from protodb.bank.vocab import create_vocab, get_vocab, list_vocabs
 from protodb.errors import NotFoundError, ProtodbError
-from protodb.features import default_extractor_config
+from protodb.extractors.factory import default_extractor_config
 from protodb.query.assemble import ExtractorPrototypes, assemble, filter_stuff
 from protodb.synthesis.generate import default_generator_config
 

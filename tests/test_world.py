@@ -8,8 +8,8 @@ from PIL import Image
 
 import protodb
 from protodb.errors import ProtodbError
-from protodb.features import (
-    EXTRACTORS,
+from protodb.extractors.base import EXTRACTORS
+from protodb.extractors.factory import (
     default_extractor_config,
     default_extractor_names,
     get_extractor,

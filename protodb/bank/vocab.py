@@ -16,7 +16,7 @@ import pyarrow as pa
 from protodb.bank.schema import now, sql_str
 from protodb.bank.store import Bank
 from protodb.errors import NotFoundError, ProtodbError
-from protodb.features import ExtractorConfig
+from protodb.extractors.base import ExtractorConfig
 from protodb.names import canonical, class_key
 
 VOCAB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")

@@ -114,7 +114,7 @@ class Segmenter:
         *,
         clip=None,
     ):
-        from protodb.features import get_extractor
+        from protodb.extractors.factory import get_extractor
 
         self.vocab = vocab
         self.device = device
@@ -152,7 +152,8 @@ class Segmenter:
 
     def _clip(self):
         if self.clip is None:
-            from protodb.models import CLIP_DEFAULT, TINY
+            from protodb.models.clip import CLIP_DEFAULT
+            from protodb.models.loading import TINY
             from protodb.query.prefilter import ClipEncoders
 
             model = self.config.clip_model

@@ -20,9 +20,10 @@ import pyarrow as pa
 from protodb.bank.schema import SetKey, now, vectors_to_arrow
 from protodb.bank.store import Bank
 from protodb.errors import ProtodbError
-from protodb.features import ExtractorConfig
+from protodb.extractors.base import ExtractorConfig
+from protodb.models.diffusion import sd_dtype
 from protodb.names import canonical, class_key
-from protodb.synthesis.generate import GENERATORS, GeneratorConfig, SupportImage, sd_dtype
+from protodb.synthesis.generate import GENERATORS, GeneratorConfig, SupportImage
 
 MAX_N = 1024
 SUPPORT_KEY = ("class_key", "generator_id", "seed", "index")
@@ -83,8 +84,8 @@ def _progress_bar(total: int, desc: str, enabled: bool, unit: str = "img"):
 
 def default_extractors(profile: str) -> tuple[str, ...]:
     """The extractors ``add`` uses when none are named (see
-    protodb.features.default_extractor_names)."""
-    from protodb.features import default_extractor_names
+    protodb.extractors.factory.default_extractor_names)."""
+    from protodb.extractors.factory import default_extractor_names
 
     return tuple(default_extractor_names(profile))
 
@@ -303,7 +304,7 @@ def _build_set(bank, key, display, generator, seed, n, ext, supports, masks, dev
 
     Returns the prototype counts {"fg", "bg", "used"}, or None when another process committed
     the same set first (nothing written)."""
-    from protodb.features import get_extractor
+    from protodb.extractors.factory import get_extractor
     from protodb.synthesis.prototypes import support_prototypes
 
     extractor = get_extractor(ext, device)

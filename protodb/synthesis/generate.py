@@ -14,7 +14,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from protodb.errors import ProtodbError
-from protodb.models import SD_DEFAULT, TINY, TINY_VERSION
+from protodb.models.diffusion import SD_DEFAULT, sd_dtype
+from protodb.models.loading import TINY, TINY_VERSION
 from protodb.registry import PluginConfig, Registry
 
 DEFAULT_TEMPLATE = "A good picture of a {}"
@@ -78,11 +79,6 @@ def default_generator_config(profile: str, **overrides) -> GeneratorConfig:
     return replace(base, **overrides)
 
 
-def sd_dtype(device: str) -> str:
-    """The dtype Stable Diffusion runs in on ``device``: float16 on CUDA, float32 otherwise."""
-    return "float16" if device.startswith("cuda") else "float32"
-
-
 def image_seed(class_key: str, generator_id: str, seed: int, index: int) -> int:
     """The noise seed of one support image: a 63-bit hash of its key."""
     digest = hashlib.sha256(f"{class_key}\x1f{generator_id}\x1f{seed}\x1f{index}".encode()).digest()
@@ -135,7 +131,7 @@ def generate_sd(
 
     import torch
 
-    from protodb.models import load_sd
+    from protodb.models.diffusion import load_sd
     from protodb.synthesis.attention import capture_cross_attention, class_token_positions
 
     pipe = load_sd(

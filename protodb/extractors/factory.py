@@ -1,0 +1,72 @@
+"""Building extractors: each extractor's defaults per profile, the default set of ``add``, and
+the per-process cache of built extractors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from protodb.errors import ProtodbError
+from protodb.extractors.base import EXTRACTORS, PROFILE_EXTRACTORS, Extractor, ExtractorConfig
+from protodb.extractors.sd import SD_LAYER
+from protodb.models.clip import CLIP_DEFAULT
+from protodb.models.diffusion import SD_DEFAULT
+from protodb.models.loading import TINY, TINY_VERSION
+from protodb.models.vision import DINO_DEFAULT, DINOV2_DEFAULT, MAE_DEFAULT
+
+# Per extractor: (default model, layer, input size); the tiny twin's layer where it differs.
+# Support images are encoded at 512 (REFERENCE 1.4); dinov2 keeps its 448.
+DEFAULTS: dict[str, tuple[str, str, int]] = {
+    "dinov2": (DINOV2_DEFAULT, "last_hidden_state", 448),
+    "sd": (SD_DEFAULT, SD_LAYER, 512),
+    "dino": (DINO_DEFAULT, "keys:-1", 512),
+    "clip": (f"{CLIP_DEFAULT}/openai", "keys:10", 512),
+    "mae": (MAE_DEFAULT, "keys:-1", 512),
+}
+TINY_LAYERS = {"clip": "keys:0"}  # the second-to-last block of the 2-block twin
+
+# The paper's best ensemble (Table 2), the default set of ``add`` on the real profile.
+PAPER_ENSEMBLE = ("sd", "dino", "clip")
+
+
+def default_extractor_config(profile: str, name: str = "dinov2", **overrides) -> ExtractorConfig:
+    """The config of extractor ``name`` for a profile (tiny: 64 px input, tiny weights)."""
+    EXTRACTORS.get(name)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if profile in PROFILE_EXTRACTORS or name in PROFILE_EXTRACTORS:  # e.g. the test world
+        if profile != name:
+            raise ProtodbError(
+                f"extractor {name!r} with profile {profile!r}: the test world's extractor "
+                "'world' and profile 'world' go together; use --profile world (no --extractor)"
+            )
+        return PROFILE_EXTRACTORS.get(profile)(**overrides)
+    model, layer, size = DEFAULTS.get(name, (DINOV2_DEFAULT, "last_hidden_state", 448))
+    if profile == "tiny":
+        layer = TINY_LAYERS.get(name, layer)
+        base = ExtractorConfig(
+            name=name, model=TINY, weights=TINY_VERSION, input_size=64, layer=layer
+        )
+    else:
+        base = ExtractorConfig(name=name, model=model, layer=layer, input_size=size)
+    return replace(base, **overrides)
+
+
+def default_extractor_names(profile: str) -> list[str]:
+    """The extractors ``add`` uses when none is named: the paper's best ensemble (sd, dino,
+    clip; REFERENCE 1.4) on the real profile; dinov2 alone on the tiny profile, which keeps
+    offline runs fast; the test world's own extractor on the world profile."""
+    if profile == "world":
+        return ["world"]
+    return ["dinov2"] if profile == "tiny" else list(PAPER_ENSEMBLE)
+
+
+_CACHE: dict[tuple[str, str], Extractor] = {}
+
+
+def get_extractor(config: ExtractorConfig, device: str = "cpu") -> Extractor:
+    """Build (or reuse, per process) the extractor for ``config`` on ``device``."""
+    key = (config.id, device)
+    if key not in _CACHE:
+        cls = EXTRACTORS.get(config.name)
+        _CACHE[key] = cls(config, device)
+    return _CACHE[key]

@@ -1,0 +1,38 @@
+"""CLIP through open_clip (the clip extractor and the pre-filter), and its tiny twin."""
+
+from __future__ import annotations
+
+import functools
+
+from protodb.models.loading import TINY, fork_seeded, missing_model
+
+CLIP_DEFAULT = "ViT-B-16"
+CLIP_DEFAULT_PRETRAINED = "openai"
+
+
+@functools.lru_cache(maxsize=2)
+def load_clip(model: str, pretrained: str | None, device: str):
+    """Return an open_clip CLIP model in eval mode.
+
+    ``model`` is an open_clip architecture name (e.g. "ViT-B-16") with ``pretrained`` a tag
+    ("openai") or a local weights file, or ``"tiny"`` for a 2-layer twin at 64 px, patch 8.
+    """
+    import open_clip
+
+    if model == TINY:
+        with fork_seeded():
+            net = open_clip.model.CLIP(
+                embed_dim=32,
+                vision_cfg=open_clip.model.CLIPVisionCfg(
+                    image_size=64, layers=2, width=32, head_width=16, patch_size=8
+                ),
+                text_cfg=open_clip.model.CLIPTextCfg(
+                    context_length=77, vocab_size=49408, width=32, heads=2, layers=2
+                ),
+            )
+    else:
+        try:
+            net = open_clip.create_model(model, pretrained=pretrained, require_pretrained=True)
+        except (OSError, RuntimeError, ValueError) as err:
+            raise missing_model("CLIP", f"{model}/{pretrained}", err) from None
+    return net.eval().to(device)

@@ -1,0 +1,62 @@
+"""What every model loader shares: the tiny profile's name and seed, one clear error for a
+missing model, quiet loading, and deterministic random weights for the tiny twins.
+"""
+
+from __future__ import annotations
+
+import os
+
+from protodb.errors import ModelNotFoundError
+
+TINY = "tiny"
+TINY_SEED = 20240607
+TINY_VERSION = "tiny-v1"
+
+
+def missing_model(what: str, model: str, err: BaseException) -> ModelNotFoundError:
+    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+    where = (
+        "HF_HUB_OFFLINE is set, so only the local cache was searched"
+        if offline
+        else ("it is not in the local cache and the hub could not be reached")
+    )
+    return ModelNotFoundError(
+        f"{what} model {model!r} is not available: {where} ({type(err).__name__}). "
+        f"Download it on a machine with network access (`hf download {model}`) and copy the "
+        f"Hugging Face cache (HF_HOME, default ~/.cache/huggingface) here, or pass a local "
+        f"directory with --model; for offline tests use --profile tiny."
+    )
+
+
+def from_pretrained(cls, label: str, model: str, revision: str | None, **kwargs):
+    """``cls.from_pretrained(model, revision=revision, **kwargs)`` with the libraries' loading
+    noise silenced; a missing model raises the one clear ModelNotFoundError (``missing_model``)."""
+    quiet_loading()
+    try:
+        return cls.from_pretrained(model, revision=revision, **kwargs)
+    except (OSError, ValueError) as err:
+        raise missing_model(label, model, err) from None
+
+
+def quiet_loading():
+    """Silence the libraries' loading chatter (their warnings become our one clear error)."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.set_verbosity_error()
+
+
+def fork_seeded():
+    """A context in which torch's CPU RNG is seeded with TINY_SEED and restored afterwards."""
+    import contextlib
+
+    import torch
+
+    @contextlib.contextmanager
+    def ctx():
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(TINY_SEED)
+            yield
+
+    return ctx()
