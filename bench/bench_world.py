@@ -33,7 +33,7 @@ def main() -> None:
 
     import protodb
     from protodb.evaluation.evaluate import ABLATIONS
-    from protodb.world import make_dataset
+    from protodb.world.dataset import make_dataset
 
     limit = 8 if args.quick else None
     default = (args.n, args.images, args.seed, limit) == (8, 24, 0, None)

@@ -574,7 +574,7 @@ def world_dataset(
     Example: protodb world dataset world-data/ --images 24 --seed 0
     """
     with user_errors():
-        from protodb.world import make_dataset
+        from protodb.world.dataset import make_dataset
 
         ds = make_dataset(out, n=images, seed=seed)
         typer.echo(

@@ -422,8 +422,8 @@ class ProtoDB:
 
     def build_world(self, *, n: int = 8, seed: int = 0, vocab: str = "world", progress=True):
         """Fill the bank with every class of the offline TEST WORLD and pin ``vocab`` (needs
-        profile "world"); see protodb.world.build_bank."""
-        from protodb.world import build_bank
+        profile "world"); see protodb.world.bank.build_bank."""
+        from protodb.world.bank import build_bank
 
         return build_bank(self, n=n, seed=seed, vocab=vocab, progress=progress)
 

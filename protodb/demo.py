@@ -130,7 +130,7 @@ def run_demo(
 def _world_demo(workdir: Path, *, n: int, device: str | None, say) -> DemoReport:
     """The test-world demo: every world class, vocabulary ``world``, four labelled scenes."""
     import protodb
-    from protodb.world import make_dataset
+    from protodb.world.dataset import make_dataset
 
     db = protodb.connect(workdir / "bank", profile="world", device=device)
     report = DemoReport("world", db.settings.bank, str(workdir / "out"))

@@ -103,7 +103,7 @@ class WorldFixture:
 
 @pytest.fixture(scope="session")
 def world(tmp_path_factory) -> WorldFixture:
-    from protodb.world import make_dataset
+    from protodb.world.dataset import make_dataset
 
     root = tmp_path_factory.mktemp("world")
     db = protodb.connect(root / "bank", profile="world", device="cpu")

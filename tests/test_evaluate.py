@@ -140,14 +140,14 @@ def test_ablation_removing_stuff_filtering_lowers_miou_on_scenes_with_stuff(worl
 
 def _has_stuff(ds, sample) -> bool:
     from protodb.evaluation.datasets import read_labels
-    from protodb.world import CLASS_NAMES, STUFF
+    from protodb.world.classes import CLASS_NAMES, STUFF
 
     stuff = [1 + CLASS_NAMES.index(c.name) for c in STUFF]
     return bool(np.isin(read_labels(sample.label), stuff).any())
 
 
 def test_evaluate_refuses_a_vocabulary_of_other_classes(world):
-    from protodb.world import THINGS
+    from protodb.world.classes import THINGS
 
     if "things" not in {v.name for v in world.db.vocabs()}:
         world.db.create_vocab("things", [c.name for c in THINGS])

@@ -230,7 +230,7 @@ def test_select_masks_ties_go_to_the_earlier_mask():
 
 
 def test_maskcut_grid_separates_two_feature_clusters():
-    from protodb.segmenters import maskcut_grid
+    from protodb.segmenters.maskcut import maskcut_grid
 
     rng = np.random.default_rng(0)
     feats = np.zeros((8, 6, 6))

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from protodb.errors import ModelNotFoundError
-from protodb.models.clip import load_clip
 from protodb.models.diffusion import clip_bpe, load_sd, sd_scheduler, tiny_tokenizer
 from protodb.models.loading import TINY
+from protodb.models.openclip import load_clip
 from protodb.models.vision import load_dinov2
 
 

@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 from conftest import make_image
 
-from protodb.segmenters import SEGMENTERS, _dedupe, maskcut, sam
+from protodb.segmenters.base import SEGMENTERS
+from protodb.segmenters.maskcut import maskcut
+from protodb.segmenters.sam import _dedupe, sam
 from protodb.synthesis.masks import MASK_SOURCES
 
 

@@ -17,18 +17,10 @@ from protodb.extractors.factory import (
 from protodb.names import class_key
 from protodb.synthesis.generate import GENERATORS, default_generator_config, image_seed
 from protodb.synthesis.masks import otsu_masks
-from protodb.world import (
-    CLASS_NAMES,
-    CLASSES,
-    STUFF,
-    THINGS,
-    draw_support,
-    generate_world,
-    make_dataset,
-    texture,
-    world_class,
-    world_generator_config,
-)
+from protodb.world.classes import CLASS_NAMES, CLASSES, STUFF, THINGS, world_class
+from protodb.world.dataset import make_dataset
+from protodb.world.draw import draw_support, texture
+from protodb.world.generator import generate_world, world_generator_config
 
 
 def test_plugins_registered_and_selected_only_by_the_world_profile():

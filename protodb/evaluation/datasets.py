@@ -16,7 +16,7 @@ Layouts (``root`` is the directory given with ``--root``):
   (81 labels; COCO instance masks merged per class, 0 = background, as GroupViT / OVDiff).
 - ``folder``: images/<stem>.{jpg,png,...}, labels/<stem>.png, classes.txt (one class per line
   for labels 1, 2, ...; label 0 is background).
-- ``world``: the offline TEST WORLD (protodb.world.make_dataset): VOC layout, the world's
+- ``world``: the offline TEST WORLD (protodb.world.dataset.make_dataset): VOC layout, the world's
   synthetic classes.
 
 Label PNGs are read as their raw values (palette indices for palette PNGs).
@@ -195,8 +195,8 @@ def read_folder(root: Path) -> Dataset:
 
 @DATASETS.register("world")
 def read_world(root: Path) -> Dataset:
-    """The offline TEST WORLD's dataset (protodb.world.make_dataset): VOC layout."""
-    from protodb.world import CLASS_NAMES
+    """The offline TEST WORLD's dataset (protodb.world.dataset.make_dataset): VOC layout."""
+    from protodb.world.classes import CLASS_NAMES
 
     if not (root / "test_world.json").exists():
         raise NotFoundError(
@@ -237,7 +237,7 @@ def dataset_classes(name: str, root: str | Path | None = None) -> list[str]:
             raise ProtodbError("--from-dataset folder needs --root DIR (for DIR/classes.txt)")
         return read_class_list(Path(root) / "classes.txt")
     if name == "world":
-        from protodb.world import CLASS_NAMES
+        from protodb.world.classes import CLASS_NAMES
 
         return list(CLASS_NAMES)
     return list(class_spec(name)["classes"][1:])

@@ -86,8 +86,8 @@ class Extractor:
 EXTRACTORS: Registry[type[Extractor]] = Registry("extractor")
 for _name in ("dinov2", "dino", "mae", "clip", "sd"):  # one module each, imported when used
     EXTRACTORS.register_lazy(_name, f"protodb.extractors.{_name}")
-EXTRACTORS.register_lazy("world", "protodb.world")
+EXTRACTORS.register_lazy("world", "protodb.world.extractor")
 # A profile whose only extractor is its own, by the profile's name (the test world's "world"):
 # its config factory, called with the caller's overrides.
 PROFILE_EXTRACTORS: Registry[Callable[..., ExtractorConfig]] = Registry("extractor profile")
-PROFILE_EXTRACTORS.register_lazy("world", "protodb.world")
+PROFILE_EXTRACTORS.register_lazy("world", "protodb.world.extractor")

@@ -28,7 +28,7 @@ class ClipExtractor(Extractor):
 
     def __init__(self, config: ExtractorConfig, device: str = "cpu") -> None:
         super().__init__(config, device)
-        from protodb.models.clip import load_clip
+        from protodb.models.openclip import load_clip
 
         arch, _, pretrained = config.model.partition("/")
         net = load_clip(arch, pretrained or None, device)

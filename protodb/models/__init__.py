@@ -14,5 +14,5 @@ Loaded models are cached per process, keyed by (what, model, revision, device, d
 
 Modules, one per library: loading (shared: the tiny seed, missing-model errors), diffusion
 (diffusers: Stable Diffusion and its tokenizer), vision (transformers: DINOv2, DINO, MAE, SAM),
-clip (open_clip).
+openclip (open_clip).
 """

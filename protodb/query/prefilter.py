@@ -154,7 +154,7 @@ class ClipEncoders:
     def __init__(self, model: str, pretrained: str | None, device: str = "cpu") -> None:
         import open_clip
 
-        from protodb.models.clip import load_clip
+        from protodb.models.openclip import load_clip
 
         self.net = load_clip(model, pretrained, device)
         self.device = device

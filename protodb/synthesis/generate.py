@@ -100,10 +100,10 @@ class SupportImage:
 
 GeneratorFn = Callable[..., list[SupportImage]]
 GENERATORS: Registry[GeneratorFn] = Registry("generator")
-GENERATORS.register_lazy("world", "protodb.world")
+GENERATORS.register_lazy("world", "protodb.world.generator")
 # The generator config of a profile that brings its own (the test world registers "world").
 PROFILE_GENERATORS: Registry[Callable[[], GeneratorConfig]] = Registry("generator profile")
-PROFILE_GENERATORS.register_lazy("world", "protodb.world")
+PROFILE_GENERATORS.register_lazy("world", "protodb.world.generator")
 
 
 @GENERATORS.register("sd")

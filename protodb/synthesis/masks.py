@@ -155,7 +155,7 @@ def segmenter_masks(
     segmenter: str,
 ) -> SupportMasks:
     """Masks from an unsupervised instance segmenter's proposals, selected by eq. (1)."""
-    from protodb.segmenters import SEGMENTERS
+    from protodb.segmenters.base import SEGMENTERS
 
     propose = SEGMENTERS.get(segmenter)
     fg, bg = [], []

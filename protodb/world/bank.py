@@ -1,0 +1,23 @@
+"""A bank of every test-world class, and its vocabulary."""
+
+from __future__ import annotations
+
+from protodb.errors import ProtodbError
+from protodb.world.classes import CLASS_NAMES, STUFF, THINGS, WORLD
+
+
+def build_bank(db, *, n: int = 8, seed: int = 0, vocab: str = WORLD, progress: bool = True):
+    """Fill ``db`` (a ProtoDB on the ``world`` profile) with every world class (stuff recorded
+    as kind "stuff", things as "thing") and pin vocabulary ``vocab`` in label order.
+
+    Returns the pinned protodb.bank.vocab.Vocabulary (an existing ``vocab`` is returned as is)."""
+    if db.settings.profile != WORLD:
+        raise ProtodbError(
+            f"the test world needs profile 'world', not {db.settings.profile!r}: "
+            "protodb.connect(bank, profile='world') or --profile world"
+        )
+    db.add([c.name for c in THINGS], n=n, seed=seed, kind="thing", progress=progress)
+    db.add([c.name for c in STUFF], n=n, seed=seed, kind="stuff", progress=progress)
+    if vocab in {v.name for v in db.vocabs()}:
+        return db.vocab(vocab).info
+    return db.create_vocab(vocab, CLASS_NAMES, seed=seed)
