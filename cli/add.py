@@ -1,0 +1,140 @@
+"""`protodb add`: sample, mask, extract and store prototypes for classes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from protodb.cli.common import JsonOpt, err, open_db, profile_notice, user_errors
+
+
+def add(
+    ctx: typer.Context,
+    classes: Annotated[
+        list[str] | None,
+        typer.Argument(help="Class names, e.g. 'donut with chocolate glaze'.", show_default=False),
+    ] = None,
+    from_file: Annotated[
+        Path | None, typer.Option("--from", help="Read class names from a file, one per line.")
+    ] = None,
+    n: Annotated[int, typer.Option("--n", help="Support images per class (paper: 32).")] = 32,
+    seed: Annotated[
+        list[int] | None,
+        typer.Option("--seed", help="Support-set seed (repeatable: one set per seed; default 0)."),
+    ] = None,
+    extractor: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--extractor",
+            help="Feature extractor: sd, dino, clip, mae, dinov2 (repeatable; default the "
+            "paper's ensemble sd + dino + clip; tiny profile: dinov2).",
+        ),
+    ] = None,
+    stuff: Annotated[
+        bool | None,
+        typer.Option(
+            "--stuff/--thing",
+            help="Declare the classes stuff or thing (default: the shipped lexicon, else a "
+            "guess from the support set).",
+            show_default=False,
+        ),
+    ] = None,
+    mask_source: Annotated[
+        str,
+        typer.Option(
+            "--mask-source",
+            "--segmenter",
+            help="fg/bg masks: otsu (multi-Otsu on attribution), maskcut or sam (eq. (1) over "
+            "normalized-cut / SAM proposals).",
+        ),
+    ] = "otsu",
+    steps: Annotated[
+        int | None, typer.Option("--steps", help="Sampling steps (default 30; tiny: 10).")
+    ] = None,
+    guidance: Annotated[
+        float | None, typer.Option("--guidance", help="Classifier-free guidance (default 8).")
+    ] = None,
+    template: Annotated[
+        str | None,
+        typer.Option(
+            "--template", help="Prompt template with one {} (default 'A good picture of a {}')."
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Stable Diffusion hub id or local directory.")
+    ] = None,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            "--batch-size",
+            min=1,
+            help="Images per generator call (results never depend on it).",
+        ),
+    ] = 8,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Generate support images for classes and store their prototypes in the bank.
+
+    Re-adding an existing (class, generator, seed, extractor) set generates nothing.
+
+    Example: protodb --bank bank/ add "red apple" grass --n 4
+    """
+    with user_errors():
+        from protodb.errors import ProtodbError
+
+        names = list(classes or [])
+        if from_file is not None:
+            try:
+                names += [
+                    ln.strip() for ln in from_file.read_text("utf-8").splitlines() if ln.strip()
+                ]
+            except OSError as e:
+                raise ProtodbError(
+                    f"cannot read --from file {str(from_file)!r}: {e.strerror}"
+                ) from None
+        if not names:
+            raise ProtodbError("no class given: protodb add CLASS [CLASS...] (or --from FILE)")
+        db = open_db(ctx)
+        profile_notice(db)
+
+        def report(r) -> None:
+            if as_json:
+                return
+            if r.status == "exists":
+                typer.echo(
+                    f"{r.name}: already in the bank (generator {r.generator_id}, seed {r.seed}, "
+                    f"{', '.join(r.skipped)}); nothing generated"
+                )
+                if r.note:
+                    err(f"note: {r.note}")
+            else:
+                protos = "; ".join(
+                    f"{e}: {c['fg']} fg / {c['bg']} bg prototypes from {c['used']} images"
+                    for e, c in r.prototypes.items()
+                )
+                typer.echo(
+                    f"{r.name}: added ({r.generated} images generated, {r.reused} reused; "
+                    f"{protos}; {r.kind} by {r.kind_source}) in {r.seconds:.1f} s"
+                )
+
+        results = db.add(
+            names,
+            n=n,
+            seed=seed or [0],
+            extractors=extractor or None,
+            steps=steps,
+            guidance=guidance,
+            template=template,
+            model=model,
+            batch_size=batch_size,
+            progress=not quiet and not as_json,
+            on_result=report,
+            kind=None if stuff is None else ("stuff" if stuff else "thing"),
+            mask_source=mask_source,
+        )
+        if as_json:
+            typer.echo(json.dumps([r.__dict__ for r in results], indent=2))

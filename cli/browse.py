@@ -1,0 +1,56 @@
+"""Read-only commands over the bank: `protodb ls`, `show` and `history`."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from protodb.cli.common import JsonOpt, open_db, user_errors
+
+
+def ls(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """List the classes in the bank with their prototype sets."""
+    with user_errors():
+        infos = open_db(ctx).classes()
+        if as_json:
+            typer.echo(json.dumps([i.__dict__ for i in infos], indent=2, default=str))
+            return
+        if not infos:
+            typer.echo("the bank holds no classes yet; add one: protodb add CLASS")
+        for i in infos:
+            exts = sorted({s["extractor_id"] for s in i.sets})
+            typer.echo(f"{i.name}\t{i.kind}\t{len(i.sets)} set(s)\t{', '.join(exts)}")
+
+
+def show(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Class name.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a class: its prototype sets, support counts and mask thresholds."""
+    with user_errors():
+        info = open_db(ctx).show(name)
+        if as_json:
+            typer.echo(json.dumps(info.__dict__, indent=2, default=str))
+            return
+        typer.echo(f"{info.name} (kind: {info.kind}, from {info.kind_source})")
+        for s in info.sets:
+            typer.echo(
+                f"  generator {s['generator_id']} seed {s['seed']} extractor {s['extractor_id']}: "
+                f"{s['n_used']}/{s['n']} images used, {s['n_fg']} fg / {s['n_bg']} bg prototypes, "
+                f"dim {s['dim']}, masks {s['mask_source']} {s['thresholds']}"
+            )
+
+
+def history(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """List the bank's versions: one per operation, newest last."""
+    with user_errors():
+        entries = open_db(ctx).history()
+        if as_json:
+            typer.echo(json.dumps([e.__dict__ for e in entries], indent=2, default=str))
+            return
+        for e in entries:
+            what = e.detail.get("class") or e.detail.get("name") or ""
+            typer.echo(f"{e.version}\t{e.created_at:%Y-%m-%d %H:%M:%S}\t{e.op}\t{what}")

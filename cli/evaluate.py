@@ -1,0 +1,94 @@
+"""`protodb eval`: mIoU of a vocabulary on a dataset, with ablations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from protodb.cli.common import JsonOpt, open_db, user_errors
+
+
+def _pct(x: float | None) -> str:
+    return "  n/a" if x is None else f"{100 * x:5.1f}"
+
+
+def eval_(
+    ctx: typer.Context,
+    dataset: Annotated[
+        str,
+        typer.Option(
+            "--dataset",
+            help="voc, context, coco-object, folder (images/, labels/, classes.txt), or world "
+            "(the offline TEST WORLD made by `protodb world dataset`).",
+        ),
+    ],
+    root: Annotated[Path, typer.Option("--root", help="The dataset's directory.")],
+    vocab: Annotated[str, typer.Option("--vocab", help="Vocabulary with the dataset's classes.")],
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Evaluate the first N images only.")
+    ] = None,
+    ablate: Annotated[
+        str | None,
+        typer.Option(
+            "--ablate",
+            help="Also report the mIoU with components removed, a comma-separated subset of "
+            "bg,instances,parts,prefilter,stuff.",
+        ),
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Write the JSON report to this file.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """mIoU of a vocabulary on a labelled dataset, with a per-class IoU table (REFERENCE 1.9).
+
+    Example: protodb eval --dataset voc --root VOCdevkit/VOC2012 --vocab voc21 --limit 100
+    """
+    with user_errors():
+        from protodb.evaluation.evaluate import AblationReport, parse_ablations
+
+        names = parse_ablations(ablate) if ablate else []
+        result = open_db(ctx).evaluate(
+            dataset,
+            root,
+            vocab=vocab,
+            limit=limit,
+            ablations=names,
+            progress=not quiet and not as_json,
+        )
+        data = result.to_dict()
+        if report is not None:
+            report.parent.mkdir(parents=True, exist_ok=True)
+            report.write_text(json.dumps(data, indent=2) + "\n", "utf-8")
+        if as_json:
+            typer.echo(json.dumps(data, indent=2))
+            return
+        full = result.full if isinstance(result, AblationReport) else result
+        world = ""
+        if full.test_world:
+            world = " (offline TEST WORLD: synthetic classes, not a benchmark)"
+        typer.echo(
+            f"dataset {full.dataset}{world}: {full.n_images} images from {full.root}, "
+            f"vocabulary {full.vocab}"
+        )
+        typer.echo("  label  IoU    class")
+        for c in full.classes:
+            absent = "  (absent from both: counted 0)" if c.iou is None else ""
+            typer.echo(f"  {c.label:5d}  {_pct(c.iou)}  {c.name}{absent}")
+        typer.echo(
+            f"mIoU {100 * full.miou:.1f} over {len(full.classes)} classes "
+            f"(pixel accuracy {100 * full.pixel_accuracy:.1f}%, {full.seconds:.1f} s)"
+        )
+        for note in full.notes:
+            typer.echo(f"note: {note}")
+        if isinstance(result, AblationReport):
+            typer.echo("ablations (mIoU without the component; change from the full mIoU):")
+            for r in result.rows:
+                delta = "" if r.delta is None else f"{100 * r.delta:+6.1f}"
+                typer.echo(f"  -{r.name:<10} {_pct(r.miou)} {delta:>6}  {r.removes} {r.note}")
+        if report is not None:
+            typer.echo(f"report: {report}")

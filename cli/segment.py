@@ -1,0 +1,155 @@
+"""`protodb segment` and `protodb explain`, with the query options they share."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from protodb.cli.common import JsonOpt, err, open_db, user_errors
+
+PrefilterOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--prefilter/--no-prefilter",
+        help="CLIP category pre-filter (REFERENCE 1.7). Default: on for the default profile "
+        "(as in the paper), off for --profile tiny (its CLIP has random weights).",
+    ),
+]
+WindowsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--windows/--no-windows",
+        help="Sliding windows 448 and 336 (stride 224) plus the whole image, else the whole "
+        "image only.",
+    ),
+]
+EtaOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--eta", help="Pre-filter: at most this many candidate classes (default 10, the paper's)."
+    ),
+]
+PamrOpt = Annotated[bool, typer.Option("--pamr", help="Refine the scores with PAMR.")]
+StuffOpt = Annotated[
+    bool,
+    typer.Option(
+        "--stuff-filter/--no-stuff-filter",
+        help="Stuff classes give no bg prototypes; thing bg prototypes close (cosine > 0.85) to "
+        "a stuff fg prototype are dropped.",
+    ),
+]
+
+
+def _query_config(db, *, windows, prefilter, eta, pamr, stuff_filter):
+    config = db.default_query_config(
+        windows=windows, prefilter=prefilter, eta=eta, pamr=pamr, stuff_filter=stuff_filter
+    )
+    if prefilter is None:
+        why = {
+            "default": "profile default",
+            "tiny": "profile tiny default: random CLIP",
+            "world": "profile world default: the test world has no text encoder",
+        }.get(db.settings.profile, f"profile {db.settings.profile}")
+        err(f"pre-filter {'on' if config.prefilter else 'off'} ({why}; --prefilter to change)")
+    return config
+
+
+def segment(
+    ctx: typer.Context,
+    paths: Annotated[
+        list[str], typer.Argument(help="Images, directories of images or glob patterns.")
+    ],
+    vocab: Annotated[str, typer.Option("--vocab", help="Vocabulary name.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Output directory: <stem>.png (labels), <stem>_overlay.png, <stem>_rle.json "
+            "(COCO RLE), <stem>.json (summary).",
+        ),
+    ],
+    windows: WindowsOpt = True,
+    prefilter: PrefilterOpt = None,
+    eta: EtaOpt = None,
+    pamr: PamrOpt = False,
+    stuff_filter: StuffOpt = True,
+    save_scores: Annotated[
+        bool, typer.Option("--save-scores", help="Also write <stem>_scores.npy (float32 maps).")
+    ] = False,
+    skip_existing: Annotated[
+        bool,
+        typer.Option("--skip-existing", help="Skip images whose <stem>.json exists (resume)."),
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Segment images with a vocabulary: palette PNG labels (0 = background, i = i-th class).
+
+    Example: protodb segment photos/ 'more/*.jpg' --vocab v1 --out labels/ --skip-existing
+    """
+    with user_errors():
+        db = open_db(ctx)
+        config = _query_config(
+            db, windows=windows, prefilter=prefilter, eta=eta, pamr=pamr, stuff_filter=stuff_filter
+        )
+
+        def report(s: dict) -> None:
+            if not as_json:
+                areas = ", ".join(f"{k} {100 * v:.1f}%" for k, v in s["areas"].items())
+                done = " (done before, skipped)" if s.get("skipped") else ""
+                typer.echo(f"{s['image']}: {areas} -> {s['label_png']}{done}")
+
+        summaries = db.segment(
+            paths,
+            vocab=vocab,
+            out=out,
+            progress=not quiet and not as_json,
+            on_image=report,
+            config=config,
+            skip_existing=skip_existing,
+            save_scores=save_scores,
+        )
+        if as_json:
+            typer.echo(json.dumps(summaries, indent=2))
+
+
+def explain(
+    ctx: typer.Context,
+    image: Annotated[Path, typer.Argument(help="The image.")],
+    vocab: Annotated[str, typer.Option("--vocab", help="Vocabulary name.")],
+    at: Annotated[str, typer.Option("--at", help="The pixel as X,Y (column, row), from 0.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="PNG of the support regions behind the pixel.")
+    ] = Path("explain.png"),
+    windows: WindowsOpt = True,
+    prefilter: PrefilterOpt = None,
+    eta: EtaOpt = None,
+    pamr: PamrOpt = False,
+    stuff_filter: StuffOpt = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Say which class won a pixel, through which prototype (extractor, level, polarity), and
+    draw the support-image regions that prototype came from.
+
+    Example: protodb explain photo.jpg --vocab v1 --at 120,80 --out why.png
+    """
+    with user_errors():
+        from protodb.errors import ProtodbError
+
+        try:
+            x, y = (int(v) for v in at.split(","))
+        except ValueError:
+            raise ProtodbError(f"--at {at!r} must be X,Y in pixels, e.g. --at 120,80") from None
+        db = open_db(ctx)
+        config = _query_config(
+            db, windows=windows, prefilter=prefilter, eta=eta, pamr=pamr, stuff_filter=stuff_filter
+        )
+        e = db.explain(image, vocab=vocab, at=(x, y), out=out, config=config)
+        if as_json:
+            typer.echo(json.dumps(e.to_dict(), indent=2))
+        else:
+            typer.echo(e.describe())
+            typer.echo(f"picture: {e.picture}")
