@@ -4,15 +4,17 @@ db = protodb.connect("bank/", profile="tiny")
 db.add(["red apple", "grass"], n=4)
 db.create_vocab("v1", ["red apple", "grass"])
 db.vocab("v1").segment(image)        # -> SegmentResult
+
+This module is the facade, one short method per command that delegates to the family doing the
+work (synthesis, bank, query, evaluation, world); it is a little over 400 lines because it is
+the one place a Python user reads to learn the whole surface, so it stays whole.
 """
 
 from __future__ import annotations
 
 import os
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -21,6 +23,7 @@ from protodb.bank.store import Bank, open_bank
 from protodb.bank.vocab import Vocabulary, create_vocab, get_vocab, list_vocabs
 from protodb.errors import NotFoundError, ProtodbError
 from protodb.extractors.factory import default_extractor_config
+from protodb.images import expand_paths
 from protodb.names import canonical, class_key
 from protodb.query.assemble import assemble
 from protodb.query.config import QueryConfig
@@ -333,45 +336,18 @@ class ProtoDB:
         written last, so an interrupted run resumes where it stopped). ``config``: query options
         (default: :meth:`default_query_config`). Returns one summary per image (see
         protodb.query.outputs.write_outputs, plus "image", "vocab" and "skipped")."""
-        import json
-        import sys
+        from protodb.query.batch import segment_files
 
-        from tqdm.auto import tqdm
-
-        from protodb.images import check_image, load_rgb
-        from protodb.query.outputs import summary_path, write_outputs
-
-        files = expand_paths(paths)
-        handle = self.vocab(vocab, config)
-        for p in files:  # check every input before writing anything; decode one at a time
-            check_image(p)
-        stems = [p.stem for p in files]
-        dupes = sorted(s for s, k in Counter(stems).items() if k > 1)
-        if dupes:
-            raise ProtodbError(
-                f"several inputs share the name {dupes[0]!r}; their outputs would collide"
-            )
-        out_dir = Path(out)
-        summaries = []
-        bar = tqdm(
-            files, desc="segment", unit="img", disable=not progress, file=sys.stderr, leave=False
+        return segment_files(
+            self.vocab(vocab, config),
+            expand_paths(paths),
+            out,
+            vocab=vocab,
+            progress=progress,
+            on_image=on_image,
+            skip_existing=skip_existing,
+            save_scores=save_scores,
         )
-        for path in bar:
-            done = summary_path(out_dir, path.stem)
-            if skip_existing and done.exists():
-                summary = {**json.loads(done.read_text()), "skipped": True}
-            else:
-                array = load_rgb(path)
-                result = handle.segment(array)
-                extra = {"image": str(path), "vocab": vocab}
-                summary = write_outputs(
-                    result, array, out_dir, path.stem, save_scores=save_scores, extra=extra
-                )
-                summary["skipped"] = False
-            summaries.append(summary)
-            if on_image is not None:
-                on_image(summary)
-        return summaries
 
     def explain(
         self,
@@ -426,28 +402,6 @@ class ProtoDB:
         from protodb.world.bank import build_bank
 
         return build_bank(self, n=n, seed=seed, vocab=vocab, progress=progress)
-
-
-def expand_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
-    """Files, directories and glob patterns -> image files (a pattern that matches nothing, or
-    a missing path, raises NotFoundError)."""
-    import glob
-
-    from protodb.images import IMAGE_SUFFIXES, expand_inputs
-
-    out: list[str | Path] = []
-    for raw in paths:
-        text = str(raw)
-        if any(c in text for c in "*?[") and not Path(text).exists():
-            found = sorted(
-                p for p in glob.glob(text, recursive=True) if p.lower().endswith(IMAGE_SUFFIXES)
-            )
-            if not found:
-                raise NotFoundError(f"pattern {text!r} matches no image; check the pattern")
-            out.extend(found)
-        else:
-            out.append(raw)
-    return expand_inputs(out)
 
 
 def _set_dict(row: dict) -> dict:

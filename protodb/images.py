@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import glob
 import io
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -94,3 +97,21 @@ def palette(n: int = 256) -> list[int]:
             c >>= 3
         pal += [r, g, b]
     return pal
+
+
+def expand_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Files, directories and glob patterns -> image files (a pattern that matches nothing, or
+    a missing path, raises NotFoundError)."""
+    out: list[str | Path] = []
+    for raw in paths:
+        text = str(raw)
+        if any(c in text for c in "*?[") and not Path(text).exists():
+            found = sorted(
+                p for p in glob.glob(text, recursive=True) if p.lower().endswith(IMAGE_SUFFIXES)
+            )
+            if not found:
+                raise NotFoundError(f"pattern {text!r} matches no image; check the pattern")
+            out.extend(found)
+        else:
+            out.append(raw)
+    return expand_inputs(out)

@@ -1,0 +1,68 @@
+"""Segment many image files against one vocabulary, streamed, resumable, with a progress bar.
+
+Every input is checked before anything is written; images are decoded and segmented one at a
+time, so memory stays bounded however many there are. An image's summary ``<stem>.json`` is
+written last (protodb.query.outputs), so ``skip_existing`` resumes an interrupted run where it
+stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from protodb.errors import ProtodbError
+from protodb.images import check_image, load_rgb
+from protodb.query.outputs import summary_path, write_outputs
+
+
+def segment_files(
+    handle,
+    files: Sequence[Path],
+    out: str | os.PathLike,
+    *,
+    vocab: str,
+    progress: bool = True,
+    on_image: Callable[[dict], None] | None = None,
+    skip_existing: bool = False,
+    save_scores: bool = False,
+) -> list[dict]:
+    """Segment ``files`` with ``handle`` (a protodb.api.VocabHandle of vocabulary ``vocab``)
+    and write their outputs to ``out``. Returns one summary per image (see
+    protodb.query.outputs.write_outputs, plus "image", "vocab" and "skipped"); ``on_image`` is
+    called with each as it is done."""
+    for p in files:  # check every input before writing anything; decode one at a time
+        check_image(p)
+    stems = [p.stem for p in files]
+    dupes = sorted(s for s, k in Counter(stems).items() if k > 1)
+    if dupes:
+        raise ProtodbError(
+            f"several inputs share the name {dupes[0]!r}; their outputs would collide"
+        )
+    out_dir = Path(out)
+    summaries = []
+    bar = tqdm(
+        files, desc="segment", unit="img", disable=not progress, file=sys.stderr, leave=False
+    )
+    for path in bar:
+        done = summary_path(out_dir, path.stem)
+        if skip_existing and done.exists():
+            summary = {**json.loads(done.read_text()), "skipped": True}
+        else:
+            array = load_rgb(path)
+            result = handle.segment(array)
+            extra = {"image": str(path), "vocab": vocab}
+            summary = write_outputs(
+                result, array, out_dir, path.stem, save_scores=save_scores, extra=extra
+            )
+            summary["skipped"] = False
+        summaries.append(summary)
+        if on_image is not None:
+            on_image(summary)
+    return summaries
