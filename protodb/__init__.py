@@ -8,11 +8,10 @@ segmentation (after OVDiff, Karazija et al. 2023).
     result = db.vocab("v1").segment("photo.jpg")   # result.labels: uint8 [H, W]
 """
 
-__version__ = "0.1.0"
-
-from protodb.api import ProtoDB, connect  # noqa: E402
-from protodb.errors import ModelNotFoundError, NotFoundError, ProtodbError  # noqa: E402
-from protodb.query.config import QueryConfig  # noqa: E402
+from protodb.api import ProtoDB, connect
+from protodb.errors import ModelNotFoundError, NotFoundError, ProtodbError
+from protodb.query.config import QueryConfig
+from protodb.version import __version__
 
 __all__ = [
     "ProtoDB",

@@ -93,7 +93,7 @@ class Bank(Locks, KeyedWrites, Reads, History):
     # ------------------------------------------------------------------ tables
 
     def _init(self) -> None:
-        from protodb import __version__
+        from protodb.version import __version__
 
         for name in CORE_TABLES:
             if name != "meta" and not self._exists(name):

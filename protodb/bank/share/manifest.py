@@ -74,7 +74,7 @@ def build_manifest(bank: Bank, tables: dict[str, pa.Table], vocab: str | None) -
     protodb_version, created_at (ISO UTC), created_by (user@host), source (bank URI), vocab
     (name or null for a whole bank), generators / extractors (id -> config, which carries the
     model id and revision), tables (name -> {rows, sha256})."""
-    from protodb import __version__
+    from protodb.version import __version__
 
     sets = tables["sets"].to_pylist()
     return {
