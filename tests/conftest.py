@@ -7,6 +7,7 @@ deterministic random weights. Nothing is mocked.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 import protodb
+from protodb.bank.store import open_bank
 
 CLASSES = ["red apple", "grass"]
 N_SUPPORT = 4
@@ -110,3 +112,21 @@ def world(tmp_path_factory) -> WorldFixture:
     db.build_world(n=8, seed=0, progress=False)
     make_dataset(root / "data", n=24, seed=0)
     return WorldFixture(bank=root / "bank", data=root / "data", db=db)
+
+
+def state_checksum(module) -> str:
+    """sha256 of a torch module's state dict (names and tensor bytes, in name order)."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def bank_state(path: Path) -> dict:
+    """Everything observable about a bank: table versions and the files on disk."""
+    bank = open_bank(str(path), create=False)
+    files = sorted(
+        str(p.relative_to(path)) for p in path.rglob("*") if p.is_file() and "lock" not in p.name
+    )
+    return {"versions": bank.versions(), "files": files}

@@ -14,7 +14,7 @@ from bank_writer import EXTRACTOR, GENERATOR, n_rows, vectors
 from protodb.bank.schema import prototype_table_name
 from protodb.bank.store import open_bank
 
-WRITER = str(Path(__file__).with_name("bank_writer.py"))
+WRITER = str(Path(__file__).resolve().parents[1] / "bank_writer.py")
 
 
 def _run_writers(uri: str, ranges: list[tuple[int, int]], timeout: float = 600) -> None:

@@ -18,7 +18,7 @@ import protodb
 from protodb.bank.schema import prototype_table_name
 from protodb.bank.store import open_bank
 
-WRITER = str(Path(__file__).with_name("bank_writer.py"))
+WRITER = str(Path(__file__).resolve().parents[1] / "bank_writer.py")
 
 
 def _check_no_half_set(uri: str) -> None:

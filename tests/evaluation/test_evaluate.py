@@ -24,7 +24,7 @@ from protodb.query.config import QueryConfig
 # The full pipeline's mIoU on the offline test world (protodb world bank --n 8 --seed 0; protodb
 # world dataset --images 24 --seed 0), as stated in the README.
 WORLD_MIOU = 87.5
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_miou_equals_hand_computation():

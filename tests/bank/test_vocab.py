@@ -1,0 +1,144 @@
+"""Vocabularies: pins, names, choices and errors (protodb.bank.vocab)."""
+
+import json
+import shutil
+
+import pytest
+from conftest import CLASSES
+
+from protodb.bank.store import open_bank
+from protodb.bank.vocab import create_vocab, get_vocab, list_vocabs
+from protodb.errors import NotFoundError, ProtodbError
+from protodb.extractors.factory import default_extractor_config
+from protodb.query.assemble import assemble
+from protodb.synthesis.generate import default_generator_config
+
+EXT = default_extractor_config("tiny")
+
+GEN = default_generator_config("tiny")
+
+
+@pytest.fixture(scope="module")
+def error_bank(tiny_bank, tmp_path_factory):
+    """A copy of the session bank for calls that must fail (and so write nothing)."""
+    path = tmp_path_factory.mktemp("vocab-errors") / "bank"
+    shutil.copytree(tiny_bank.path, path)
+    return open_bank(str(path), create=False)
+
+
+def test_session_vocab(tiny_bank):
+    v = tiny_bank.vocab
+    assert v.name == "v1"
+    assert v.class_names == CLASSES
+    assert [(c.class_key, c.generator_id, c.seed) for c in v.classes] == [
+        ("red apple", GEN.id, 0),
+        ("grass", GEN.id, 0),
+    ]
+    (ext,) = v.extractors
+    assert ext.extractor_id == EXT.id and ext.config == EXT
+    assert ext.prototype_table == "prototypes__" + EXT.id.replace("-", "_")
+
+
+def test_vocab_pins_table_versions(tiny_bank):
+    bank = open_bank(str(tiny_bank.path), create=False)
+    v = get_vocab(bank, "v1")
+    entry = bank.history()[-1]
+    assert entry.op == "vocab create" and entry.detail == {"name": "v1", "classes": CLASSES}
+    assert v.bank_version == entry.version == 3
+    for table, version in v.versions.items():
+        if table == "vocabs":  # the vocabulary's own row lands after the pin
+            assert entry.versions[table] == version + 1
+        else:
+            assert entry.versions[table] == version, table
+
+
+def test_get_and_list_round_trip(tiny_bank):
+    bank = open_bank(str(tiny_bank.path), create=False)
+    v = get_vocab(bank, "v1")
+    assert v.classes == tiny_bank.vocab.classes
+    assert v.extractors == tiny_bank.vocab.extractors
+    assert v.versions == tiny_bank.vocab.versions
+    assert [x.name for x in list_vocabs(bank)] == ["v1"]
+    d = json.loads(json.dumps(v.to_dict()))
+    assert d["name"] == "v1" and d["bank_version"] == 3
+    assert [c["name"] for c in d["classes"]] == CLASSES
+    assert d["extractors"][0]["extractor_id"] == EXT.id
+
+
+def test_unknown_vocab_lists_known(tiny_bank):
+    bank = open_bank(str(tiny_bank.path), create=False)
+    with pytest.raises(NotFoundError, match=r"unknown vocabulary 'nope' \(known: v1\)"):
+        get_vocab(bank, "nope")
+
+
+def test_create_with_order_case_and_extractor_forms(bank_copy):
+    bank = open_bank(str(bank_copy), create=False)
+    v = create_vocab(bank, "rev", ["GRASS", "Red Apple"], extractors=["dinov2"])
+    assert v.class_names == ["grass", "red apple"]  # the bank's display names
+    assert [e.extractor_id for e in v.extractors] == [EXT.id]
+    w = create_vocab(bank, "by-id", ["grass"], extractors=[EXT.id], seed=0, generator_id=GEN.id)
+    assert [e.extractor_id for e in w.extractors] == [EXT.id]
+    assert [x.name for x in list_vocabs(bank)] == ["by-id", "rev", "v1"]
+    assert [e.op for e in bank.history()][-2:] == ["vocab create", "vocab create"]
+
+
+@pytest.mark.parametrize("name", ["", "-v", ".v", "v 1", "v1\n", "a/b", "x" * 65, "v1;drop"])
+def test_bad_vocab_name(error_bank, name):
+    with pytest.raises(ProtodbError, match="invalid vocabulary name") as err:
+        create_vocab(error_bank, name, ["grass"])
+    assert repr(name) in str(err.value)
+
+
+def test_longest_vocab_name_is_fine(bank_copy):
+    bank = open_bank(str(bank_copy), create=False)
+    assert create_vocab(bank, "x" * 64, ["grass"]).name == "x" * 64
+
+
+@pytest.mark.parametrize(
+    ("classes", "kwargs", "error", "message"),
+    [
+        (["grass", "sky"], {}, NotFoundError, "class 'sky' is not in the bank"),
+        (["grass", "Grass "], {}, ProtodbError, "class 'Grass' is listed twice"),
+        ([], {}, ProtodbError, "at least one class"),
+        (["grass"], {"extractors": ["clip"]}, NotFoundError, "extractor 'clip' is not available"),
+        (["grass"], {"seed": 7}, NotFoundError, "class 'grass' has no prototype set with seed=7"),
+        (["grass"], {"generator_id": "sd-0"}, NotFoundError, "generator=sd-0"),
+        (["  "], {}, ProtodbError, "empty class name"),
+    ],
+)
+def test_create_errors(error_bank, classes, kwargs, error, message):
+    before = error_bank.versions()
+    with pytest.raises(error, match=message):
+        create_vocab(error_bank, "new", classes, **kwargs)
+    assert error_bank.versions() == before
+
+
+def test_existing_name_is_refused(error_bank):
+    with pytest.raises(ProtodbError, match="vocabulary 'v1' exists"):
+        create_vocab(error_bank, "v1", ["grass"])
+
+
+def test_several_sets_need_a_choice(grown_bank):
+    bank = open_bank(str(grown_bank.path), create=False)
+    with pytest.raises(ProtodbError, match="'grass' has several prototype sets") as err:
+        create_vocab(bank, "g", ["grass"])
+    assert "--seed 0" in str(err.value) and "--seed 1" in str(err.value)
+
+
+def test_seed_chooses_among_sets(grown_bank, tmp_path):
+    shutil.copytree(grown_bank.path, tmp_path / "bank")
+    bank = open_bank(str(tmp_path / "bank"), create=False)
+    v = create_vocab(bank, "g1", ["grass"], seed=1)
+    assert [(c.class_key, c.seed) for c in v.classes] == [("grass", 1)]
+    (p,) = assemble(bank, v)
+    assert {r["seed"] for r in p.rows} == {1}
+    with pytest.raises(NotFoundError, match="seed=1"):
+        create_vocab(bank, "g2", ["grass", "sky"], seed=1)  # sky only has seed 0
+    w = create_vocab(bank, "g3", ["sky", "grass"], seed=0)
+    assert w.class_names == ["sky", "grass"]
+
+
+def test_vocab_refuses_more_classes_than_8bit_labels(tiny_bank):
+    bank = open_bank(str(tiny_bank.path))
+    with pytest.raises(ProtodbError, match="at most 255 classes"):
+        create_vocab(bank, "huge", [f"class {i}" for i in range(256)])
