@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("torch", "diffusers", "transformers", "open_clip", "lancedb", "protodb.world")
+HEAVY = ("numpy", "pyarrow", "torch", "diffusers", "transformers", "open_clip", "lancedb")
+HEAVY += ("protodb.world", "protodb.api")
 
 
 def test_import_protodb_loads_no_model_library_and_no_test_world():
