@@ -11,10 +11,34 @@ HEAVY = ("numpy", "pyarrow", "torch", "diffusers", "transformers", "open_clip", 
 HEAVY += ("protodb.world", "protodb.api")
 
 
-def test_import_protodb_loads_no_model_library_and_no_test_world():
-    code = f"import sys, protodb\nprint(','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
+def _loaded_after(statement: str) -> str:
+    """The HEAVY modules loaded in a fresh interpreter after ``statement``, comma-joined."""
+    code = f"import sys\n{statement}\nprint(','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
+    return out.stdout.strip()
+
+
+def test_import_protodb_loads_no_array_or_model_library_and_no_test_world():
+    assert _loaded_after("import protodb") == ""
+    assert _loaded_after("import protodb; protodb.__version__; protodb.ProtodbError") == ""
+
+
+def test_cli_help_loads_no_array_or_model_library():
+    statement = (
+        "from typer.testing import CliRunner\n"
+        "from protodb.cli.app import app\n"
+        "assert CliRunner().invoke(app, ['--help']).exit_code == 0"
+    )
+    assert _loaded_after(statement) == ""
+
+
+def test_public_names_resolve_on_first_use():
+    assert "protodb.api" in _loaded_after("import protodb; protodb.connect")
+    import protodb
+
+    for name in protodb.__all__:
+        assert getattr(protodb, name) is not None
+    assert set(protodb.__all__) <= set(dir(protodb))
 
 
 def _modules() -> dict[str, Path]:
