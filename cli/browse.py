@@ -21,7 +21,9 @@ def ls(ctx: typer.Context, as_json: JsonOpt = False) -> None:
             typer.echo("the bank holds no classes yet; add one: protodb add CLASS")
         for i in infos:
             exts = sorted({s["extractor_id"] for s in i.sets})
-            typer.echo(f"{i.name}\t{i.kind}\t{len(i.sets)} set(s)\t{', '.join(exts)}")
+            flagged = sum(1 for s in i.sets if s["known_issue"])
+            note = f"\t({flagged} set(s) to rebuild: protodb show {i.name!r})" if flagged else ""
+            typer.echo(f"{i.name}\t{i.kind}\t{len(i.sets)} set(s)\t{', '.join(exts)}{note}")
 
 
 def show(
@@ -42,6 +44,8 @@ def show(
                 f"{s['n_used']}/{s['n']} images used, {s['n_fg']} fg / {s['n_bg']} bg prototypes, "
                 f"dim {s['dim']}, masks {s['mask_source']} {s['thresholds']}"
             )
+            if s["known_issue"]:
+                typer.echo(f"    ! {s['known_issue']}")
 
 
 def history(ctx: typer.Context, as_json: JsonOpt = False) -> None:

@@ -22,6 +22,7 @@ from protodb.bank.schema import LogEntry
 from protodb.bank.store import Bank, open_bank
 from protodb.bank.vocab import Vocabulary, create_vocab, get_vocab, list_vocabs
 from protodb.errors import NotFoundError, ProtodbError
+from protodb.extractors.base import ExtractorConfig, known_issue
 from protodb.extractors.factory import default_extractor_config
 from protodb.images import expand_paths
 from protodb.names import canonical, class_key
@@ -34,7 +35,9 @@ from protodb.synthesis.generate import default_generator_config
 @dataclass
 class ClassInfo:
     """A class in the bank with its completed prototype sets (one dict per set: generator_id,
-    seed, extractor_id, n, n_used, n_fg, n_bg, dim, mask_source, thresholds)."""
+    seed, extractor_id, n, n_used, n_fg, n_bg, dim, mask_source, thresholds, and known_issue:
+    why the set's features are known to be wrong, e.g. CLIP built before the QuickGELU fix, or
+    None)."""
 
     name: str
     class_key: str
@@ -417,7 +420,9 @@ def _set_dict(row: dict) -> dict:
         "mask_source",
         "thresholds",
     )
-    return {k: row[k] for k in keys}
+    out = {k: row[k] for k in keys}
+    out["known_issue"] = known_issue(ExtractorConfig.from_json(row["extractor_config"]))
+    return out
 
 
 def connect(

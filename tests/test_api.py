@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from conftest import CLASSES, N_SUPPORT, make_image
 from PIL import Image
+from typer.testing import CliRunner
 
 import protodb
 from protodb.api import ClassInfo, ProtoDB, VocabHandle
@@ -58,8 +59,9 @@ def test_classes_and_show(tiny_bank):
     assert s["dim"] == 32 and s["mask_source"] == "otsu"
     assert set(s) == {
         "generator_id", "seed", "extractor_id", "n", "n_used", "n_fg", "n_bg", "dim",
-        "mask_source", "thresholds",
+        "mask_source", "thresholds", "known_issue",
     }  # fmt: skip
+    assert s["known_issue"] is None
 
 
 def test_show_unknown_class(tiny_bank):
@@ -282,3 +284,23 @@ def test_segmenters_are_cached_per_vocabulary_and_config(tiny_bank):
     assert db.vocab("v1").segmenter is db.vocab("v1").segmenter
     other = db.vocab("v1", QueryConfig(windows=False)).segmenter
     assert other is not db.vocab("v1").segmenter
+
+
+def test_ls_and_show_flag_sets_built_before_a_fix(bank_copy):
+    from protodb.bank.schema import sql_str
+    from protodb.cli.app import app
+    from protodb.extractors.base import ExtractorConfig
+
+    old = ExtractorConfig(name="clip", model="ViT-B-16/openai", layer="keys:10", input_size=512)
+    bank = open_bank(str(bank_copy), create=False)
+    bank.table("sets").update(
+        where=f"class_key = {sql_str('grass')}", values={"extractor_config": old.to_json()}
+    )
+    db = protodb.connect(bank_copy, profile="tiny", device="cpu")
+    assert all(s["known_issue"] is None for s in db.show("red apple").sets)
+    assert "QuickGELU" in db.show("grass").sets[0]["known_issue"]
+    runner = CliRunner()
+    shown = runner.invoke(app, ["--bank", str(bank_copy), "show", "grass"])
+    assert shown.exit_code == 0 and "! built with GELU" in shown.output
+    listed = runner.invoke(app, ["--bank", str(bank_copy), "ls"])
+    assert "1 set(s) to rebuild" in listed.output and listed.output.count("to rebuild") == 1

@@ -166,7 +166,7 @@ def create_vocab(
         chosen.append(VocabClass(rows[0]["name"], key, gid, int(s)))
         ext_sets.append({r["extractor_id"]: r for r in rows})
 
-    common = sorted(set.intersection(*(set(e) for e in ext_sets)))
+    common = _without_superseded(sorted(set.intersection(*(set(e) for e in ext_sets))), ext_sets[0])
     if extractors:
         picked = []
         for want in extractors:
@@ -233,3 +233,14 @@ def _pin_vocab(bank: Bank, name: str, chosen: list, vexts: list) -> Vocabulary:
     )
     bank.log("vocab create", {"name": name, "classes": [c.name for c in chosen]})
     return vocab
+
+
+def _without_superseded(ids: list[str], sets: dict[str, dict]) -> list[str]:
+    """Extractor ids minus those whose sets have a known issue (e.g. CLIP built with GELU
+    before the QuickGELU fix) when a set of the same extractor without it is also there, so
+    one vocabulary never mixes features from before and after a fix."""
+    from protodb.extractors.base import known_issue
+
+    configs = {e: ExtractorConfig.from_json(sets[e]["extractor_config"]) for e in ids}
+    fixed = {c.name for c in configs.values() if known_issue(c) is None}
+    return [e for e in ids if known_issue(configs[e]) is None or configs[e].name not in fixed]

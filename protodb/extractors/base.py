@@ -82,6 +82,13 @@ class Extractor:
     def _forward(self, x):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    @classmethod
+    def known_issue(cls, config: ExtractorConfig) -> str | None:
+        """Why features made with ``config`` are known to be wrong (sets built before a fix),
+        or None. Such sets stay readable, are flagged by ``ls`` / ``show``, and never share a
+        vocabulary with sets of the same extractor built after the fix."""
+        return None
+
 
 EXTRACTORS: Registry[type[Extractor]] = Registry("extractor")
 for _name in ("dinov2", "dino", "mae", "clip", "sd"):  # one module each, imported when used
@@ -91,3 +98,10 @@ EXTRACTORS.register_lazy("world", "protodb.world.extractor")
 # its config factory, called with the caller's overrides.
 PROFILE_EXTRACTORS: Registry[Callable[..., ExtractorConfig]] = Registry("extractor profile")
 PROFILE_EXTRACTORS.register_lazy("world", "protodb.world.extractor")
+
+
+def known_issue(config: ExtractorConfig) -> str | None:
+    """:meth:`Extractor.known_issue` of ``config``'s extractor (None for an unknown name)."""
+    if config.name not in EXTRACTORS:
+        return None
+    return EXTRACTORS.get(config.name).known_issue(config)

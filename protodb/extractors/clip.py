@@ -20,7 +20,8 @@ class ClipExtractor(Extractor):
     from the attention input after ln_1, CLS dropped; the positional embedding is bicubically
     interpolated to the input's patch grid. 768 dims, stride 16. Tiny: 32 dims, stride 8.
 
-    ``model`` is "ARCH/PRETRAINED" (e.g. "ViT-B-16/openai"; PRETRAINED may be a local file).
+    ``model`` is "ARCH/PRETRAINED" (e.g. "ViT-B-16-quickgelu/openai"; PRETRAINED may be a local
+    file).
     """
 
     mean = OPENAI_CLIP_MEAN
@@ -37,6 +38,18 @@ class ClipExtractor(Extractor):
         self.dim = int(self.visual.conv1.out_channels)
         blocks = self.visual.transformer.resblocks
         self.index = block_index(config.layer, len(blocks))
+
+    @classmethod
+    def known_issue(cls, config: ExtractorConfig) -> str | None:
+        """OpenAI weights in an architecture built with nn.GELU: the default before QuickGELU
+        (open_clip's ``ViT-B-16`` vs ``ViT-B-16-quickgelu``)."""
+        arch, _, pretrained = config.model.partition("/")
+        if pretrained == "openai" and not arch.endswith("-quickgelu"):
+            return (
+                f"built with GELU ({arch}) before the QuickGELU fix; OpenAI's CLIP weights need "
+                "QuickGELU: re-add with --extractor clip to rebuild"
+            )
+        return None
 
     def _positional(self, gh: int, gw: int):
         import torch

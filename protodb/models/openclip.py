@@ -1,4 +1,11 @@
-"""CLIP through open_clip (the clip extractor and the pre-filter), and its tiny twin."""
+"""CLIP through open_clip (the clip extractor and the pre-filter), and its tiny twin.
+
+OpenAI's CLIP weights were trained with QuickGELU, and open_clip's plain ``ViT-B-16`` builds
+``nn.GELU``; the default is therefore ``ViT-B-16-quickgelu``, which reads the same cached
+weights. A model is built exactly as named, so sets made before this default changed (extractor
+model ``ViT-B-16/openai``, GELU) keep being queried as they were built; ``ls`` / ``show`` flag
+them (:func:`protodb.extractors.clip.ClipExtractor.known_issue`).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,7 @@ import functools
 
 from protodb.models.loading import TINY, fork_seeded, missing_model
 
-CLIP_DEFAULT = "ViT-B-16"
+CLIP_DEFAULT = "ViT-B-16-quickgelu"
 CLIP_DEFAULT_PRETRAINED = "openai"
 
 

@@ -25,7 +25,7 @@ class QueryConfig:
     (protodb.query.assemble.filter_stuff); prefilter / eta: the CLIP pre-filter keeping at most
     ``eta`` candidate classes (REFERENCE 1.7, eta = 10; protodb.query.prefilter); clip_model /
     clip_pretrained: its open_clip model (None: "tiny" when the vocabulary's extractors are
-    tiny, else ViT-B-16 / openai); pamr: refine the scores with PAMR (protodb.query.pamr).
+    tiny, else ViT-B-16-quickgelu / openai); pamr: refine the scores with PAMR (protodb.query.pamr).
 
     The plain ``QueryConfig()`` leaves the pre-filter off; ``ProtoDB.default_query_config``
     turns it on for the default profile (as the paper) and off for ``tiny`` (random CLIP).

@@ -144,10 +144,10 @@ def select_classes(
 
 
 class ClipEncoders:
-    """The text and image encoders of an open_clip model (see protodb.models.load_clip).
+    """The text and image encoders of an open_clip model (see protodb.models.openclip.load_clip).
 
-    ``model``: "ViT-B-16" (with ``pretrained`` "openai", the paper's) or "tiny" (random weights,
-    64 px). Images are resized (bilinear, antialiased) to the model's input size, 224 for
+    ``model``: "ViT-B-16-quickgelu" (with ``pretrained`` "openai", the paper's) or "tiny" (random
+    weights, 64 px). Images are resized (bilinear, antialiased) to the model's input size, 224 for
     ViT-B/16, and normalised with CLIP's mean and std.
     """
 

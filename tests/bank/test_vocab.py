@@ -142,3 +142,17 @@ def test_vocab_refuses_more_classes_than_8bit_labels(tiny_bank):
     bank = open_bank(str(tiny_bank.path))
     with pytest.raises(ProtodbError, match="at most 255 classes"):
         create_vocab(bank, "huge", [f"class {i}" for i in range(256)])
+
+
+def test_a_vocabulary_never_mixes_sets_from_before_and_after_a_fix():
+    from protodb.bank.vocab import _without_superseded
+    from protodb.extractors.base import ExtractorConfig
+
+    old = ExtractorConfig(name="clip", model="ViT-B-16/openai", layer="keys:10", input_size=512)
+    new = ExtractorConfig(name="clip", model="ViT-B-16-quickgelu/openai", layer="keys:10")
+    dino = ExtractorConfig(name="dino", model="facebook/dino-vitb8")
+    sets = {c.id: {"extractor_config": c.to_json()} for c in (old, new, dino)}
+    both = sorted(sets)
+    assert _without_superseded(both, sets) == sorted([new.id, dino.id])
+    # a bank holding only sets from before the fix still makes a (consistent) vocabulary
+    assert _without_superseded(sorted([old.id, dino.id]), sets) == sorted([old.id, dino.id])

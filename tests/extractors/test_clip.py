@@ -21,3 +21,19 @@ def test_clip_keys_are_block_key_projection():
     feats = ext.extract(img)
     assert torch.allclose(feats[0, :, 0, 1], k[0, 2], atol=1e-5)
     assert torch.allclose(feats[0, :, 7, 7], k[0, 64], atol=1e-5)
+
+
+def test_clip_defaults_to_quickgelu_and_flags_gelu_sets():
+    from protodb.extractors.base import ExtractorConfig, known_issue
+    from protodb.extractors.factory import default_extractor_config
+    from protodb.models.openclip import CLIP_DEFAULT
+
+    assert CLIP_DEFAULT == "ViT-B-16-quickgelu"
+    new = default_extractor_config("default", "clip")
+    old = ExtractorConfig(name="clip", model="ViT-B-16/openai", layer="keys:10", input_size=512)
+    assert new.model == "ViT-B-16-quickgelu/openai" and new.id != old.id
+    assert known_issue(new) is None
+    assert "QuickGELU" in known_issue(old)
+    assert known_issue(ExtractorConfig(name="clip", model="ViT-B-16/laion2b_s34b_b88k")) is None
+    assert known_issue(default_extractor_config("tiny", "clip")) is None
+    assert known_issue(ExtractorConfig(name="no-such-extractor")) is None

@@ -65,6 +65,6 @@ def test_every_registered_extractor_has_defaults():
     real = {n: default_extractor_config("default", n) for n in DEFAULTS}
     assert real["sd"].model == "stable-diffusion-v1-5/stable-diffusion-v1-5"
     assert real["dino"].model == "facebook/dino-vitb8"
-    assert real["clip"].model == "ViT-B-16/openai" and real["clip"].layer == "keys:10"
+    assert real["clip"].model == "ViT-B-16-quickgelu/openai" and real["clip"].layer == "keys:10"
     assert real["mae"].model == "facebook/vit-mae-base"
     assert all(real[n].input_size == 512 for n in ("sd", "dino", "clip", "mae"))
