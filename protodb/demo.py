@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from protodb.models.diffusion import SD_DEFAULT
+from protodb.models.defaults import SD_DEFAULT
 
 DEMO_CLASSES = ("red apple", "grass", "sky")
 
@@ -26,7 +26,7 @@ def real_models_cached() -> bool:
     try:
         from huggingface_hub import try_to_load_from_cache
 
-        from protodb.models.vision import DINOV2_DEFAULT
+        from protodb.models.defaults import DINOV2_DEFAULT
 
         return all(
             isinstance(try_to_load_from_cache(repo, name), str)

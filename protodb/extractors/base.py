@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from protodb.models.vision import DINOV2_DEFAULT
+from protodb.models.defaults import DINOV2_DEFAULT
 from protodb.registry import PluginConfig, Registry
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

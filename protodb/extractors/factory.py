@@ -9,10 +9,14 @@ from dataclasses import replace
 from protodb.errors import ProtodbError
 from protodb.extractors.base import EXTRACTORS, PROFILE_EXTRACTORS, Extractor, ExtractorConfig
 from protodb.extractors.sd import SD_LAYER
-from protodb.models.diffusion import SD_DEFAULT
+from protodb.models.defaults import (
+    CLIP_DEFAULT,
+    DINO_DEFAULT,
+    DINOV2_DEFAULT,
+    MAE_DEFAULT,
+    SD_DEFAULT,
+)
 from protodb.models.loading import TINY, TINY_VERSION
-from protodb.models.openclip import CLIP_DEFAULT
-from protodb.models.vision import DINO_DEFAULT, DINOV2_DEFAULT, MAE_DEFAULT
 
 # Per extractor: (default model, layer, input size); the tiny twin's layer where it differs.
 # Support images are encoded at 512 (REFERENCE 1.4); dinov2 keeps its 448.

@@ -10,9 +10,8 @@ import gzip
 from pathlib import Path
 from typing import Any
 
+from protodb.models.defaults import SD_DEFAULT
 from protodb.models.loading import TINY, fork_seeded, missing_model, quiet_loading
-
-SD_DEFAULT = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
 
 def sd_dtype(device: str) -> str:
@@ -152,6 +151,12 @@ def load_sd(model: str, revision: str | None, device: str, dtype: str, final_sig
         except (OSError, ValueError) as err:
             raise missing_model("Stable Diffusion", model, err) from None
         pipe.scheduler = sd_scheduler(final_sigmas_type)
+        if model == SD_DEFAULT:
+            from protodb.models.architectures import check_architecture
+
+            check_architecture("sd-unet", pipe.unet, model)
+            check_architecture("sd-text-encoder", pipe.text_encoder, model)
+            check_architecture("sd-vae", pipe.vae, model)
     pipe = pipe.to(device)
     if model == TINY and torch_dtype != torch.float32:
         pipe = pipe.to(dtype=torch_dtype)

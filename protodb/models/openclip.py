@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import functools
 
+from protodb.models.defaults import CLIP_DEFAULT, CLIP_DEFAULT_PRETRAINED
 from protodb.models.loading import TINY, fork_seeded, missing_model
-
-CLIP_DEFAULT = "ViT-B-16-quickgelu"
-CLIP_DEFAULT_PRETRAINED = "openai"
 
 
 @functools.lru_cache(maxsize=2)
@@ -42,4 +40,8 @@ def load_clip(model: str, pretrained: str | None, device: str):
             net = open_clip.create_model(model, pretrained=pretrained, require_pretrained=True)
         except (OSError, RuntimeError, ValueError) as err:
             raise missing_model("CLIP", f"{model}/{pretrained}", err) from None
+        if (model, pretrained) == (CLIP_DEFAULT, CLIP_DEFAULT_PRETRAINED):
+            from protodb.models.architectures import check_architecture
+
+            check_architecture("clip", net, f"{model}/{pretrained}")
     return net.eval().to(device)

@@ -6,12 +6,8 @@ from __future__ import annotations
 
 import functools
 
+from protodb.models.defaults import DINO_DEFAULT, DINOV2_DEFAULT, MAE_DEFAULT, SAM_DEFAULT
 from protodb.models.loading import TINY, fork_seeded, from_pretrained
-
-DINOV2_DEFAULT = "facebook/dinov2-base"
-
-DINO_DEFAULT = "facebook/dino-vitb8"
-MAE_DEFAULT = "facebook/vit-mae-base"
 
 # The tiny twins of the ViT extractors (DINOv2, DINO, MAE): 2 layers, 32 dims, patch 8, 64 px.
 TINY_VIT = dict(
@@ -34,6 +30,7 @@ def load_dinov2(model: str, revision: str | None, device: str):
             net = Dinov2Model(Dinov2Config(**TINY_VIT))
     else:
         net = from_pretrained(Dinov2Model, "DINOv2", model, revision)
+    _check_default("dinov2", net, model, DINOV2_DEFAULT)
     return net.eval().to(device)
 
 
@@ -54,6 +51,7 @@ def load_dino(model: str, revision: str | None, device: str):
             )
     else:
         net = from_pretrained(ViTModel, "DINO", model, revision, add_pooling_layer=False)
+    _check_default("dino", net, model, DINO_DEFAULT)
     return net.eval().to(device)
 
 
@@ -70,12 +68,11 @@ def load_mae(model: str, revision: str | None, device: str):
             net = ViTMAEModel(ViTMAEConfig(**TINY_VIT, mask_ratio=0.0))
     else:
         net = from_pretrained(ViTMAEModel, "MAE", model, revision, mask_ratio=0.0)
+    _check_default("mae", net, model, MAE_DEFAULT)
     return net.eval().to(device)
 
 
 # --------------------------------------------------------------------------- SAM
-
-SAM_DEFAULT = "facebook/sam-vit-base"
 
 
 @functools.lru_cache(maxsize=2)
@@ -117,4 +114,13 @@ def load_sam(model: str, revision: str | None, device: str):
             )
     else:
         net = from_pretrained(SamModel, "SAM", model, revision)
+    _check_default("sam", net, model, SAM_DEFAULT)
     return net.eval().to(device)
+
+
+def _check_default(kind: str, net, model: str, default: str) -> None:
+    """The architecture facts of a default model (see protodb.models.architectures)."""
+    if model == default:
+        from protodb.models.architectures import check_architecture
+
+        check_architecture(kind, net, model)

@@ -152,8 +152,8 @@ class Segmenter:
 
     def _clip(self):
         if self.clip is None:
+            from protodb.models.defaults import CLIP_DEFAULT
             from protodb.models.loading import TINY
-            from protodb.models.openclip import CLIP_DEFAULT
             from protodb.query.prefilter import ClipEncoders
 
             model = self.config.clip_model

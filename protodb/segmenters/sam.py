@@ -56,8 +56,9 @@ def sam(
     import torch.nn.functional as F
 
     from protodb.extractors.base import IMAGENET_MEAN, IMAGENET_STD
+    from protodb.models.defaults import SAM_DEFAULT
     from protodb.models.loading import TINY
-    from protodb.models.vision import SAM_DEFAULT, load_sam
+    from protodb.models.vision import load_sam
 
     h, w = image.shape[:2]
     tiny = model == TINY or (model is None and min(h, w) < 128)

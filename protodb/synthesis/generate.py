@@ -14,7 +14,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from protodb.errors import ProtodbError
-from protodb.models.diffusion import SD_DEFAULT, sd_dtype
+from protodb.models.defaults import SD_DEFAULT
+from protodb.models.diffusion import sd_dtype
 from protodb.models.loading import TINY, TINY_VERSION
 from protodb.registry import PluginConfig, Registry
 

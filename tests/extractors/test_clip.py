@@ -26,7 +26,7 @@ def test_clip_keys_are_block_key_projection():
 def test_clip_defaults_to_quickgelu_and_flags_gelu_sets():
     from protodb.extractors.base import ExtractorConfig, known_issue
     from protodb.extractors.factory import default_extractor_config
-    from protodb.models.openclip import CLIP_DEFAULT
+    from protodb.models.defaults import CLIP_DEFAULT
 
     assert CLIP_DEFAULT == "ViT-B-16-quickgelu"
     new = default_extractor_config("default", "clip")

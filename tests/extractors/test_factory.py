@@ -9,8 +9,8 @@ from protodb.errors import ProtodbError
 from protodb.extractors.base import EXTRACTORS, ExtractorConfig
 from protodb.extractors.dinov2 import Dinov2Extractor
 from protodb.extractors.factory import default_extractor_config, get_extractor
+from protodb.models.defaults import DINOV2_DEFAULT
 from protodb.models.loading import TINY, TINY_VERSION
-from protodb.models.vision import DINOV2_DEFAULT
 
 
 @pytest.fixture(scope="module")

@@ -50,3 +50,15 @@ def test_sd_features_fixed_noise_per_image():
     a = make_image(64, 64, 5)
     assert torch.equal(ext.extract(a[None]), ext.extract(a[None]))
     assert image_noise_seed(a) != image_noise_seed(make_image(64, 64, 6))
+
+
+def test_sd_layer_spec_on_the_real_unet_architecture_gives_7680_dims():
+    """The nine to_q layers of REFERENCE 1.4 on SD 1.5's UNet, built from its shipped config
+    with no weights (protodb.models.architectures)."""
+    from protodb.extractors.sd import SD_QUERY_BLOCKS, sd_query_layers
+    from protodb.models.architectures import build
+
+    layers = sd_query_layers(build("sd-unet"))
+    assert [n.split(".transformer_blocks")[0] for n, _ in layers] == list(SD_QUERY_BLOCKS)
+    assert [d for _, d in layers] == [320, 1280, 1280, 1280, 1280, 640, 640, 640, 320]
+    assert sum(d for _, d in layers) == 7680

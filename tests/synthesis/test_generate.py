@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from protodb.errors import ProtodbError
-from protodb.models.diffusion import SD_DEFAULT
+from protodb.models.defaults import SD_DEFAULT
 from protodb.models.loading import TINY, TINY_VERSION
 from protodb.synthesis.generate import (
     DEFAULT_NEGATIVE,
