@@ -120,10 +120,17 @@ def explain(
     ctx: typer.Context,
     image: Annotated[Path, typer.Argument(help="The image.")],
     vocab: Annotated[str, typer.Option("--vocab", help="Vocabulary name.")],
-    at: Annotated[str, typer.Option("--at", help="The pixel as X,Y (column, row), from 0.")],
+    at: Annotated[
+        list[str],
+        typer.Option(
+            "--at",
+            help="The pixel as X,Y (column, row), from 0; repeat for several pixels (the image "
+            "is segmented once).",
+        ),
+    ],
     out: Annotated[
         Path, typer.Option("--out", help="PNG of the support regions behind the pixel.")
-    ] = Path("explain.png"),
+    ] = Path("explain.png"),  # several --at: <stem>_<x>_<y>.png beside it
     windows: WindowsOpt = True,
     prefilter: PrefilterOpt = None,
     eta: EtaOpt = None,
@@ -134,22 +141,29 @@ def explain(
     """Say which class won a pixel, through which prototype (extractor, level, polarity), and
     draw the support-image regions that prototype came from.
 
-    Example: protodb explain photo.jpg --vocab v1 --at 120,80 --out why.png
+    Example: protodb explain photo.jpg --vocab v1 --at 120,80 --at 10,40 --out why.png
     """
     with user_errors():
         from protodb.errors import ProtodbError
 
-        try:
-            x, y = (int(v) for v in at.split(","))
-        except ValueError:
-            raise ProtodbError(f"--at {at!r} must be X,Y in pixels, e.g. --at 120,80") from None
+        points = []
+        for text in at:
+            try:
+                x, y = (int(v) for v in text.split(","))
+            except ValueError:
+                raise ProtodbError(
+                    f"--at {text!r} must be X,Y in pixels, e.g. --at 120,80"
+                ) from None
+            points.append((x, y))
         db = open_db(ctx)
         config = _query_config(
             db, windows=windows, prefilter=prefilter, eta=eta, pamr=pamr, stuff_filter=stuff_filter
         )
-        e = db.explain(image, vocab=vocab, at=(x, y), out=out, config=config)
+        found = db.explain(image, vocab=vocab, at=points, out=out, config=config)
         if as_json:
-            typer.echo(json.dumps(e.to_dict(), indent=2))
+            data = [e.to_dict() for e in found]
+            typer.echo(json.dumps(data[0] if len(data) == 1 else data, indent=2))
         else:
-            typer.echo(e.describe())
-            typer.echo(f"picture: {e.picture}")
+            for e in found:
+                typer.echo(e.describe())
+                typer.echo(f"picture: {e.picture}")

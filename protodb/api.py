@@ -85,11 +85,23 @@ class VocabHandle:
         """Which class won pixel (x, y) (column, row) and through which prototype; with ``out``,
         a PNG of the support-image regions that prototype came from.
         Returns protodb.query.explain.Explanation."""
+        return self.explain_points(image, [(x, y)], out=out)[0]
+
+    def explain_points(
+        self,
+        image: np.ndarray | str | os.PathLike,
+        points: Sequence[tuple[int, int]],
+        *,
+        out: str | os.PathLike | None = None,
+    ):
+        """Explain several pixels (x, y) of one image from a single segmentation of it.
+        Returns one protodb.query.explain.Explanation per point, in order; pictures as in
+        protodb.query.explain.explain_points."""
         from protodb.images import load_rgb
-        from protodb.query.explain import explain
+        from protodb.query.explain import explain_points
 
         array = load_rgb(image) if isinstance(image, str | os.PathLike) else np.asarray(image)
-        return explain(self.db.open_existing(), self.segmenter, array, x, y, out=out)
+        return explain_points(self.db.open_existing(), self.segmenter, array, points, out=out)
 
 
 class ProtoDB:
@@ -357,12 +369,16 @@ class ProtoDB:
         image: str | os.PathLike | np.ndarray,
         *,
         vocab: str,
-        at: tuple[int, int],
+        at: tuple[int, int] | Sequence[tuple[int, int]],
         out: str | os.PathLike | None = None,
         config: QueryConfig | None = None,
     ):
-        """Explain the label of pixel ``at`` = (x, y) of ``image`` (see VocabHandle.explain)."""
-        return self.vocab(vocab, config).explain(image, at[0], at[1], out=out)
+        """Explain the label of pixel ``at`` = (x, y) of ``image`` (see VocabHandle.explain);
+        ``at`` a list of (x, y): one Explanation per pixel, from one segmentation."""
+        handle = self.vocab(vocab, config)
+        if len(at) == 2 and all(isinstance(v, int | np.integer) for v in at):
+            return handle.explain(image, int(at[0]), int(at[1]), out=out)
+        return handle.explain_points(image, [(int(x), int(y)) for x, y in at], out=out)
 
     # ------------------------------------------------------------------ evaluation
 

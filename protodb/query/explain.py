@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -175,14 +176,42 @@ def render(explanation: Explanation, image: np.ndarray, path: str | os.PathLike)
 
 
 def explain(bank: Bank, segmenter, image: np.ndarray, x: int, y: int, *, out=None) -> Explanation:
-    """Segment ``image`` (uint8 [H, W, 3]) with ``segmenter`` (protodb.query.segment.Segmenter) and
-    explain pixel (x, y) (column, row). With ``out``, also write the picture (see render)."""
+    """Segment ``image`` (uint8 [H, W, 3]) with ``segmenter`` (protodb.query.segment.Segmenter)
+    and explain pixel (x, y) (column, row). With ``out``, also write the picture (see render)."""
+    return explain_points(bank, segmenter, image, [(x, y)], out=out)[0]
+
+
+def explain_points(
+    bank: Bank, segmenter, image: np.ndarray, points: Sequence[tuple[int, int]], *, out=None
+) -> list[Explanation]:
+    """Explain several pixels (x, y) of one image from one segmentation of it (the image is
+    segmented once, however many pixels are asked about). Every point is checked before any
+    work. With ``out`` (a .png path), the pictures go to ``out`` for one point and to
+    ``<out stem>_<x>_<y>.png`` beside it for several."""
     h, w = image.shape[:2]
-    if not (0 <= x < w and 0 <= y < h):
-        raise ProtodbError(
-            f"--at {x},{y} is outside the image ({w}x{h}); give X in 0..{w - 1}, Y in 0..{h - 1}"
-        )
+    if not points:
+        raise ProtodbError("no pixel to explain: give --at X,Y (repeatable)")
+    for x, y in points:
+        if not (0 <= x < w and 0 <= y < h):
+            raise ProtodbError(
+                f"--at {x},{y} is outside the image ({w}x{h}); "
+                f"give X in 0..{w - 1}, Y in 0..{h - 1}"
+            )
     res = segmenter.segment(image)
+    out_paths: list[Path | None] = [None] * len(points)
+    if out is not None:
+        base = Path(out)
+        if len(points) == 1:
+            out_paths = [base]
+        else:
+            out_paths = [base.with_name(f"{base.stem}_{x}_{y}{base.suffix}") for x, y in points]
+    return [
+        _explain_at(bank, segmenter, image, res, x, y, path)
+        for (x, y), path in zip(points, out_paths, strict=True)
+    ]
+
+
+def _explain_at(bank: Bank, segmenter, image, res, x: int, y: int, out) -> Explanation:
     label = int(res.labels[y, x])
     per = {
         ext: {"row": int(res.winners[ext][y, x]), "similarity": float(res.winner_scores[ext][y, x])}

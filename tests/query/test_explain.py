@@ -100,3 +100,57 @@ def test_class_region_covers_every_used_support(tiny_bank, assembled):
 def test_explain_refuses_pixels_outside(tiny_bank):
     with pytest.raises(ProtodbError, match="outside the image"):
         tiny_bank.db.vocab("v1").explain(make_image(10, 20), 20, 3)
+
+
+def test_several_pixels_are_explained_from_one_segmentation(tiny_bank, tmp_path, monkeypatch):
+    from protodb.query.segment import Segmenter
+
+    img = make_image(50, 70, 0)
+    handle = tiny_bank.db.vocab("v1")
+    singles = [handle.explain(img, x, y) for x, y in [(12, 30), (60, 5), (0, 49)]]
+    calls = []
+    real = Segmenter.segment
+
+    def counting(self, image):  # the real segmentation, counted
+        calls.append(image.shape)
+        return real(self, image)
+
+    monkeypatch.setattr(Segmenter, "segment", counting)
+    many = handle.explain_points(img, [(12, 30), (60, 5), (0, 49)], out=tmp_path / "why.png")
+    assert len(calls) == 1
+    assert [e.to_dict() | {"picture": None} for e in many] == [
+        e.to_dict() | {"picture": None} for e in singles
+    ]
+    assert [e.picture for e in many] == [
+        str(tmp_path / n) for n in ("why_12_30.png", "why_60_5.png", "why_0_49.png")
+    ]
+    assert all((tmp_path / n).exists() for n in ("why_12_30.png", "why_60_5.png", "why_0_49.png"))
+
+
+def test_every_point_is_checked_before_any_work(tiny_bank, tmp_path):
+    handle = tiny_bank.db.vocab("v1")
+    with pytest.raises(ProtodbError, match=r"--at 70,0 is outside the image \(70x50\)"):
+        handle.explain_points(make_image(50, 70, 0), [(1, 1), (70, 0)], out=tmp_path / "w.png")
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(ProtodbError, match="no pixel to explain"):
+        handle.explain_points(make_image(50, 70, 0), [])
+
+
+def test_cli_explain_with_repeated_at(tiny_bank, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from protodb.cli.app import app
+
+    path = tmp_path / "img.png"
+    Image.fromarray(make_image(50, 70, 0)).save(path)
+    args = ["--bank", str(tiny_bank.path), "--profile", "tiny", "explain", str(path)]
+    args += ["--vocab", "v1", "--at", "12,30", "--at", "60,5", "--out", str(tmp_path / "w.png")]
+    r = CliRunner().invoke(app, [*args, "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output[r.output.index("[") :])
+    assert [(d["x"], d["y"]) for d in data] == [(12, 30), (60, 5)]
+    assert (tmp_path / "w_12_30.png").exists() and (tmp_path / "w_60_5.png").exists()
+    r = CliRunner().invoke(app, [*args[:-6], "--vocab", "v1", "--at", "12;30"])
+    assert r.exit_code != 0 and "--at '12;30' must be X,Y" in r.output
