@@ -26,6 +26,7 @@ from protodb.extractors.base import ExtractorConfig, known_issue
 from protodb.extractors.factory import default_extractor_config
 from protodb.images import expand_paths
 from protodb.names import canonical, class_key
+from protodb.progress import Progress
 from protodb.query.assemble import assemble
 from protodb.query.config import QueryConfig
 from protodb.settings import Settings, resolve_device
@@ -61,8 +62,9 @@ class VocabHandle:
             self._segmenter = self.db._segmenter_for(self.info, self.config)
         return self._segmenter
 
-    def segment(self, image: np.ndarray | str | os.PathLike):
-        """Segment one image (uint8 [H, W, 3] RGB or a path).
+    def segment(self, image: np.ndarray | str | os.PathLike, *, progress: bool | Progress = False):
+        """Segment one image (uint8 [H, W, 3] RGB or a path); ``progress``: a bar over its
+        (extractor, window) pairs.
 
         Returns a protodb.query.segment.SegmentResult."""
         from protodb.images import load_rgb
@@ -72,7 +74,7 @@ class VocabHandle:
             raise ProtodbError(
                 f"image must be uint8 [H, W, 3] RGB, got {array.dtype} {array.shape}"
             )
-        return self.segmenter.segment(array)
+        return self.segmenter.segment(array, Progress.of(progress))
 
     def explain(
         self,
@@ -191,11 +193,9 @@ class ProtoDB:
             extractors = default_extractors(self.settings.profile)
         exts = [default_extractor_config(self.settings.profile, name) for name in extractors]
         results = []
-        from protodb.synthesis.add import _progress_bar
-
         jobs = [(name, s_) for name in display for s_ in seeds]
-        bar = _progress_bar(len(jobs), "classes", progress and len(jobs) > 1, unit="set")
-        try:
+        prog = Progress(progress)
+        with prog.bar("classes", len(jobs), "set", show=len(jobs) > 1) as bar:
             for name, s_ in jobs:
                 bar.set_postfix_str(name)
                 res = add_class(
@@ -207,16 +207,15 @@ class ProtoDB:
                     n=n,
                     device=self.settings.device,
                     batch_size=batch_size,
-                    progress=progress,
+                    progress=prog,
                     kind=kind,
                     mask_source=mask_source,
                 )
                 results.append(res)
                 bar.update(1)
                 if on_result is not None:
-                    on_result(res)
-        finally:
-            bar.close()
+                    with prog.interrupt():
+                        on_result(res)
         return results
 
     # ------------------------------------------------------------------ reads

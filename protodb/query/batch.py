@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from protodb.errors import ProtodbError
 from protodb.images import check_image, load_rgb
+from protodb.progress import Progress
 from protodb.query.outputs import summary_path, write_outputs
 
 
@@ -28,7 +26,7 @@ def segment_files(
     out: str | os.PathLike,
     *,
     vocab: str,
-    progress: bool = True,
+    progress: bool | Progress = True,
     on_image: Callable[[dict], None] | None = None,
     skip_existing: bool = False,
     save_scores: bool = False,
@@ -47,22 +45,26 @@ def segment_files(
         )
     out_dir = Path(out)
     summaries = []
-    bar = tqdm(
-        files, desc="segment", unit="img", disable=not progress, file=sys.stderr, leave=False
-    )
-    for path in bar:
-        done = summary_path(out_dir, path.stem)
-        if skip_existing and done.exists():
-            summary = {**json.loads(done.read_text()), "skipped": True}
-        else:
-            array = load_rgb(path)
-            result = handle.segment(array)
-            extra = {"image": str(path), "vocab": vocab}
-            summary = write_outputs(
-                result, array, out_dir, path.stem, save_scores=save_scores, extra=extra
-            )
-            summary["skipped"] = False
-        summaries.append(summary)
-        if on_image is not None:
-            on_image(summary)
+    prog = Progress.of(progress)
+    with prog.bar("segment", len(files), "img") as bar:
+        for path in files:
+            bar.set_postfix_str(path.name)
+            summaries.append(_one(handle, path, out_dir, vocab, prog, skip_existing, save_scores))
+            bar.update(1)
+            if on_image is not None:
+                with prog.interrupt():
+                    on_image(summaries[-1])
     return summaries
+
+
+def _one(handle, path: Path, out_dir: Path, vocab: str, prog, skip_existing, save_scores) -> dict:
+    """Segment one file and write its outputs (or read its summary when it is done)."""
+    done = summary_path(out_dir, path.stem)
+    if skip_existing and done.exists():
+        return {**json.loads(done.read_text()), "skipped": True}
+    array = load_rgb(path)
+    result = handle.segment(array, progress=prog)
+    extra = {"image": str(path), "vocab": vocab}
+    summary = write_outputs(result, array, out_dir, path.stem, save_scores=save_scores, extra=extra)
+    summary["skipped"] = False
+    return summary

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from protodb.bank.vocab import Vocabulary
+from protodb.progress import OFF, Progress
 from protodb.query.assemble import ExtractorPrototypes, filter_stuff
 from protodb.query.config import QueryConfig
 from protodb.query.match import PrototypeIndex, labels_from_scores, match_index
@@ -179,12 +180,37 @@ class Segmenter:
 
     # ------------------------------------------------------------------ segment
 
-    def segment(self, image: np.ndarray) -> SegmentResult:
-        """image: uint8 [H, W, 3] RGB -> SegmentResult at the image's size."""
-        with torch.inference_mode():
-            return self._segment(image)
+    def _match_part(self, part, kept, groups, canvas_image, total, bar) -> list:
+        """One extractor over every window group: scores summed into ``total`` [L, H', W'];
+        returns [(window, scores [L, h', w'], winner [L, h', w'])] for the winners."""
+        index, rows = part.index, part.rows
+        if not bool(kept.all()):
+            use = kept[part.source]
+            index = PrototypeIndex.build(part.vectors[use], part.owner[use], self.n_labels)
+            rows = rows[use]
+        mine = []
+        for (wh, ww), wins in groups.items():
+            crops = np.stack([canvas_image[v.y0 : v.y0 + wh, v.x0 : v.x0 + ww] for v in wins])
+            feats = part.extractor.extract(crops)
+            bar.update(len(wins))
+            for win, f in zip(wins, feats, strict=True):
+                scores, winner = match_index(f, index)
+                scores = scores.clamp(-1, 1)
+                winner = torch.where(winner >= 0, rows[winner.clamp_min(0)], -1)
+                up = F.interpolate(
+                    scores[None], size=(wh, ww), mode="bilinear", align_corners=False
+                )[0].clamp(-1, 1)
+                total[:, win.y0 : win.y0 + wh, win.x0 : win.x0 + ww] += up
+                mine.append((win, scores, winner))
+        return mine
 
-    def _segment(self, image: np.ndarray) -> SegmentResult:
+    def segment(self, image: np.ndarray, progress: Progress = OFF) -> SegmentResult:
+        """image: uint8 [H, W, 3] RGB -> SegmentResult at the image's size. ``progress``: a bar
+        over (extractor, window) pairs, moved after each extractor call on a group of windows."""
+        with torch.inference_mode():
+            return self._segment(image, progress)
+
+    def _segment(self, image: np.ndarray, progress: Progress = OFF) -> SegmentResult:
         h, w = image.shape[:2]
         selection = self.prefilter(image) if self.config.prefilter else None
         kept = torch.ones(self.n_labels, dtype=torch.bool, device=self.device)
@@ -205,26 +231,10 @@ class Segmenter:
             groups.setdefault((win.h, win.w), []).append(win)
         total = torch.zeros(self.n_labels, ch, cw, device=self.device)
         small = []  # per part: [(window, scores [L, h', w'], winner [L, h', w'])]
-        for part in self.parts:
-            index, rows = part.index, part.rows
-            if not bool(kept.all()):
-                use = kept[part.source]
-                index = PrototypeIndex.build(part.vectors[use], part.owner[use], self.n_labels)
-                rows = rows[use]
-            mine = []
-            for (wh, ww), wins in groups.items():
-                crops = np.stack([canvas_image[v.y0 : v.y0 + wh, v.x0 : v.x0 + ww] for v in wins])
-                feats = part.extractor.extract(crops)
-                for win, f in zip(wins, feats, strict=True):
-                    scores, winner = match_index(f, index)
-                    scores = scores.clamp(-1, 1)
-                    winner = torch.where(winner >= 0, rows[winner.clamp_min(0)], -1)
-                    up = F.interpolate(
-                        scores[None], size=(wh, ww), mode="bilinear", align_corners=False
-                    )[0].clamp(-1, 1)
-                    total[:, win.y0 : win.y0 + wh, win.x0 : win.x0 + ww] += up
-                    mine.append((win, scores, winner))
-            small.append(mine)
+        with progress.bar("windows", len(windows) * len(self.parts), "window") as bar:
+            for part in self.parts:
+                bar.set_description_str(f"windows, {part.protos.extractor.config.name}")
+                small.append(self._match_part(part, kept, groups, canvas_image, total, bar))
         total /= count * len(self.parts)
         if self.config.pamr:
             from protodb.query.pamr import pamr

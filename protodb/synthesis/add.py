@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import platform
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from protodb.errors import ProtodbError
 from protodb.extractors.base import ExtractorConfig
 from protodb.models.diffusion import sd_dtype
 from protodb.names import canonical, class_key
+from protodb.progress import OFF, NoBar, Progress
 from protodb.synthesis.generate import GENERATORS, GeneratorConfig, SupportImage
 
 MAX_N = 1024
@@ -74,14 +74,6 @@ def _runtime(device: str) -> str:
     )
 
 
-def _progress_bar(total: int, desc: str, enabled: bool, unit: str = "img"):
-    from tqdm.auto import tqdm
-
-    return tqdm(
-        total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr, leave=False
-    )
-
-
 def default_extractors(profile: str) -> tuple[str, ...]:
     """The extractors ``add`` uses when none are named (see
     protodb.extractors.factory.default_extractor_names)."""
@@ -101,7 +93,7 @@ def add_class(
     device: str = "auto",
     batch_size: int = 8,
     mask_source: str = "otsu",
-    progress: bool = True,
+    progress: bool | Progress = True,
     kind: str | None = None,
 ) -> AddResult:
     """Build the prototype sets of one class for each extractor (a no-op for existing sets).
@@ -110,6 +102,9 @@ def add_class(
     the lexicon, else a guess from the support set's fg masks (protodb.synthesis.kinds.decide_kind).
     mask_source: "otsu" (multi-Otsu thresholds) or "maskcut" (eq. (1) over proposals).
     batch_size: images per generator call (and per bank write); results never depend on it.
+    progress: a protodb.progress.Progress (or on / off): a bar of this class's stages
+    (generate, masks, then features, prototypes and bank write per extractor) and, below it,
+    the work inside a stage (denoising steps in images' worth, feature batches).
     """
     from protodb.synthesis.masks import MASK_SOURCES
 
@@ -145,11 +140,18 @@ def add_class(
     from protodb.settings import resolve_device
 
     device = resolve_device(device)  # only now: resolving imports torch
-    with bank.writer():  # gc waits for (and refuses to run during) an active add
+    prog = Progress.of(progress)
+    with (
+        bank.writer(),  # gc waits for (and refuses to run during) an active add
+        prog.bar(f"{display}: generate", total=2 + 3 * len(todo), unit="stage") as stages,
+    ):
         supports = _supports(
-            bank, display, key, generator, seed, n, device, batch_size, progress, result
+            bank, display, key, generator, seed, n, device, batch_size, prog, result
         )
+        stages.update(1)
+        stages.set_description_str(f"{display}: masks ({mask_source})")
         masks = _masks(bank, key, gid, seed, n, supports, mask_source, device)
+        stages.update(1)
         from protodb.synthesis.kinds import decide_kind
 
         decision = decide_kind(display, kind, masks.fg)
@@ -157,7 +159,7 @@ def add_class(
         bank.upsert_class(key, display, decision.kind, decision.source)
         for ext in todo:
             counts = _build_set(
-                bank, key, display, generator, seed, n, ext, supports, masks, device
+                bank, key, display, generator, seed, n, ext, supports, masks, device, prog, stages
             )
             if counts is None:  # another process committed the same set meanwhile
                 result.skipped.append(ext.id)
@@ -183,7 +185,7 @@ def add_class(
     return result
 
 
-def _supports(bank, display, key, generator, seed, n, device, batch_size, progress, result):
+def _supports(bank, display, key, generator, seed, n, device, batch_size, prog, result):
     """Support images 0..n-1: those stored are read back, the rest generated and stored."""
     from protodb.images import decode_png, png_bytes
 
@@ -199,12 +201,18 @@ def _supports(bank, display, key, generator, seed, n, device, batch_size, progre
     if missing:
         gen = GENERATORS.get(generator.name)
         runtime = _runtime(device)
-        bar = _progress_bar(len(missing), f"generate {display}", progress)
-        try:
+        with prog.bar(f"generate {display}", len(missing), "img", fractional=True) as bar:
             for start in range(0, len(missing), max(batch_size, 1)):
                 chunk = missing[start : start + max(batch_size, 1)]
                 made = gen(
-                    display, key, generator, seed, chunk, device=device, batch_size=batch_size
+                    display,
+                    key,
+                    generator,
+                    seed,
+                    chunk,
+                    device=device,
+                    batch_size=batch_size,
+                    on_step=bar.update,
                 )
                 rows = {
                     "class_key": [],
@@ -243,9 +251,6 @@ def _supports(bank, display, key, generator, seed, n, device, batch_size, progre
                 # keyed: a support another process stored meanwhile is kept, not duplicated
                 bank.insert_new("supports", pa.table(rows), SUPPORT_KEY)
                 result.generated += len(made)
-                bar.update(len(made))
-        finally:
-            bar.close()
     return [images[i] for i in range(n)]
 
 
@@ -299,21 +304,32 @@ def _masks(bank, key, gid, seed, n, supports, mask_source, device="cpu"):
     return masks
 
 
-def _build_set(bank, key, display, generator, seed, n, ext, supports, masks, device):
-    """Features -> prototypes -> rows -> completion record, for one extractor.
+def _build_set(
+    bank, key, display, generator, seed, n, ext, supports, masks, device, prog=OFF, stages=None
+):
+    """Features -> prototypes -> rows -> completion record, for one extractor; ``stages`` (a
+    bar of ``prog``) moves at each of the three.
 
     Returns the prototype counts {"fg", "bg", "used"}, or None when another process committed
     the same set first (nothing written)."""
     from protodb.extractors.factory import get_extractor
     from protodb.synthesis.prototypes import support_prototypes
 
+    stages = stages if stages is not None else NoBar()
+    stages.set_description_str(f"{display}: features {ext.name}")
     extractor = get_extractor(ext, device)
     images = np.stack([s.image for s in supports])
     feats = []
-    for start in range(0, len(images), 8):
-        feats.append(extractor.extract(images[start : start + 8]).numpy())
+    with prog.bar(f"features {ext.name}", len(images), "img") as bar:
+        for start in range(0, len(images), 8):
+            feats.append(extractor.extract(images[start : start + 8]).numpy())
+            bar.update(len(feats[-1]))
     features = np.concatenate(feats)
+    stages.update(1)
+    stages.set_description_str(f"{display}: prototypes {ext.name}")
     fg, bg = support_prototypes(features, masks.fg, masks.bg)
+    stages.update(1)
+    stages.set_description_str(f"{display}: bank write {ext.name}")
     dim = features.shape[1]
     table = bank.ensure_prototype_table(ext.id, dim, ext.store_dtype)
     proto_rows, cell_rows = [], []
@@ -379,6 +395,7 @@ def _build_set(bank, key, display, generator, seed, n, ext, supports, masks, dev
         pa.concat_tables(cell_rows, promote_options="default"),
         record,
     )
+    stages.update(1)
     if not written:
         return None
     return {"fg": len(fg), "bg": len(bg), "used": int(fg.used.sum())}

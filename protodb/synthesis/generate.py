@@ -118,6 +118,7 @@ def generate_sd(
     device: str = "cpu",
     batch_size: int = 1,
     progress: Callable[[int], None] | None = None,
+    on_step: Callable[[float], None] | None = None,
     capture: bool = True,
 ) -> list[SupportImage]:
     """Sample support images ``indices`` of a class with Stable Diffusion and capture attribution.
@@ -125,7 +126,9 @@ def generate_sd(
     Returns one SupportImage per index, in order. Images are sampled ``batch_size`` at a time
     (at most ``config.unet_batch``), each call padded to ``config.unet_batch`` images, with the
     prompt encoded once: the result for an index is byte-identical whatever the batch size.
-    ``progress(n)`` is called after each call with the number of images it finished.
+    ``progress(n)`` is called after each call with the number of images it finished;
+    ``on_step(f)`` after each denoising step with the images' worth of work it did (the call's
+    images / steps), so a bar in images moves at every step.
     ``capture=False`` skips attribution (maps are zeros; for benchmarks: images are identical).
     """
     import contextlib
@@ -162,8 +165,15 @@ def generate_sd(
             if capture
             else contextlib.nullcontext()
         )
+
+        def step_done(_pipe, _i, _t, kwargs, n=len(batch)):
+            if on_step is not None:
+                on_step(n / config.steps)
+            return kwargs
+
         with torch.inference_mode(), tracer as s:
             result = pipe(
+                callback_on_step_end=step_done,
                 prompt_embeds=cond,
                 negative_prompt_embeds=uncond,
                 num_inference_steps=config.steps,

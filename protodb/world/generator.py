@@ -48,11 +48,13 @@ def generate_world(
     device: str = "cpu",
     batch_size: int = 1,
     progress: Callable[[int], None] | None = None,
+    on_step: Callable[[float], None] | None = None,
 ) -> list[SupportImage]:
     """TEST WORLD generator: support images ``indices`` of a world class (no model involved).
 
     image: uint8 [S, S, 3], S = config.size; attribution: float32 [S/4, S/4] >= 0. Each image
-    depends only on (class, config, seed, index)."""
+    depends only on (class, config, seed, index). ``progress`` / ``on_step``: called once per
+    image (there are no denoising steps)."""
     cls = world_class(class_name)
     if config.size % ATTN_STRIDE:
         raise ProtodbError(f"size={config.size} must be a multiple of {ATTN_STRIDE} for the world")
@@ -63,4 +65,6 @@ def generate_world(
         out.append(SupportImage(index=i, image=image, attribution=fake_attention(mask, rng)))
         if progress is not None:
             progress(1)
+        if on_step is not None:
+            on_step(1.0)
     return out

@@ -132,6 +132,20 @@ def test_generate_shapes_and_progress(tiny_cfg):
     assert not np.array_equal(out[0].image, out[1].image)
 
 
+def test_generation_reports_every_denoising_step(tiny_cfg):
+    """on_step is called after each denoising step with the images' worth of work it did, so
+    a bar in images moves during a call, not only when the call ends."""
+    steps = []
+    batch = min(2, tiny_cfg.unet_batch)
+    generate_sd(
+        "red apple", "red apple", tiny_cfg, 0, [0, 1, 2], batch_size=batch, on_step=steps.append
+    )
+    calls = -(-3 // batch)
+    assert len(steps) == calls * tiny_cfg.steps
+    assert sum(steps) == pytest.approx(3.0)
+    assert steps[0] == pytest.approx(batch / tiny_cfg.steps)
+
+
 def test_support_image_byte_identical_in_batch_of_1_or_8():
     """Must show: batching never changes a result (every call is padded to unet_batch)."""
     cfg = default_generator_config("tiny", steps=2, unet_batch=8)
