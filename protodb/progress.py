@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -58,10 +59,21 @@ class _Fractional:
 class Progress:
     """Nested progress bars (see the module docstring). ``enabled=False``: silent."""
 
-    def __init__(self, enabled: bool = True, *, file: Any = None) -> None:
+    def __init__(self, enabled: bool = True, *, file: Any = None, tick_s: float = 1.0) -> None:
         self.enabled = enabled
         self.file = file
+        self.tick_s = tick_s
         self._depth = 0
+        self._open: list[Any] = []
+        self._ticker: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def _tick(self) -> None:
+        """Redraw the open bars every ``tick_s`` seconds, so elapsed time keeps moving through
+        a long step that reports nothing (K-means, one denoiser call on a CPU)."""
+        while not self._stop.wait(self.tick_s):
+            for bar in list(self._open):
+                bar.refresh()
 
     @classmethod
     def of(cls, progress: bool | Progress | None) -> Progress:
@@ -104,10 +116,20 @@ class Progress:
             bar_format=fmt,
         )
         self._depth += 1
+        self._open.append(bar)
+        if self._ticker is None and self.tick_s > 0:
+            self._stop.clear()
+            self._ticker = threading.Thread(target=self._tick, name="protodb-progress", daemon=True)
+            self._ticker.start()
         try:
             yield _Fractional(bar) if fractional else bar
         finally:
             self._depth -= 1
+            self._open.remove(bar)
+            if not self._open and self._ticker is not None:
+                self._stop.set()
+                self._ticker.join()
+                self._ticker = None
             bar.close()
 
     @contextlib.contextmanager

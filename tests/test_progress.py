@@ -72,3 +72,15 @@ def test_segment_shows_extractors_and_windows(tiny_bank, windows):
     b = handle.segment(make_image(50, 70, 0))
     assert "windows, dinov2" in out.getvalue()
     assert (a.labels == b.labels).all()
+
+
+def test_open_bars_keep_ticking_through_a_silent_step():
+    import time
+
+    out = io.StringIO()
+    prog = Progress(file=out, tick_s=0.05)
+    with prog.bar("kmeans", 1, "step"):
+        before = len(out.getvalue())
+        time.sleep(0.4)  # a long step that reports nothing
+        assert len(out.getvalue()) > before
+    assert prog._ticker is None  # the ticker stops with the last bar
