@@ -45,6 +45,9 @@ def quiet_loading():
 
     diffusers.utils.logging.set_verbosity_error()
     transformers.utils.logging.set_verbosity_error()
+    # their own bars ("Loading pipeline components", "Loading weights") would tear protodb's
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
 
 
 def fork_seeded():
