@@ -1,8 +1,9 @@
-"""Read-only commands over the bank: `protodb ls`, `show` and `history`."""
+"""Read-only commands over the bank: `protodb ls`, `show`, `history` and `sheet`."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -58,3 +59,17 @@ def history(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         for e in entries:
             what = e.detail.get("class") or e.detail.get("name") or ""
             typer.echo(f"{e.version}\t{e.created_at:%Y-%m-%d %H:%M:%S}\t{e.op}\t{what}")
+
+
+def sheet(
+    ctx: typer.Context,
+    classes: Annotated[list[str] | None, typer.Argument(help="Classes (default: all).")] = None,
+    out: Annotated[Path, typer.Option("--out", help="The PNG to write.")] = Path("sheet.png"),
+    n: Annotated[int, typer.Option("--n", min=1, help="Support images per class.")] = 8,
+) -> None:
+    """Draw a contact sheet of support sets: images, their attention, their fg / bg masks.
+
+    Example: protodb sheet "red apple" grass --out sheet.png
+    """
+    with user_errors():
+        typer.echo(f"sheet: {open_db(ctx).sheet(out, classes, n=n)}")

@@ -218,6 +218,14 @@ class ProtoDB:
                         on_result(res)
         return results
 
+    def sheet(self, out: str | os.PathLike, classes: Sequence[str] | None = None, *, n: int = 8):
+        """Write a contact sheet (PNG) of the support sets of ``classes`` (default: all): per
+        class its images, their attention and their fg / bg masks (protodb.synthesis.sheet).
+        Returns the path."""
+        from protodb.synthesis.sheet import contact_sheet
+
+        return contact_sheet(self.open_existing(), list(classes) if classes else None, out, n=n)
+
     # ------------------------------------------------------------------ reads
 
     def classes(self) -> list[ClassInfo]:
