@@ -35,6 +35,24 @@ def world_dataset(
         )
 
 
+@world_app.command("refer-set")
+def world_refer_set(
+    out: Annotated[Path, typer.Argument(help="Directory to write.")],
+    images: Annotated[int, typer.Option("--images", help="Number of scenes.")] = 24,
+    seed: Annotated[int, typer.Option("--seed", help="Scene seed.")] = 0,
+) -> None:
+    """Write the test world's referring set: scenes with two things, one expression per thing
+    and the mask of the thing it refers to (pairs.jsonl).
+
+    Example: protodb world refer-set refer-data/ --images 24 --seed 0
+    """
+    with user_errors():
+        from protodb.world.referring import make_referring_set
+
+        pairs = make_referring_set(out, n=images, seed=seed)
+        typer.echo(f"test world: {2 * images} expressions over {images} scenes in {pairs}")
+
+
 @world_app.command("bank")
 def world_bank(
     ctx: typer.Context,
