@@ -35,16 +35,42 @@ TINY_SD_QUERY_BLOCKS = (
 )
 
 
+def sd_query_blocks(unet) -> tuple[str, ...]:
+    """The attention blocks whose ``attn2.to_q`` the SD extractor reads, derived from the UNet
+    it is given, so any SD-family UNet (SD 1.x, the tiny twin, the learned world's) gets the
+    analogue of REFERENCE 1.4: the first attention of the first down block, the mid block's,
+    every attention of every up block but the last that has attentions, and the last attention
+    of that last one. On SD 1.x this is exactly SD_QUERY_BLOCKS; on the tiny twin,
+    TINY_SD_QUERY_BLOCKS."""
+    names = {n for n, _ in unet.named_modules()}
+    up = [
+        i
+        for i, blk in enumerate(unet.up_blocks)
+        if getattr(blk, "attentions", None) is not None and len(blk.attentions)
+    ]
+    out = []
+    if "down_blocks.0.attentions.0" in names:
+        out.append("down_blocks.0.attentions.0")
+    if "mid_block.attentions.0" in names:
+        out.append("mid_block.attentions.0")
+    for i in up[:-1]:
+        out += [f"up_blocks.{i}.attentions.{j}" for j in range(len(unet.up_blocks[i].attentions))]
+    if up:
+        last = up[-1]
+        out.append(f"up_blocks.{last}.attentions.{len(unet.up_blocks[last].attentions) - 1}")
+    return tuple(out)
+
+
 def sd_query_layers(unet) -> list[tuple[str, int]]:
-    """(module name, output dims) of the ``to_q`` projections the SD extractor concatenates.
+    """(module name, output dims) of the ``to_q`` projections the SD extractor concatenates
+    (see :func:`sd_query_blocks`).
 
     SD 1.x's UNet (4 up blocks) gives the nine layers of REFERENCE 1.4: 320 + 1280 + 3 x 1280 +
     3 x 640 + 320 = 7680 dims. The tiny twin (2 up blocks) gives its analogue.
     """
-    blocks = SD_QUERY_BLOCKS if len(unet.up_blocks) == 4 else TINY_SD_QUERY_BLOCKS
     modules = dict(unet.named_modules())
     out = []
-    for blk in blocks:
+    for blk in sd_query_blocks(unet):
         name = f"{blk}.transformer_blocks.0.attn2.to_q"
         out.append((name, int(modules[name].out_features)))
     return out

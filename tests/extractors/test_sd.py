@@ -62,3 +62,33 @@ def test_sd_layer_spec_on_the_real_unet_architecture_gives_7680_dims():
     assert [n.split(".transformer_blocks")[0] for n, _ in layers] == list(SD_QUERY_BLOCKS)
     assert [d for _, d in layers] == [320, 1280, 1280, 1280, 1280, 640, 640, 640, 320]
     assert sum(d for _, d in layers) == 7680
+
+
+def test_query_blocks_are_derived_from_the_unet():
+    """The derivation reproduces the paper's nine on SD 1.5 and the tiny twin's five, and gives
+    any SD-family UNet (here the learned world's shape) its analogue."""
+    from diffusers import UNet2DConditionModel
+
+    from protodb.extractors.sd import SD_QUERY_BLOCKS, TINY_SD_QUERY_BLOCKS, sd_query_blocks
+    from protodb.models.architectures import build
+    from protodb.models.diffusion import tiny_sd_components
+
+    assert sd_query_blocks(build("sd-unet")) == SD_QUERY_BLOCKS
+    assert sd_query_blocks(tiny_sd_components()["unet"]) == TINY_SD_QUERY_BLOCKS
+    world = UNet2DConditionModel(
+        sample_size=16,
+        block_out_channels=(16, 32, 64),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=64,
+        attention_head_dim=8,
+        norm_num_groups=8,
+    )
+    assert sd_query_blocks(world) == (
+        "down_blocks.0.attentions.0",
+        "mid_block.attentions.0",
+        "up_blocks.1.attentions.0",
+        "up_blocks.1.attentions.1",
+        "up_blocks.2.attentions.1",
+    )
