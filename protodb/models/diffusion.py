@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from protodb.models.defaults import SD_DEFAULT
-from protodb.models.loading import TINY, fork_seeded, missing_model, quiet_loading
+from protodb.models.loading import TINY, fork_seeded, missing_model, quiet_loading, resolve_model
 
 
 def sd_dtype(device: str) -> str:
@@ -141,7 +141,7 @@ def load_sd(model: str, revision: str | None, device: str, dtype: str, final_sig
         quiet_loading()
         try:
             pipe = StableDiffusionPipeline.from_pretrained(
-                model,
+                resolve_model(model),
                 revision=revision,
                 dtype=torch_dtype,
                 safety_checker=None,

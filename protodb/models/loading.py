@@ -7,10 +7,25 @@ from __future__ import annotations
 import os
 
 from protodb.errors import ModelNotFoundError
+from protodb.registry import Registry
 
 TINY = "tiny"
 TINY_SEED = 20240607
 TINY_VERSION = "tiny-v1"
+SHIPPED_PREFIX = "protodb:"
+# Models shipped inside the package, by name: "protodb:NAME" resolves to a verified local
+# directory, so a generator or extractor config names it the same on every machine.
+SHIPPED: Registry = Registry("shipped model")
+SHIPPED.register_lazy("world-learned", "protodb.world.learned.weights")
+
+
+def resolve_model(model: str) -> str:
+    """``model`` as the loaders take it: "protodb:NAME" becomes the shipped model's directory,
+    its files checked against their recorded sha256 (a mismatch raises ProtodbError); any other
+    hub id or path is returned as is."""
+    if not model.startswith(SHIPPED_PREFIX):
+        return model
+    return str(SHIPPED.get(model[len(SHIPPED_PREFIX) :])())
 
 
 def missing_model(what: str, model: str, err: BaseException) -> ModelNotFoundError:

@@ -81,3 +81,51 @@ def test_attention_iou_is_measured_for_right_and_wrong_classes(trained):
     r = attention_iou(str(trained), scenes=1, timesteps=(200,))
     assert r.pairs >= 2 and 0 <= r.right <= 1 and 0 <= r.wrong <= 1
     assert set(r.per_class) <= THING_NAMES
+
+
+def test_the_detector_reads_the_procedural_world_right_and_specifically():
+    from protodb.world.draw import draw_support
+    from protodb.world.learned.detect import check_on_procedural, detect
+
+    report = check_on_procedural(n=8, seed=2)
+    assert min(report.colour_and_shape.values()) >= 0.95
+    rng = np.random.default_rng(4)
+    wrong = 0
+    for cls in THINGS:
+        for _ in range(4):
+            image = draw_support(cls, 64, rng)[0]
+            for other in THINGS:
+                if other is not cls:
+                    d = detect(image, other.name)
+                    wrong += d.colour and d.shape == other.shape
+    assert wrong <= 2  # of 48
+
+
+def test_learned_samples_are_scored_by_the_detector(trained):
+    from protodb.world.learned.detect import sample_learned
+
+    report = sample_learned(str(trained), n=1, steps=2)
+    assert set(report.colour) == THING_NAMES and report.n == 1
+    assert all(0 <= v <= 1 for v in report.colour_and_shape.values())
+
+
+def test_shipping_records_hashes_and_a_changed_file_is_refused(trained, tmp_path):
+    import safetensors
+
+    from protodb.errors import ProtodbError
+    from protodb.world.learned.weights import HASHES, verify
+    from protodb.world.learned.weights import ship as ship_weights
+
+    dst = ship_weights(trained, tmp_path / "model")
+    hashes = tmp_path / HASHES
+    assert verify(dst, hashes) == dst
+    with safetensors.safe_open(dst / "unet" / "diffusion_pytorch_model.safetensors", "pt") as f:
+        assert str(f.get_tensor(next(iter(f.keys()))).dtype) == "torch.float16"
+    blob = dst / "vae" / "diffusion_pytorch_model.safetensors"
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 1
+    blob.write_bytes(bytes(data))
+    with pytest.raises(ProtodbError, match=r"differ from their recorded sha256 \(vae/"):
+        verify(dst, hashes)
+    with pytest.raises(ProtodbError, match="weights are not in this installation"):
+        verify(tmp_path / "nowhere", hashes)
