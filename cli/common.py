@@ -52,3 +52,8 @@ def profile_notice(db) -> None:
             "profile world: the offline TEST WORLD (synthetic classes, procedural generator "
             "and extractor; not real models)"
         )
+    elif db.settings.profile == "world-learned":
+        err(
+            "profile world-learned: the offline TEST WORLD through the real path (a tiny Stable "
+            "Diffusion trained on the synthetic classes; not a real model)"
+        )

@@ -72,9 +72,12 @@ def world_bank(
         from protodb.errors import ProtodbError
 
         o = ctx.obj or {}
-        if o.get("profile") not in (None, "world"):
-            raise ProtodbError(f"`world bank` runs on profile world, not {o['profile']!r}")
-        db = protodb.connect(o.get("bank"), profile="world", device=o.get("device"))
+        profile = o.get("profile") or "world"
+        if profile not in ("world", "world-learned"):
+            raise ProtodbError(
+                f"`world bank` runs on profile world or world-learned, not {profile!r}"
+            )
+        db = protodb.connect(o.get("bank"), profile=profile, device=o.get("device"))
         profile_notice(db)
         v = db.build_world(n=n, seed=seed, vocab=vocab, progress=not quiet)
         typer.echo(f"vocabulary {v.name}: {', '.join(v.class_names)} (bank {db.settings.bank})")

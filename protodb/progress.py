@@ -59,9 +59,16 @@ class _Fractional:
 class Progress:
     """Nested progress bars (see the module docstring). ``enabled=False``: silent."""
 
-    def __init__(self, enabled: bool = True, *, file: Any = None, tick_s: float = 1.0) -> None:
+    def __init__(
+        self, enabled: bool = True, *, file: Any = None, tick_s: float | None = None
+    ) -> None:
+        """``tick_s``: seconds between redraws of the open bars (default: 1 on a terminal, none
+        elsewhere, where every redraw would be a new line of a log)."""
         self.enabled = enabled
         self.file = file
+        if tick_s is None:
+            out = file if file is not None else sys.stderr
+            tick_s = 1.0 if getattr(out, "isatty", lambda: False)() else 0.0
         self.tick_s = tick_s
         self._depth = 0
         self._open: list[Any] = []

@@ -12,7 +12,9 @@ from pathlib import Path
 
 from protodb.errors import ProtodbError
 
-PROFILES = ("default", "tiny", "world")  # world: the offline TEST WORLD (protodb.world)
+# world: the offline TEST WORLD (protodb.world); world-learned: the same world through the real
+# path (SD generator, attention capture, masks, sd extractor) on the tiny SD trained on it
+PROFILES = ("default", "tiny", "world", "world-learned")
 DEVICES = ("auto", "cpu", "cuda")
 ENV_PROFILE = "PROTODB_PROFILE"
 ENV_BANK = "PROTODB_BANK"
@@ -21,7 +23,8 @@ ENV_DEVICE = "PROTODB_DEVICE"
 
 def resolve_profile(profile: str | None = None) -> str:
     """Return 'default' (real models by hub id or path), 'tiny' (tiny random-weight twins) or
-    'world' (the offline test world's procedural generator and extractor, protodb.world)."""
+    'world' (the offline test world's procedural generator and extractor, protodb.world) or
+    'world-learned' (the test world through the real path, protodb.world.learned)."""
     value = profile or os.environ.get(ENV_PROFILE) or "default"
     if value not in PROFILES:
         raise ProtodbError(

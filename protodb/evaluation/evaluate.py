@@ -188,7 +188,12 @@ def evaluate(
 
 
 def _world_vocab(vocab) -> bool:
-    return any(e.config.name == "world" for e in vocab.extractors)
+    """Whether the vocabulary was built in the test world (its procedural extractor, or a model
+    trained on it), so reports say so."""
+    return any(
+        e.config.name == "world" or e.config.model.startswith("protodb:world")
+        for e in vocab.extractors
+    )
 
 
 # ---------------------------------------------------------------------------------- ablations

@@ -100,6 +100,21 @@ PROFILE_EXTRACTORS: Registry[Callable[..., ExtractorConfig]] = Registry("extract
 PROFILE_EXTRACTORS.register_lazy("world", "protodb.world.extractor")
 
 
+@dataclass(frozen=True)
+class ProfileExtractors:
+    """How a profile that brings its own models configures the extractors: the names ``add``
+    uses by default, and ``config(name, **overrides)``, the config of extractor ``name`` on that
+    profile (raising ProtodbError for one it does not offer)."""
+
+    names: tuple[str, ...]
+    config: Callable[..., ExtractorConfig]
+
+
+# Profiles that configure several extractors on their own models (the learned test world).
+PROFILE_EXTRACTOR_SETS: Registry[ProfileExtractors] = Registry("extractor profile")
+PROFILE_EXTRACTOR_SETS.register_lazy("world-learned", "protodb.world.learned.profile")
+
+
 def known_issue(config: ExtractorConfig) -> str | None:
     """:meth:`Extractor.known_issue` of ``config``'s extractor (None for an unknown name)."""
     if config.name not in EXTRACTORS:

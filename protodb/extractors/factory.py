@@ -7,7 +7,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 from protodb.errors import ProtodbError
-from protodb.extractors.base import EXTRACTORS, PROFILE_EXTRACTORS, Extractor, ExtractorConfig
+from protodb.extractors.base import (
+    EXTRACTORS,
+    PROFILE_EXTRACTOR_SETS,
+    PROFILE_EXTRACTORS,
+    Extractor,
+    ExtractorConfig,
+)
 from protodb.extractors.sd import SD_LAYER
 from protodb.models.defaults import (
     CLIP_DEFAULT,
@@ -37,6 +43,8 @@ def default_extractor_config(profile: str, name: str = "dinov2", **overrides) ->
     """The config of extractor ``name`` for a profile (tiny: 64 px input, tiny weights)."""
     EXTRACTORS.get(name)
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    if profile in PROFILE_EXTRACTOR_SETS:  # e.g. the learned test world
+        return PROFILE_EXTRACTOR_SETS.get(profile).config(name, **overrides)
     if profile in PROFILE_EXTRACTORS or name in PROFILE_EXTRACTORS:  # e.g. the test world
         if profile != name:
             raise ProtodbError(
@@ -61,6 +69,8 @@ def default_extractor_names(profile: str) -> list[str]:
     offline runs fast; the test world's own extractor on the world profile."""
     if profile == "world":
         return ["world"]
+    if profile in PROFILE_EXTRACTOR_SETS:
+        return list(PROFILE_EXTRACTOR_SETS.get(profile).names)
     return ["dinov2"] if profile == "tiny" else list(PAPER_ENSEMBLE)
 
 

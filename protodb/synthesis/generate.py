@@ -105,6 +105,7 @@ GENERATORS.register_lazy("world", "protodb.world.generator")
 # The generator config of a profile that brings its own (the test world registers "world").
 PROFILE_GENERATORS: Registry[Callable[[], GeneratorConfig]] = Registry("generator profile")
 PROFILE_GENERATORS.register_lazy("world", "protodb.world.generator")
+PROFILE_GENERATORS.register_lazy("world-learned", "protodb.world.learned.profile")
 
 
 @GENERATORS.register("sd")

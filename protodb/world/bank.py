@@ -7,14 +7,15 @@ from protodb.world.classes import CLASS_NAMES, STUFF, THINGS, WORLD
 
 
 def build_bank(db, *, n: int = 8, seed: int = 0, vocab: str = WORLD, progress: bool = True):
-    """Fill ``db`` (a ProtoDB on the ``world`` profile) with every world class (stuff recorded
-    as kind "stuff", things as "thing") and pin vocabulary ``vocab`` in label order.
+    """Fill ``db`` (a ProtoDB on the ``world`` or ``world-learned`` profile) with every world
+    class (stuff recorded as kind "stuff", things as "thing") and pin vocabulary ``vocab`` in
+    label order.
 
     Returns the pinned protodb.bank.vocab.Vocabulary (an existing ``vocab`` is returned as is)."""
-    if db.settings.profile != WORLD:
+    if db.settings.profile not in (WORLD, "world-learned"):
         raise ProtodbError(
-            f"the test world needs profile 'world', not {db.settings.profile!r}: "
-            "protodb.connect(bank, profile='world') or --profile world"
+            f"the test world needs profile 'world' or 'world-learned', not "
+            f"{db.settings.profile!r}: protodb.connect(bank, profile='world') or --profile world"
         )
     db.add([c.name for c in THINGS], n=n, seed=seed, kind="thing", progress=progress)
     db.add([c.name for c in STUFF], n=n, seed=seed, kind="stuff", progress=progress)
