@@ -201,7 +201,7 @@ def read_world(root: Path) -> Dataset:
     if not (root / "test_world.json").exists():
         raise NotFoundError(
             f"{str(root)!r} holds no test-world dataset (no test_world.json); make one with "
-            f"`protodb world make {root}`"
+            f"`protodb world dataset {root}`"
         )
     ids = _ids_file(root, "ImageSets/Segmentation/val.txt")
     samples = [

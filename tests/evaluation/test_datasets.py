@@ -127,3 +127,15 @@ def test_bad_datasets_fail_with_the_fix(tmp_path):
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(rgb)
     with pytest.raises(ProtodbError, match="same size"):
         ds.load(ds.samples[0])
+
+
+def test_a_folder_without_a_world_dataset_names_the_command_that_makes_one(tmp_path):
+    from typer.testing import CliRunner
+
+    from protodb.cli.app import app
+    from protodb.evaluation.datasets import open_dataset
+
+    with pytest.raises(NotFoundError, match=r"protodb world dataset "):
+        open_dataset("world", tmp_path)
+    r = CliRunner().invoke(app, ["world", "dataset", "--help"])
+    assert r.exit_code == 0  # the command the message names exists
