@@ -7,12 +7,14 @@ world, demo, manage), sharing cli/common.py.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated
 
 import typer
 
 from protodb.cli import add, browse, demo, evaluate, manage, segment, vocab, world
+from protodb.cli.common import crash_message, crash_report, err
 
 app = typer.Typer(
     name="protodb",
@@ -41,8 +43,9 @@ def root(
         str | None,
         typer.Option(
             "--profile",
-            help="'default' (real models), 'tiny' (offline twins) or 'world' (the offline "
-            "test world: synthetic classes); default $PROTODB_PROFILE or 'default'.",
+            help="'default' (real models), 'tiny' (offline twins), 'world' (the offline "
+            "test world: synthetic classes) or 'world-learned' (the test world through a tiny "
+            "SD trained on it); default $PROTODB_PROFILE or 'default'.",
         ),
     ] = None,
     device: Annotated[
@@ -55,8 +58,16 @@ def root(
         int | None,
         typer.Option("--at", min=1, help="Read the bank as it was at this version (see history)."),
     ] = None,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            help="Show the traceback of an unexpected error (a bug) here instead of only in the "
+            "crash log (also $PROTODB_DEBUG=1).",
+        ),
+    ] = False,
 ) -> None:
-    ctx.obj = {"bank": bank, "profile": profile, "device": device, "at": at}
+    ctx.obj = {"bank": bank, "profile": profile, "device": device, "at": at, "debug": debug}
 
 
 app.command()(add.add)
@@ -77,8 +88,16 @@ app.command()(manage.merge)
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point. A user mistake is one line from the command itself; an
+    unexpected exception (a bug) is one line naming the crash log that holds its traceback,
+    exit code 1 (the traceback inline with --debug or PROTODB_DEBUG=1)."""
+    try:
+        app()
+    except Exception as exc:  # noqa: BLE001 - the last line of defence, see the docstring
+        if "--debug" in sys.argv[1:] or os.environ.get("PROTODB_DEBUG", "") not in ("", "0"):
+            raise
+        err(crash_message(exc, crash_report(exc, sys.argv)))
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ built from the global options, and the notice for offline profiles.
 from __future__ import annotations
 
 import contextlib
+import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -57,3 +59,34 @@ def profile_notice(db) -> None:
             "profile world-learned: the offline TEST WORLD through the real path (a tiny Stable "
             "Diffusion trained on the synthetic classes; not a real model)"
         )
+
+
+def crash_report(exc: BaseException, argv: list[str]) -> Path:
+    """Write the traceback of an unexpected exception, the command line and the versions to a
+    new file in the per-user log directory ($PROTODB_LOG_DIR overrides it); returns its path."""
+    import datetime as dt
+    import platform
+    import traceback
+
+    from platformdirs import user_log_dir
+
+    from protodb.version import __version__
+
+    folder = Path(os.environ.get("PROTODB_LOG_DIR") or user_log_dir("protodb"))
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = folder / f"crash-{stamp}-{os.getpid()}.log"
+    text = "".join(traceback.format_exception(exc))
+    head = f"protodb {__version__}, Python {platform.python_version()}\ncommand: {argv!r}\n\n"
+    path.write_text(head + text)
+    return path
+
+
+def crash_message(exc: BaseException, log: Path) -> str:
+    """One line: it is a bug, what it was, where the traceback is and how to see it."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    first = "".join(c if c.isprintable() else "?" for c in first)[:200]
+    return (
+        f"internal error (a bug in protodb): {type(exc).__name__}: {first}; the traceback is in "
+        f"{log}; rerun with --debug to see it here, and please report it"
+    )

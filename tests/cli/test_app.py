@@ -308,3 +308,28 @@ def test_add_generation_options(tmp_path):
     bad = run(bank, "add", "x", "--mask-source", "cutler", ok=False)
     assert bad.exit_code != 0 and "unknown mask source 'cutler'" in bad.stderr
     assert "Traceback" not in bad.output
+
+
+def test_an_unexpected_error_is_one_line_naming_its_crash_log(tmp_path):
+    """The last line of defence: a bank whose table manifest was overwritten makes Lance raise
+    an error protodb does not expect; the command says it is a bug in one line, names the log
+    holding the traceback, and exits 1. --debug shows the traceback itself."""
+    import os
+    import subprocess
+    import sys
+
+    bank = tmp_path / "bank"
+    assert run(bank, "--profile", "world", "add", "red disc", "--n", "2", "-q").exit_code == 0
+    for manifest in (bank / "classes.lance" / "_versions").glob("*.manifest"):
+        manifest.write_bytes(b"garbage\n")
+    env = {**os.environ, "PROTODB_LOG_DIR": str(tmp_path / "logs")}
+    env.pop("PROTODB_DEBUG", None)
+    cmd = [sys.executable, "-m", "protodb.cli.app", "--bank", str(bank), "ls"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("internal error (a bug in protodb): ")
+    (log,) = (tmp_path / "logs").iterdir()
+    assert str(log) in lines[0] and "Traceback" in log.read_text()
+    r = subprocess.run([*cmd[:3], "--debug", *cmd[3:]], capture_output=True, text=True, env=env)
+    assert r.returncode == 1 and "Traceback" in r.stderr
