@@ -64,7 +64,12 @@ def add(
         ),
     ] = None,
     model: Annotated[
-        str | None, typer.Option("--model", help="Stable Diffusion hub id or local directory.")
+        str | None,
+        typer.Option(
+            "--model",
+            help="Stable Diffusion hub id or local directory, for the generator and the sd "
+            "extractor.",
+        ),
     ] = None,
     batch_size: Annotated[
         int,

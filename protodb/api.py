@@ -165,8 +165,10 @@ class ProtoDB:
 
         extractors: names; default the paper's ensemble (sd, dino, clip) on the real profile,
         dinov2 alone on the tiny profile (see protodb.synthesis.add.default_extractors). seed: one
-        seed or several (one support set per seed). kind: "stuff" / "thing" for every class, or None
-        (lexicon, else a guess from the support set). mask_source: "otsu" or "maskcut".
+        seed or several (one support set per seed). model: the Stable Diffusion (hub id or local
+        directory) of the generator and of the ``sd`` extractor. kind: "stuff" / "thing" for
+        every class, or None (lexicon, else a guess from the support set). mask_source: "otsu"
+        or "maskcut".
         Models load once and serve every class. Returns one protodb.synthesis.add.AddResult per
         (class, seed), classes outer.
         """
@@ -191,7 +193,13 @@ class ProtoDB:
         )
         if extractors is None:
             extractors = default_extractors(self.settings.profile)
-        exts = [default_extractor_config(self.settings.profile, name) for name in extractors]
+        # --model is the Stable Diffusion the sd extractor reads too (it shares the UNet)
+        exts = [
+            default_extractor_config(
+                self.settings.profile, name, model=model if name == "sd" else None
+            )
+            for name in extractors
+        ]
         results = []
         jobs = [(name, s_) for name in display for s_ in seeds]
         prog = Progress(progress)

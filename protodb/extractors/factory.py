@@ -55,9 +55,9 @@ def default_extractor_config(profile: str, name: str = "dinov2", **overrides) ->
     model, layer, size = DEFAULTS.get(name, (DINOV2_DEFAULT, "last_hidden_state", 448))
     if profile == "tiny":
         layer = TINY_LAYERS.get(name, layer)
-        base = ExtractorConfig(
-            name=name, model=TINY, weights=TINY_VERSION, input_size=64, layer=layer
-        )
+        # a model named instead of the tiny twin is no longer the tiny weights' version
+        weights = TINY_VERSION if overrides.get("model", TINY) == TINY else None
+        base = ExtractorConfig(name=name, model=TINY, weights=weights, input_size=64, layer=layer)
     else:
         base = ExtractorConfig(name=name, model=model, layer=layer, input_size=size)
     return replace(base, **overrides)

@@ -129,3 +129,18 @@ def test_shipping_records_hashes_and_a_changed_file_is_refused(trained, tmp_path
         verify(dst, hashes)
     with pytest.raises(ProtodbError, match="weights are not in this installation"):
         verify(tmp_path / "nowhere", hashes)
+
+
+def test_add_model_dir_serves_the_generator_and_the_sd_extractor(trained, tmp_path):
+    """`add --model DIR` reaches the sd extractor too (it used to ask the hub for SD 1.5)."""
+    import protodb
+
+    db = protodb.connect(tmp_path / "bank", profile="tiny", device="cpu")
+    (res,) = db.add(
+        ["red disc"], n=2, extractors=["sd"], model=str(trained), steps=2, progress=False
+    )
+    assert res.status == "added"
+    (s,) = db.show("red disc").sets
+    config = json.loads(db.bank.sets().to_pylist()[0]["extractor_config"])
+    assert config["name"] == "sd" and config["model"] == str(trained) and config["weights"] is None
+    assert s["dim"] > 0
