@@ -12,9 +12,11 @@ the one place a Python user reads to learn the whole surface, so it stays whole.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -102,7 +104,10 @@ class VocabHandle:
         from protodb.images import load_rgb
         from protodb.query.explain import explain_points
 
-        array = load_rgb(image) if isinstance(image, str | os.PathLike) else np.asarray(image)
+        is_path = isinstance(image, str | os.PathLike)
+        if out is not None and Path(out).is_dir():  # a folder: the picture goes inside it
+            out = Path(out) / f"{Path(image).stem if is_path else 'image'}_explain.png"
+        array = load_rgb(image) if is_path else np.asarray(image)
         return explain_points(self.db.open_existing(), self.segmenter, array, points, out=out)
 
 
@@ -184,8 +189,8 @@ class ProtoDB:
         if not seeds or len(set(seeds)) != len(seeds):
             raise ProtodbError(f"--seed {seeds} must list at least one seed, each once")
         for s_ in seeds:
-            if s_ < 0:
-                raise ProtodbError(f"--seed {s_} must be >= 0")
+            if not 0 <= s_ < 2**63:
+                raise ProtodbError(f"--seed {s_} must be from 0 to 2**63 - 1 (a bank integer)")
         if batch_size < 1:
             raise ProtodbError(f"--batch-size {batch_size} must be >= 1")
         gen = default_generator_config(
@@ -274,8 +279,8 @@ class ProtoDB:
 
         from protodb.bank.maintenance import gc
 
-        if older_than_hours < 0:
-            raise ProtodbError(f"--older-than {older_than_hours} must be >= 0 hours")
+        if not (math.isfinite(older_than_hours) and 0 <= older_than_hours <= 1e6):
+            raise ProtodbError(f"--older-than {older_than_hours} must be from 0 to 1e6 hours")
         return gc(self.open_existing(), older_than=dt.timedelta(hours=older_than_hours))
 
     def export(self, target: str | os.PathLike, *, vocab: str | None = None):

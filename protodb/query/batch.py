@@ -44,6 +44,8 @@ def segment_files(
             f"several inputs share the name {dupes[0]!r}; their outputs would collide"
         )
     out_dir = Path(out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ProtodbError(f"--out {str(out_dir)!r} is a file; give a folder for the outputs")
     summaries = []
     prog = Progress.of(progress)
     with prog.bar("segment", len(files), "img") as bar:

@@ -8,6 +8,8 @@ and what else runs in the same call do not matter.
 from __future__ import annotations
 
 import hashlib
+import math
+import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -51,16 +53,20 @@ class GeneratorConfig(PluginConfig):
     def __post_init__(self) -> None:
         if self.steps < 1 or self.steps > 1000:
             raise ProtodbError(f"steps={self.steps} is out of range; use 1 to 1000 (paper: 30)")
-        if self.guidance < 1.0:
-            raise ProtodbError(f"guidance={self.guidance} must be >= 1.0 (paper: 8.0)")
+        if not (math.isfinite(self.guidance) and 1.0 <= self.guidance <= 100.0):
+            raise ProtodbError(f"guidance={self.guidance} must be from 1 to 100 (paper: 8.0)")
         if self.size % 8 or self.size < 64:
             raise ProtodbError(f"size={self.size} must be a multiple of 8 and >= 64 (paper: 512)")
         if not 1 <= self.unet_batch <= 64:
             raise ProtodbError(f"unet_batch={self.unet_batch} is out of range; use 1 to 64")
-        if self.template.count("{}") != 1:
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(self.template) if f is not None]
+        except ValueError:  # an unmatched brace
+            fields = None
+        if fields != [""]:
             raise ProtodbError(
-                f"template {self.template!r} must contain '{{}}' exactly once, "
-                "e.g. 'A good picture of a {}'"
+                f"template {self.template!r} must contain '{{}}' exactly once and no other "
+                "braces, e.g. 'A good picture of a {}'"
             )
 
     def prompt(self, class_name: str) -> str:

@@ -104,6 +104,8 @@ def contact_sheet(
                 im = Image.fromarray(tile).resize((TILE - 2, TILE - 2), Image.NEAREST)
                 sheet.paste(im, (LABEL_W + c * TILE + 1, y + 1))
     path = Path(out)
+    if path.is_dir():  # a folder: the sheet goes inside it
+        path = path / "sheet.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path)
     return path

@@ -333,3 +333,43 @@ def test_an_unexpected_error_is_one_line_naming_its_crash_log(tmp_path):
     assert str(log) in lines[0] and "Traceback" in log.read_text()
     r = subprocess.run([*cmd[:3], "--debug", *cmd[3:]], capture_output=True, text=True, env=env)
     assert r.returncode == 1 and "Traceback" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["add", "sky", "--n", "2", "--guidance", "nan"], "guidance=nan must be from 1 to 100"),
+        (["add", "sky", "--n", "2", "--guidance", "inf"], "guidance=inf must be from 1 to 100"),
+        (["add", "sky", "--n", "2", "--template", "A {} {x}"], "no other braces"),
+        (["add", "sky", "--n", "2", "--template", "A {} }"], "no other braces"),
+        (["add", "sky", "--n", "2", "--seed", str(2**64)], "must be from 0 to 2**63 - 1"),
+        (["gc", "--older-than", "nan"], "--older-than nan must be from 0 to 1e6 hours"),
+    ],
+)
+def test_numeric_and_template_options_are_checked_and_touch_no_bank(tmp_path, args, message):
+    from protodb.bank.store import open_bank
+
+    bank = tmp_path / "bank"
+    run(bank, "--profile", "world", "add", "red disc", "--n", "2", "-q")
+    before = open_bank(str(bank), create=False).versions()
+    r = run(bank, "--profile", "world", *args, ok=False)
+    assert r.exit_code == 2 and message in r.stderr
+    assert [ln for ln in r.stderr.splitlines() if not ln.startswith("profile ")] == [
+        f"error: {r.stderr.split('error: ', 1)[1].strip()}"
+    ]
+    assert open_bank(str(bank), create=False).versions() == before
+
+
+def test_output_paths_folder_or_file(cli_bank, rgb_image, tmp_path):
+    bank, _ = cli_bank
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    r = run(bank, "explain", str(rgb_image), "--vocab", "v1", "--at", "3,3", "--out", str(folder))
+    assert (folder / f"{rgb_image.stem}_explain.png").exists(), r.output
+    r = run(bank, "sheet", "--out", str(folder))
+    assert (folder / "sheet.png").exists()
+    a_file = tmp_path / "taken"
+    a_file.write_text("x")
+    r = run(bank, "segment", str(rgb_image), "--vocab", "v1", "--out", str(a_file), ok=False)
+    assert r.exit_code == 2 and "is a file; give a folder" in r.stderr
+    assert a_file.read_text() == "x"
