@@ -109,7 +109,7 @@ def test_create_vocab_needs_existing_bank(tmp_path):
     [
         ([], {}, "no class given"),
         (["grass", " GRASS"], {}, "listed twice"),
-        (["grass"], {"seed": -1}, "--seed -1 must be >= 0"),
+        (["grass"], {"seed": -1}, r"--seed -1 must be from 0 to 2\*\*63 - 1"),
         (["grass"], {"extractors": ["resnet"]}, "unknown extractor 'resnet'"),
         (["grass"], {"steps": 0}, "steps=0 is out of range"),
         (["grass"], {"template": "no placeholder"}, "template 'no placeholder'"),

@@ -56,7 +56,7 @@ def test_overrides_and_none_is_ignored():
     [
         ("steps", 0, "steps=0 is out of range"),
         ("steps", 1001, "steps=1001 is out of range"),
-        ("guidance", 0.5, "guidance=0.5 must be >= 1.0"),
+        ("guidance", 0.5, "guidance=0.5 must be from 1 to 100"),
         ("size", 100, "size=100 must be a multiple of 8"),
         ("size", 56, "size=56 must be a multiple of 8 and >= 64"),
         ("template", "a photo of a dog", "template 'a photo of a dog' must contain"),
