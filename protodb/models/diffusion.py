@@ -52,6 +52,24 @@ def tiny_tokenizer():
 # --------------------------------------------------------------------------- stable diffusion
 
 
+def tiny_text_config(hidden: int, layers: int = 2, heads: int = 4):
+    """A transformers CLIPTextConfig of the real CLIP vocabulary and context (49,408 tokens, 77
+    positions, its start / end tokens) at a tiny width: ``hidden`` dims, MLP 2 x hidden."""
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        vocab_size=49408,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        max_position_embeddings=77,
+        bos_token_id=49406,
+        eos_token_id=49407,
+        pad_token_id=49407,
+    )
+
+
 def tiny_sd_components() -> dict[str, Any]:
     """The components of a tiny Stable Diffusion 1.x: 64 px images, 32x32 latents.
 
@@ -59,7 +77,7 @@ def tiny_sd_components() -> dict[str, Any]:
     resolutions, 32 and 16) at a fraction of the width.
     """
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from transformers import CLIPTextModel
 
     with fork_seeded():
         unet = UNet2DConditionModel(
@@ -84,19 +102,7 @@ def tiny_sd_components() -> dict[str, Any]:
             norm_num_groups=16,
             sample_size=64,
         )
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=49408,
-                hidden_size=32,
-                intermediate_size=64,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                max_position_embeddings=77,
-                bos_token_id=49406,
-                eos_token_id=49407,
-                pad_token_id=49407,
-            )
-        )
+        text_encoder = CLIPTextModel(tiny_text_config(32))
     for m in (unet, vae, text_encoder):
         m.eval()
     return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tiny_tokenizer()}

@@ -55,9 +55,9 @@ def build_models(cfg: TrainConfig):
     """(vae, unet, text_encoder, tokenizer), freshly initialised from ``cfg.seed``."""
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from transformers import CLIPTextModel
 
-    from protodb.models.diffusion import tiny_tokenizer
+    from protodb.models.diffusion import tiny_text_config, tiny_tokenizer
 
     torch.manual_seed(cfg.seed)
     vae = AutoencoderKL(
@@ -83,19 +83,7 @@ def build_models(cfg: TrainConfig):
         attention_head_dim=8,
         norm_num_groups=8,
     )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=49408,
-            hidden_size=cfg.text_hidden,
-            intermediate_size=2 * cfg.text_hidden,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            bos_token_id=49406,
-            eos_token_id=49407,
-            pad_token_id=49407,
-        )
-    ).eval()
+    text_encoder = CLIPTextModel(tiny_text_config(cfg.text_hidden)).eval()
     text_encoder.requires_grad_(False)
     return vae, unet, text_encoder, tiny_tokenizer()
 
