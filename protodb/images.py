@@ -15,30 +15,84 @@ from protodb.errors import NotFoundError, ProtodbError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
+MAX_PIXELS = 64_000_000  # default limit of one input image (64 MP); PROTODB_MAX_PIXELS changes it
+ENV_MAX_PIXELS = "PROTODB_MAX_PIXELS"
+
+
+def max_pixels() -> int:
+    """The pixel limit of one input image: $PROTODB_MAX_PIXELS, else 64 million."""
+    raw = os.environ.get(ENV_MAX_PIXELS, "")
+    if not raw:
+        return MAX_PIXELS
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ProtodbError(f"{ENV_MAX_PIXELS}={raw!r} must be a whole number of pixels >= 1")
+    return value
+
+
+def to_rgb(im) -> np.ndarray:
+    """A PIL image as a person sees it, uint8 [H, W, 3]: 16-bit (and 32-bit integer) grey
+    scaled to 8 bits, not clipped; transparency composited over white; everything else through
+    PIL's own conversion (palette, CMYK, grey, ...)."""
+    from PIL import Image
+
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        grey = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if grey.max(initial=0) > 255 or im.mode.startswith("I;16") else 255.0
+        grey = np.clip(np.round(grey * (255.0 / top)), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"), dtype=np.uint8).copy()
+    return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+
+
 def _read(path: str | Path, decode: bool) -> np.ndarray | None:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     p = Path(path)
     if not p.exists():
         raise NotFoundError(f"image {str(p)!r} does not exist; check the path")
     if p.is_dir():
         raise ProtodbError(f"{str(p)!r} is a directory; pass image files")
+    limit = max_pixels()
     try:
         with Image.open(p) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy() if decode else None
-    except (UnidentifiedImageError, OSError, ValueError) as err:
+            w, h = im.size  # from the header: nothing decoded yet
+            if w * h > limit:
+                raise ProtodbError(
+                    f"image {str(p)!r} is {w}x{h} = {w * h / 1e6:.1f} MP, over the limit of "
+                    f"{limit / 1e6:g} MP; resize it, or raise {ENV_MAX_PIXELS}"
+                )
+            if not decode:
+                return None
+            return to_rgb(ImageOps.exif_transpose(im))  # the orientation a viewer shows
+    except Image.DecompressionBombError:
+        raise ProtodbError(
+            f"image {str(p)!r} is over PIL's decompression-bomb size (more than about 179 MP); "
+            "resize it"
+        ) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise ProtodbError(
             f"cannot read image {str(p)!r} ({err}); give a PNG, JPEG or other image PIL can open"
         ) from None
 
 
 def load_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as uint8 [H, W, 3] RGB. Raises a ProtodbError naming the file."""
+    """Read an image file as uint8 [H, W, 3] RGB, as a person sees it (EXIF orientation,
+    16-bit scaled, transparency over white), after checking its size against the pixel limit
+    from its header. Raises a ProtodbError naming the file (missing, unreadable, truncated, too
+    large)."""
     return _read(path, decode=True)
 
 
 def check_image(path: str | Path) -> None:
-    """Raise load_rgb's error for a missing or unidentifiable image, reading only its header."""
+    """Raise load_rgb's error for a missing, unidentifiable or too large image, reading only
+    its header."""
     _read(path, decode=False)
 
 

@@ -100,3 +100,64 @@ def test_palette_voc_colours():
     ]
     assert colours[255].tolist() == [224, 224, 192]
     assert len(palette(4)) == 12
+
+
+# --------------------------------------------------------------------------- as a person sees it
+
+
+def test_sixteen_bit_grey_is_scaled_not_clipped(tmp_path):
+    grey = np.array([[0, 32896, 65535]], dtype=np.uint16)
+    path = tmp_path / "g16.png"
+    Image.fromarray(grey).save(path)
+    with Image.open(path) as im:
+        assert im.mode.startswith("I")
+    rgb = load_rgb(path)
+    assert rgb.shape == (1, 3, 3) and rgb[0, :, 0].tolist() == [0, 128, 255]
+
+
+def test_transparency_is_composited_over_white(tmp_path):
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[..., 0] = 200  # red everywhere, but only the first row is opaque
+    rgba[0, :, 3] = 255
+    path = tmp_path / "a.png"
+    Image.fromarray(rgba, "RGBA").save(path)
+    rgb = load_rgb(path)
+    assert rgb[0].tolist() == [[200, 0, 0]] * 2 and rgb[1].tolist() == [[255, 255, 255]] * 2
+
+
+def test_exif_orientation_gives_the_displayed_image(tmp_path):
+    pixels = np.zeros((10, 20, 3), np.uint8)
+    pixels[:, :5] = 255  # a white band on the left of the stored image
+    im = Image.fromarray(pixels)
+    exif = im.getexif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    path = tmp_path / "rot.jpg"
+    im.save(path, exif=exif, quality=95)
+    rgb = load_rgb(path)
+    assert rgb.shape == (20, 10, 3)  # shown upright: portrait
+    assert rgb[:5].mean() > 200 and rgb[-5:].mean() < 50  # the band is now on top
+
+
+def test_the_pixel_limit_is_checked_from_the_header(tmp_path, monkeypatch):
+    from protodb.images import check_image
+
+    path = tmp_path / "big.png"
+    Image.fromarray(np.zeros((10, 20, 3), np.uint8)).save(path)
+    monkeypatch.setenv("PROTODB_MAX_PIXELS", "100")
+    for read in (check_image, load_rgb):
+        with pytest.raises(ProtodbError, match=r"20x10 = 0.0 MP, over the limit of 0.0001 MP"):
+            read(path)
+    monkeypatch.setenv("PROTODB_MAX_PIXELS", "many")
+    with pytest.raises(ProtodbError, match="PROTODB_MAX_PIXELS='many' must be a whole number"):
+        load_rgb(path)
+    monkeypatch.setenv("PROTODB_MAX_PIXELS", "200")
+    assert load_rgb(path).shape == (10, 20, 3)
+
+
+def test_truncated_data_is_refused_not_zero_filled(tmp_path):
+    full = tmp_path / "full.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)).save(full)
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(full.read_bytes()[: len(full.read_bytes()) // 2])
+    with pytest.raises(ProtodbError, match="cannot read image"):
+        load_rgb(cut)
