@@ -6,7 +6,7 @@ db.create_vocab("v1", ["red apple", "grass"])
 db.vocab("v1").segment(image)        # -> SegmentResult
 
 This module is the facade, one short method per command that delegates to the family doing the
-work (synthesis, bank, query, evaluation, world); it is a little over 400 lines because it is
+work (synthesis, bank, query, evaluation, world); it is past 400 lines (about 470) because it is
 the one place a Python user reads to learn the whole surface, so it stays whole.
 """
 
