@@ -49,7 +49,9 @@ def trained(tmp_path_factory):
     from protodb.world.learned.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("world-model")
-    cfg = TrainConfig(vae_steps=3, unet_steps=3, batch=2, unet_minutes=1.0, save_minutes=0.0)
+    cfg = TrainConfig(
+        vae_steps=3, unet_steps=3, batch=2, unet_minutes=1.0, save_minutes=0.0, pool=6
+    )
     return train(cfg, out)
 
 
@@ -60,7 +62,7 @@ def test_a_few_training_steps_write_a_diffusers_pipeline(trained):
     cfg = json.loads((trained / "train_config.json").read_text())
     assert cfg["min_snr_gamma"] == 5.0 and cfg["caption_dropout"] == 0.1
     log = [json.loads(line) for line in (trained / "train_log.jsonl").read_text().splitlines()]
-    assert {r["stage"] for r in log} == {"vae", "unet"}
+    assert {r["stage"] for r in log} == {"vae", "pool", "unet", "ground"}
     assert all(np.isfinite(r["loss"]) for r in log)
     vae_cfg = json.loads((trained / "vae" / "config.json").read_text())
     assert vae_cfg["scaling_factor"] > 0 and vae_cfg["scaling_factor"] != 0.18215
@@ -144,3 +146,52 @@ def test_add_model_dir_serves_the_generator_and_the_sd_extractor(trained, tmp_pa
     config = json.loads(db.bank.sets().to_pylist()[0]["extractor_config"])
     assert config["name"] == "sd" and config["model"] == str(trained) and config["weights"] is None
     assert s["dim"] > 0
+
+
+def test_entity_tokens_are_found_in_every_caption_form():
+    from protodb.models.diffusion import tiny_tokenizer
+    from protodb.world.learned.train import entity_token_positions
+
+    tok = tiny_tokenizer()
+    caption = "a red disc and a yellow star on grass and sky"
+    disc = entity_token_positions(tok, caption, "red disc")
+    star = entity_token_positions(tok, caption, "yellow star")
+    sky = entity_token_positions(tok, caption, "sky")
+    ids = tok(caption).input_ids
+    assert [tok.decode([ids[i]]).strip() for i in disc] == ["red", "disc"]
+    assert [tok.decode([ids[i]]).strip() for i in star] == ["yellow", "star"]
+    assert [tok.decode([ids[i]]).strip() for i in sky] == ["sky"]
+    assert entity_token_positions(tok, caption, "water") == []
+    # the template protodb samples with: the same positions protodb's capture reads
+    from protodb.synthesis.attention import class_token_positions
+
+    assert entity_token_positions(tok, TEMPLATE.format("red disc"), "red disc") == (
+        class_token_positions(tok, TEMPLATE, "red disc")
+    )
+
+
+def test_grounding_loss_is_low_when_attention_lands_on_the_mask():
+    import torch
+
+    from protodb.world.learned.train import grounding_loss
+
+    side, heads = 4, 2
+    mask = torch.zeros(1, 2, side, side)
+    mask[0, 0, :2] = 1.0  # entity 0: top half; entity 1: bottom half
+    mask[0, 1, 2:] = 1.0
+    tokens = torch.zeros(1, 2, 77)
+    tokens[0, 0, 5] = 1.0
+    tokens[0, 1, 7] = 1.0
+
+    def probs(right: bool) -> torch.Tensor:
+        p = torch.full((heads, side * side, 77), 1e-4)
+        top = torch.arange(side * side) < side * side // 2
+        p[:, top, 5 if right else 7] = 1.0
+        p[:, ~top, 7 if right else 5] = 1.0
+        return p / p.sum(-1, keepdim=True)
+
+    good = grounding_loss([(probs(True), heads)], mask, tokens)
+    bad = grounding_loss([(probs(False), heads)], mask, tokens)
+    assert float(good) < 0.05 < 1.0 < float(bad)
+    # nothing named (caption dropped): no loss
+    assert float(grounding_loss([(probs(False), heads)], mask, tokens * 0)) == 0.0

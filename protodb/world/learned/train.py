@@ -5,9 +5,20 @@ Real diffusers classes at tiny sizes: an ``AutoencoderKL`` (64 px -> 4 x 16 x 16
 seeded random ``CLIPTextModel`` (hidden 64, 2 layers) with the real CLIP BPE tokenizer. The VAE
 is trained first (reconstruction + a small KL), then the UNet on its latents: DDPM with SD's
 scaled-linear betas, epsilon prediction, min-SNR-5 loss weights, 10 % caption dropout and an EMA
-of the weights, on scenes whose captions name every entity (:mod:`.scenes`). The result is a
-``StableDiffusionPipeline`` in the diffusers layout (safetensors) that protodb loads like any
-local model directory. Not run by CI (a smoke test runs a few steps of it).
+of the weights, on scenes whose captions name every entity (:mod:`.scenes`).
+
+The UNet also gets a grounding loss on its cross-attention (TokenCompose, Wang et al. 2024): for
+every entity the caption names, the attention its tokens receive (summed over its tokens, mean
+over heads, per attention layer) should fall inside the entity's mask (token loss,
+``(1 - inside / total)^2``) and be high there and low elsewhere (pixel loss, binary cross-
+entropy against the mask pooled to the layer's grid), weighted by ``ground_weight``. What large
+models learn from billions of captions (that a word's attention lands on its object) a 0.8 M-
+parameter UNet cannot learn from plain denoising in an hour of CPU; the first run without it
+ended with right-class attention IoU 0.16 and wrong-class 0.16. Scenes are drawn once into a
+pool (``pool`` scenes, VAE posteriors and pooled masks cached), so a step is the UNet's alone.
+
+The result is a ``StableDiffusionPipeline`` in the diffusers layout (safetensors) that protodb
+loads like any local model directory. Not run by CI (a smoke test runs a few steps of it).
 
     python -m protodb.world.learned.train --out world-model --unet-minutes 60
 
@@ -49,6 +60,8 @@ class TrainConfig:
     save_minutes: float = 10.0
     threads: int = 1
     text_hidden: int = 64
+    ground_weight: float = 0.1
+    pool: int = 16_384
 
 
 def build_models(cfg: TrainConfig):
@@ -135,6 +148,117 @@ def train_vae(vae, cfg: TrainConfig, log: _Log, progress=None) -> float:
     return 1.0 / max(std, 1e-6)
 
 
+MAX_ENTITIES = 5  # three things and two stuff classes
+
+
+def entity_token_positions(tokenizer, caption: str, name: str) -> list[int]:
+    """Positions of ``name``'s tokens in the tokenized ``caption`` (start-of-text at 0); []
+    when the caption does not name it."""
+    ids = tokenizer(caption, truncation=True, max_length=77).input_ids
+    want = tokenizer(name, add_special_tokens=False).input_ids
+    for i in range(len(ids) - len(want) + 1):
+        if ids[i : i + len(want)] == want:
+            return list(range(i, i + len(want)))
+    return []
+
+
+@dataclass
+class ScenePool:
+    """Training scenes drawn once. moments: float32 [P, 8, L, L] (the VAE posterior's mean and
+    log-variance, L = latent side); captions: P strings; masks: float32 [P, E, L, L] (each named
+    entity's mask, area-pooled to the latent grid, in [0, 1]); tokens: float32 [P, E, 77] (1 at
+    the entity's caption tokens; an all-zero row is an unused entity slot)."""
+
+    moments: torch.Tensor  # noqa: F821
+    captions: list[str]
+    masks: torch.Tensor  # noqa: F821
+    tokens: torch.Tensor  # noqa: F821
+
+
+def build_pool(vae, tokenizer, cfg: TrainConfig, progress=None) -> ScenePool:
+    """Draw ``cfg.pool`` scenes (seeded by ``cfg.seed``) and encode them with ``vae``."""
+    import torch
+    import torch.nn.functional as F
+
+    side = cfg.size // 4
+    moments, captions, masks, tokens = [], [], [], []
+    for step in range(math.ceil(cfg.pool / cfg.batch)):
+        scenes = training_batch(cfg.seed + 1000, step, cfg.batch, cfg.size)
+        with torch.no_grad():
+            moments.append(vae.encode(_images(scenes)).latent_dist.parameters)
+        for s in scenes:
+            m = torch.zeros(MAX_ENTITIES, cfg.size, cfg.size)
+            t = torch.zeros(MAX_ENTITIES, 77)
+            k = 0
+            for name, mask in s.masks.items():
+                pos = entity_token_positions(tokenizer, s.caption, name)
+                if pos:
+                    m[k] = torch.from_numpy(mask.astype(np.float32))
+                    t[k, pos] = 1.0
+                    k += 1
+            masks.append(F.adaptive_avg_pool2d(m, side))
+            tokens.append(t)
+            captions.append(s.caption)
+        if progress is not None:
+            progress(step)
+    n = cfg.pool
+    return ScenePool(
+        torch.cat(moments)[:n], captions[:n], torch.stack(masks)[:n], torch.stack(tokens)[:n]
+    )
+
+
+class KeepAttentionProcessor:
+    """A cross-attention processor for training: plain attention (as diffusers' classic
+    ``AttnProcessor`` for a transformer block's ``attn2``) whose probabilities, float32
+    [B*heads, N, 77] with their gradients, are appended to ``kept`` as (probs, heads)."""
+
+    def __init__(self, kept: list) -> None:
+        self.kept = kept
+
+    def __call__(
+        self,
+        attn,
+        hidden_states,
+        encoder_hidden_states=None,
+        attention_mask=None,
+        temb=None,
+        *args,
+        **kwargs,
+    ):
+        import torch
+
+        query = attn.head_to_batch_dim(attn.to_q(hidden_states))
+        key = attn.head_to_batch_dim(attn.to_k(encoder_hidden_states))
+        value = attn.head_to_batch_dim(attn.to_v(encoder_hidden_states))
+        probs = attn.get_attention_scores(query, key, None)
+        self.kept.append((probs, attn.heads))
+        out = attn.batch_to_head_dim(torch.bmm(probs, value))
+        return attn.to_out[1](attn.to_out[0](out)) / attn.rescale_output_factor
+
+
+def grounding_loss(kept: list, masks, tokens):
+    """The token and pixel grounding losses (module docstring), averaged over the named
+    entities of the batch and over the attention layers in ``kept``. masks: [B, E, L, L];
+    tokens: [B, E, 77]. Returns a scalar tensor (0 when nothing is named)."""
+    import torch
+    import torch.nn.functional as F
+
+    valid = tokens.amax(-1)  # [B, E]
+    if not kept or float(valid.sum()) == 0:
+        return torch.zeros(())
+    total = torch.zeros(())
+    for probs, heads in kept:
+        bh, n, k = probs.shape
+        p = probs.view(bh // heads, heads, n, k).mean(1)
+        a = torch.einsum("bnk,bek->ben", p, tokens).clamp(1e-6, 1 - 1e-6)  # [B, E, N]
+        m = F.adaptive_avg_pool2d(masks, math.isqrt(n)).flatten(2)
+        inside = (a * m).sum(-1) / a.sum(-1)
+        token = (1 - inside).pow(2)
+        pixel = F.binary_cross_entropy(a, m, reduction="none").mean(-1)
+        total = total + ((token + pixel) * valid).sum() / valid.sum()
+    return total / len(kept)
+
+
 def _pipeline(vae, unet, text_encoder, tokenizer):
     from diffusers import StableDiffusionPipeline
 
@@ -184,23 +308,39 @@ def train_unet(vae, unet, text_encoder, tokenizer, cfg: TrainConfig, log: _Log, 
             cache.update(zip(missing, states, strict=True))
         return torch.stack([cache[c] for c in captions])
 
+    pool = build_pool(vae, tokenizer, cfg)
+    log.write("pool", len(pool.captions), 0.0)
+    kept: list = []
+    keep = KeepAttentionProcessor(kept)
+    unet.set_attn_processor(
+        {n: keep if n.endswith("attn2.processor") else p for n, p in unet.attn_processors.items()}
+    )
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     start = last_save = time.perf_counter()
-    running = None
+    running = running_ground = None
     unet.train()
     step = 0
     for step in range(cfg.unet_steps):
-        scenes = training_batch(cfg.seed + 1000, step, cfg.batch, cfg.size)
-        captions = ["" if rng.random() < cfg.caption_dropout else s.caption for s in scenes]
-        with torch.no_grad():
-            latents = vae.encode(_images(scenes)).latent_dist.sample(generator=gen) * sf
+        idx = torch.from_numpy(rng.integers(0, len(pool.captions), cfg.batch))
+        drop = torch.from_numpy(rng.random(cfg.batch) < cfg.caption_dropout)
+        captions = [
+            "" if d else pool.captions[i] for i, d in zip(idx.tolist(), drop.tolist(), strict=True)
+        ]
+        mean, logvar = pool.moments[idx].chunk(2, dim=1)
+        std = torch.exp(0.5 * logvar.clamp(-30.0, 20.0))
+        latents = (mean + std * torch.randn(mean.shape, generator=gen)) * sf
         noise = torch.randn(latents.shape, generator=gen)
-        t = torch.randint(0, 1000, (len(scenes),), generator=gen)
+        t = torch.randint(0, 1000, (cfg.batch,), generator=gen)
         noisy = noise_sched.add_noise(latents, noise, t)
+        kept.clear()
         pred = unet(noisy, t, encoder_hidden_states=embed(captions)).sample
         weight = torch.clamp(snr[t], max=cfg.min_snr_gamma) / snr[t]  # min-SNR, epsilon
-        loss = (weight * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
+        denoise = (weight * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
+        tokens = pool.tokens[idx] * (~drop).float()[:, None, None]
+        ground = grounding_loss(kept, pool.masks[idx], tokens)
+        kept.clear()
+        loss = denoise + cfg.ground_weight * ground
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
@@ -209,7 +349,12 @@ def train_unet(vae, unet, text_encoder, tokenizer, cfg: TrainConfig, log: _Log, 
         with torch.no_grad():
             for e, p in zip(ema.parameters(), unet.parameters(), strict=True):
                 e.mul_(decay).add_(p.detach(), alpha=1 - decay)
-        running = loss.item() if running is None else 0.99 * running + 0.01 * loss.item()
+        g = float(ground)
+        running_ground = g if running_ground is None else 0.99 * running_ground + 0.01 * g
+        if step % 50 == 0:
+            log.write("ground", step, running_ground)
+        d = float(denoise)
+        running = d if running is None else 0.99 * running + 0.01 * d
         if step % 50 == 0:
             log.write("unet", step, running)
         now = time.perf_counter()
