@@ -37,11 +37,30 @@ def _is_conflict(err: Exception) -> bool:
     return any(w in text for w in ("conflict", "retryable", "concurrent"))
 
 
+FAULT_ENV = "PROTODB_FAULT_KILL_AFTER_COMMITS"
+_commits = 0
+
+
+def commit_point() -> None:
+    """Count a finished Lance commit of this process. A fault-injection hook for the crash
+    tests: with ``PROTODB_FAULT_KILL_AFTER_COMMITS=N`` set, the process SIGKILLs itself right
+    after its N-th commit, so a test can stop a write at every commit boundary in turn."""
+    global _commits
+    _commits += 1
+    limit = os.environ.get(FAULT_ENV)
+    if limit and _commits == int(limit):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def retry_commit(fn: Callable[[], T], *, attempts: int = 8, base_s: float = 0.05) -> T:
     """Run a Lance commit, retrying commit conflicts with exponential backoff and jitter."""
     for attempt in range(attempts):
         try:
-            return fn()
+            out = fn()
+            commit_point()
+            return out
         except Exception as err:  # noqa: BLE001 - Lance raises plain OSError/RuntimeError
             if attempt == attempts - 1 or not _is_conflict(err):
                 raise
@@ -60,17 +79,34 @@ class Locks:
     uri: str
     at: int | None
 
+    def _lock_file(self, name: str) -> int:
+        """Open (creating) a lock file of a local bank; a bank this user cannot write is one
+        line (reads need no lock and keep working)."""
+        try:
+            return os.open(os.path.join(self._dir, name), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise BankError(
+                f"bank {self.uri!r} is read-only here ({err.strerror}): it can be read but not "
+                "written; ask its owner for write access, or `protodb export` it and import "
+                "the export into a bank of your own"
+            ) from None
+
     @contextlib.contextmanager
-    def commit_lock(self) -> Iterator[None]:
-        """Exclusive, re-entrant lock for a check-then-commit section (local banks only)."""
+    def commit_lock(self, *, wait: bool = True) -> Iterator[None]:
+        """Exclusive, re-entrant lock for a check-then-commit section (local banks only);
+        ``wait=False`` raises BlockingIOError when another process holds it."""
         if self._dir is None:
             yield
             return
         import fcntl
 
         if self._lock_depth == 0:
-            fd = os.open(os.path.join(self._dir, COMMIT_LOCK), os.O_RDWR | os.O_CREAT, 0o644)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fd = self._lock_file(COMMIT_LOCK)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BaseException:
+                os.close(fd)
+                raise
             self._lock_fd = fd
         self._lock_depth += 1
         try:
@@ -92,7 +128,7 @@ class Locks:
             return
         import fcntl
 
-        fd = os.open(os.path.join(self._dir, WRITER_LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+        fd = self._lock_file(WRITER_LOCK)
         mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
         try:
             try:
@@ -107,6 +143,7 @@ class Locks:
             os.close(fd)  # closing releases the lock
 
     def _check_writable(self) -> None:
+        self._settle_pending()
         if self._at is not None:
             raise BankError(
                 f"the bank is open read-only at version {self.at} (--at); drop --at to write, "

@@ -241,10 +241,11 @@ def restore(bank: Bank, version: int) -> LogEntry:
                     "was removed by gc (gc keeps only the latest and vocabulary-pinned versions)"
                 )
             plan[name] = want
-        for name, want in plan.items():
-            tbl = bank.table(name)
-            if want is None:
-                retry_commit(lambda t=tbl: t.delete("true"))
-            elif int(tbl.version) != want:
-                retry_commit(lambda t=tbl, w=want: t.restore(w))
-        return bank.log("restore", {"to": version})
+        with bank.atomic("restore"):  # every table, or none, then the history row
+            for name, want in plan.items():
+                tbl = bank.table(name)
+                if want is None:
+                    retry_commit(lambda t=tbl: t.delete("true"))
+                elif int(tbl.version) != want:
+                    retry_commit(lambda t=tbl, w=want: t.restore(w))
+            return bank.log("restore", {"to": version})

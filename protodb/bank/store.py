@@ -15,8 +15,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from protodb.bank.commit import Locks, current_user, retry_commit
+from protodb.bank.commit import Locks, commit_point, current_user, retry_commit
 from protodb.bank.history import History
+from protodb.bank.journal import Journaled
 from protodb.bank.lance_direct import VectorReader
 from protodb.bank.reads import Reads
 from protodb.bank.schema import (
@@ -38,7 +39,7 @@ def local_path(uri: str) -> str | None:
     return None if "://" in uri else uri
 
 
-class Bank(Locks, KeyedWrites, Reads, History):
+class Bank(Locks, Journaled, KeyedWrites, Reads, History):
     """A protodb bank at a LanceDB URI (a local directory or s3://, gs://, az://).
 
     Open with :func:`open_bank`. ``create=False`` refuses to create a missing bank. ``at`` opens
@@ -89,6 +90,9 @@ class Bank(Locks, KeyedWrites, Reads, History):
         self._check_schema()
         if at is not None:
             self._open_at(at)
+        elif self.meta().get("journal") is not None:
+            self.recover()
+            self._at = self.pending_versions()  # an unfinished operation stays invisible
 
     # ------------------------------------------------------------------ tables
 
@@ -214,6 +218,7 @@ class Bank(Locks, KeyedWrites, Reads, History):
                 schema=table_schema(name, dim, dtype),
                 data_storage_version=PROTOTYPE_STORAGE_VERSION,
             )
+        commit_point()
 
     def table_names(self) -> list[str]:
         names, token = [], None

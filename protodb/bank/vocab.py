@@ -195,7 +195,8 @@ def create_vocab(
             raise ProtodbError(
                 f"vocabulary {name!r} exists and vocabularies are immutable; choose another name"
             )
-        return _pin_vocab(bank, name, chosen, vexts)
+        with bank.atomic("vocab create"):  # tags, row and history row: all or nothing
+            return _pin_vocab(bank, name, chosen, vexts)
 
 
 def _pin_vocab(bank: Bank, name: str, chosen: list, vexts: list) -> Vocabulary:

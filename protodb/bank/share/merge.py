@@ -1,9 +1,10 @@
 """Import an export, or merge another bank, into a target bank.
 
 The source is read and checked in full first (:mod:`~protodb.bank.share.validate`); then new
-sets, support images and vocabularies are written with the bank's keyed writes. Should a write
-fail, the target's tables and tags are restored to their versions before the import, so a
-refused or failed import leaves the target unchanged.
+sets, support images and vocabularies are written with the bank's keyed writes, and the history
+row last, inside one journalled operation (:meth:`~protodb.bank.journal.Journaled.atomic`): a
+refused or failed import leaves the target unchanged, and one killed at any moment reads, from
+the next open on, exactly as before or exactly as after.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from protodb.bank.commit import retry_commit
 from protodb.bank.schema import (
     SetKey,
     rows_of_sets,
@@ -106,31 +106,10 @@ def _absorb(
         new_sets, same = find_conflicts(target, tables, label)
         vocabs = _vocab_plan(target, tables["vocabs"].to_pylist(), rename, label)
         result.skipped = len(same)
-        before = target.versions()
-        tags = {name: target.tags(name) for name in before}
-        try:
+        with target.atomic(op):
             _write(target, tables, new_sets, vocabs, result)
-        except BaseException:
-            _roll_back(target, before, tags)
-            raise
-        target.log(op, {"source": label, "sets": result.sets, "vocabs": result.vocabs})
+            target.log(op, {"source": label, "sets": result.sets, "vocabs": result.vocabs})
     return result
-
-
-def _roll_back(target: Bank, before: dict[str, int], tags: dict[str, dict[str, int]]) -> None:
-    """Put every table (and its vocabulary tags) back as it was before a failed import."""
-    for name in target.table_names():
-        was = tags.get(name, {})
-        for tag, version in target.tags(name).items():
-            if tag not in was:
-                target.untag(name, tag)
-            elif version != was[tag]:
-                target.tag(name, tag, was[tag])
-        tbl = target.table(name)
-        if name not in before:
-            retry_commit(lambda t=tbl: t.delete("true"))
-        elif int(tbl.version) != before[name]:
-            retry_commit(lambda t=tbl, v=before[name]: t.restore(v))
 
 
 def import_export(target: Bank, source: str, *, rename: str | None = None) -> ShareResult:

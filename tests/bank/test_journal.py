@@ -1,0 +1,207 @@
+"""All-or-nothing operations (protodb.bank.journal): a failure rolls back, a kill -9 at every
+commit boundary of ``import`` and ``merge`` leaves a bank that reads exactly as before or exactly
+as after from the next open on, and an unfinished operation is never half visible."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+import protodb
+from protodb.bank.commit import FAULT_ENV
+from protodb.bank.journal import JOURNAL_KEY
+from protodb.bank.schema import table_schema
+from protodb.bank.store import open_bank
+from protodb.errors import BankError
+
+CLI = "from protodb.cli.app import main; main()"
+
+
+def content(path: Path) -> dict:
+    """What a reader of the bank sees: every table's rows (sorted JSON lines, hashed; times of
+    creation and write ids left out), its tags, the history's operations; is a journal left."""
+    bank = open_bank(str(path), create=False)
+    out = {}
+    for name in bank.table_names():
+        if name == "meta":
+            continue
+        table = bank.read(name)
+        # a clock and a fresh uuid per write: not content, they differ run to run
+        table = table.drop_columns(
+            [c for c in ("created_at", "write_id") if c in table.schema.names]
+        )
+        rows = sorted(json.dumps(r, sort_keys=True, default=str) for r in table.to_pylist())
+        out[name] = (hashlib.sha256("\n".join(rows).encode()).hexdigest(), bank.tags(name))
+    out["ops"] = [e.op for e in bank.history()]
+    out["journal"] = JOURNAL_KEY in bank.meta()
+    return out
+
+
+def _cli(bank: Path, *args: str, kill_after: int | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.pop(FAULT_ENV, None)
+    if kill_after is not None:
+        env[FAULT_ENV] = str(kill_after)
+    return subprocess.run(
+        [sys.executable, "-c", CLI, "--bank", str(bank), "--profile", "tiny", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_a_failing_operation_rolls_back_every_table(bank_copy):
+    before = content(bank_copy)
+    bank = open_bank(str(bank_copy))
+    with pytest.raises(RuntimeError, match="boom"), bank.commit_lock(), bank.atomic("test"):
+        bank.upsert_class("blue_cup", "blue cup")
+        bank.ensure_prototype_table("made-up-extractor", 4, "float32")
+        bank.tag("classes", "vocab.zz", int(bank.table("classes").version))
+        raise RuntimeError("boom")
+    assert content(bank_copy) == before
+    assert "prototypes_made-up-extractor" not in open_bank(str(bank_copy)).table_names()
+
+
+def _leave_journal(path: Path, op: str, finish: bool) -> None:
+    """What a process killed inside ``atomic`` leaves: a journal row, some writes, and (when it
+    got that far) its history row."""
+    bank = open_bank(str(path))
+    versions = bank.versions()
+    journal = {
+        "op": op,
+        "versions": versions,
+        "tags": {t: bank.tags(t) for t in versions if t != "meta"},
+        "log_version": len(bank.history()) + 1,
+        "started_at": "2026-01-01T00:00:00+00:00",
+    }
+    row = {"key": [JOURNAL_KEY], "value": [json.dumps(journal)]}
+    bank.append("meta", pa.table(row, schema=table_schema("meta")))
+    bank.upsert_class("blue_cup", "blue cup")
+    if finish:
+        bank.log(op, {})
+
+
+def test_the_next_open_rolls_back_an_unfinished_operation(bank_copy):
+    before = content(bank_copy)
+    _leave_journal(bank_copy, "import", finish=False)
+    bank = open_bank(str(bank_copy))
+    assert bank.recovered == "rolled back an interrupted import"
+    assert content(bank_copy) == before
+
+
+def test_the_next_open_keeps_a_finished_operation(bank_copy):
+    _leave_journal(bank_copy, "import", finish=True)
+    bank = open_bank(str(bank_copy))
+    assert bank.recovered == "completed import"
+    after = content(bank_copy)
+    assert after["ops"][-1] == "import" and not after["journal"]
+    assert "blue_cup" in bank.read("classes").column("class_key").to_pylist()
+
+
+def test_an_unfinished_operation_is_invisible_while_its_writer_lives(bank_copy):
+    """A live writer holds the commit lock: a reader opened meanwhile reads as before, and a
+    writer waits for it and then recovers."""
+    import fcntl
+
+    before = content(bank_copy)
+    _leave_journal(bank_copy, "import", finish=False)
+    fd = os.open(bank_copy / "_protodb_commit.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # "the importer is alive"
+    try:
+        reader = open_bank(str(bank_copy))
+        assert reader.recovered is None
+        assert "blue_cup" not in reader.read("classes").column("class_key").to_pylist()
+    finally:
+        os.close(fd)  # "the importer died"
+    reader.upsert_class("green_cup", "green cup")  # a write recovers first
+    keys = set(open_bank(str(bank_copy)).read("classes").column("class_key").to_pylist())
+    assert "green_cup" in keys and "blue_cup" not in keys
+    assert content(bank_copy)["ops"] == before["ops"]
+
+
+def _kill_trials(target: Path, args: list[str], every: int) -> tuple[int, int]:
+    """Run ``args`` killed after its 1st, 1+every-th, ... commit, each time on a fresh copy of
+    ``target``, until a run is not killed, and then after each of the last ``every`` commits;
+    every trial must read as before or after. Returns (trials, trials that read as after)."""
+    fresh = target.parent / "fresh"
+    shutil.copytree(target, fresh)
+    before = content(target)
+    done = _cli(target, *args)
+    assert done.returncode == 0, done.stderr
+    after = content(target)
+    assert after != before and not after["journal"]
+    trials = afters = 0
+
+    def trial(k: int) -> bool:
+        nonlocal trials, afters
+        shutil.rmtree(target)
+        shutil.copytree(fresh, target)
+        run = _cli(target, *args, kill_after=k)
+        if run.returncode == 0:
+            return False
+        assert run.returncode == -9, run.stderr
+        got = content(target)  # opening recovers
+        assert got in (before, after), f"killed after commit {k}: half state"
+        trials += 1
+        afters += got == after
+        return True
+
+    k = 1
+    while trial(k):
+        k += every
+    # the last commits (the history row, the journal's removal) are always among the trials
+    for last in range(max(k - every + 1, 1), k):
+        trial(last)
+    return trials, afters
+
+
+def _sources(tiny_bank, tmp_path: Path) -> tuple[Path, Path]:
+    """(an export of the session bank's v1, a target bank holding one class of its own)."""
+    src = tmp_path / "v1.protodb"
+    protodb.connect(tiny_bank.path, profile="tiny", device="cpu").export(src, vocab="v1")
+    target = tmp_path / "target" / "bank"
+    db = protodb.connect(target, profile="tiny", device="cpu")
+    db.add(["blue cup"], n=2, extractors=("dinov2",), progress=False)
+    return src, target
+
+
+@pytest.mark.parametrize("op", ["import", "merge"])
+def test_kill9_at_commit_boundaries_reads_before_or_after(tiny_bank, tmp_path, op):
+    """Every fifth commit boundary and the last few (all of them in the slow run below)."""
+    src, target = _sources(tiny_bank, tmp_path)
+    args = ["import", str(src)] if op == "import" else ["merge", str(tiny_bank.path)]
+    trials, afters = _kill_trials(target, args, every=5)
+    assert trials >= 5 and afters >= 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("op", ["import", "merge"])
+def test_kill9_at_every_commit_boundary(tiny_bank, tmp_path, op):
+    src, target = _sources(tiny_bank, tmp_path)
+    args = ["import", str(src)] if op == "import" else ["merge", str(tiny_bank.path)]
+    trials, afters = _kill_trials(target, args, every=1)
+    assert trials >= 15 and afters >= 1
+
+
+def test_a_read_only_bank_reads_and_refuses_writes_in_one_line(bank_copy):
+    """A lock file this process cannot open for writing (as on a read-only mount; tests run as
+    root, so permissions alone cannot show it): reads work, a write is one line and a non-zero
+    exit."""
+    for lock in ("_protodb_commit.lock", "_protodb_writers.lock"):
+        (bank_copy / lock).unlink(missing_ok=True)
+        (bank_copy / lock).mkdir()
+    before = content(bank_copy)
+    assert _cli(bank_copy, "ls").returncode == 0
+    run = _cli(bank_copy, "vocab", "create", "v2", "red apple")
+    assert run.returncode == BankError.exit_code
+    assert run.stderr.strip().count("\n") == 0 and "read-only" in run.stderr
+    assert content(bank_copy) == before
