@@ -2,7 +2,8 @@
 
 This module holds the root app and its global options, and lists every command with the module
 that defines it; each command group is its own module (add, browse, vocab, segment, evaluate,
-world, demo, manage), sharing cli/common.py.
+world, demo, manage), sharing cli/common.py; cli/quick.py runs the plain listings (ls, history,
+show, vocab ls / show) without typer's parsing, to start faster.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from protodb.cli import add, browse, demo, evaluate, manage, segment, vocab, world
+from protodb.cli import add, browse, demo, evaluate, manage, quick, segment, vocab, world
 from protodb.cli.common import crash_message, crash_report, err
 
 app = typer.Typer(
@@ -92,6 +93,9 @@ def main() -> None:
     unexpected exception (a bug) is one line naming the crash log that holds its traceback,
     exit code 1 (the traceback inline with --debug or PROTODB_DEBUG=1)."""
     try:
+        call = quick.parse(sys.argv[1:])
+        if call is not None:  # a plain listing: the same command, without typer's parsing
+            quick.run(call)
         app()
     except Exception as exc:  # noqa: BLE001 - the last line of defence, see the docstring
         if "--debug" in sys.argv[1:] or os.environ.get("PROTODB_DEBUG", "") not in ("", "0"):

@@ -125,6 +125,7 @@ class ProtoDB:
         self.settings = Settings.resolve(bank=bank, profile=profile, device=device)
         self.at = at  # read the bank as it was at this bank version (read-only)
         self._bank: Bank | None = None
+        self._reader = None  # the quick reader of _read; False: the Bank reads
         self._device: str | None = None
         self._assembled: dict[str, list] = {}
         self._segmenters: dict[tuple, object] = {}
@@ -140,6 +141,26 @@ class ProtoDB:
         if self._bank is None:
             self._bank = open_bank(self.settings.bank, create=False, at=self.at)
         return self._bank
+
+    def _read(self, read: Callable):
+        """``read(bank)`` for the listings (classes, history, vocabularies): through the open
+        Bank if there is one, else through a quick Lance-only reader (protodb.bank.readonly:
+        no lancedb import, so ``protodb ls`` starts in well under a second) where it applies,
+        else, or when it fails in any way but a protodb error, through the Bank opened
+        without creating it, as before."""
+        if self._bank is None:
+            from protodb.bank.readonly import open_reader
+
+            if self._reader is None:
+                self._reader = open_reader(self.settings.bank, at=self.at) or False
+            if self._reader:
+                try:
+                    return read(self._reader)
+                except ProtodbError:
+                    raise
+                except Exception:  # noqa: BLE001 - the Bank reads it or reports it, as before
+                    self._reader = False
+        return read(self.open_existing())
 
     @property
     def device(self) -> str:
@@ -242,15 +263,7 @@ class ProtoDB:
     # ------------------------------------------------------------------ reads
 
     def classes(self) -> list[ClassInfo]:
-        bank = self.open_existing()
-        sets = bank.sets().to_pylist()
-        out = []
-        for row in sorted(bank.classes().to_pylist(), key=lambda r: r["class_key"]):
-            mine = [_set_dict(s) for s in sets if s["class_key"] == row["class_key"]]
-            out.append(
-                ClassInfo(row["name"], row["class_key"], row["kind"], row["kind_source"], mine)
-            )
-        return out
+        return self._read(_class_infos)
 
     def show(self, name: str) -> ClassInfo:
         key = class_key(name)
@@ -262,7 +275,7 @@ class ProtoDB:
         )
 
     def history(self) -> list[LogEntry]:
-        return self.open_existing().history()
+        return self._read(lambda bank: bank.history())
 
     # ------------------------------------------------------------------ versions, sharing
 
@@ -316,12 +329,12 @@ class ProtoDB:
         )
 
     def vocabs(self) -> list[Vocabulary]:
-        return list_vocabs(self.open_existing())
+        return self._read(list_vocabs)
 
     def vocab(self, name: str, config: QueryConfig | None = None) -> VocabHandle:
         """A handle on vocabulary ``name``; ``config`` sets the query engine's options
         (default: :meth:`default_query_config`)."""
-        vocab = get_vocab(self.open_existing(), name)
+        vocab = self._read(lambda bank: get_vocab(bank, name))
         return VocabHandle(self, vocab, config or self.default_query_config())
 
     def default_query_config(self, **overrides) -> QueryConfig:
@@ -441,6 +454,16 @@ class ProtoDB:
         from protodb.world.bank import build_bank
 
         return build_bank(self, n=n, seed=seed, vocab=vocab, progress=progress)
+
+
+def _class_infos(bank) -> list[ClassInfo]:
+    """The classes of a bank (a Bank or a BankReader), by class key, with their sets."""
+    sets = bank.sets().to_pylist()
+    out = []
+    for row in sorted(bank.classes().to_pylist(), key=lambda r: r["class_key"]):
+        mine = [_set_dict(s) for s in sets if s["class_key"] == row["class_key"]]
+        out.append(ClassInfo(row["name"], row["class_key"], row["kind"], row["kind_source"], mine))
+    return out
 
 
 def _set_dict(row: dict) -> dict:

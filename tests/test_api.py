@@ -78,6 +78,41 @@ def test_history_and_vocabs(tiny_bank):
         tiny_bank.db.vocab("v2")
 
 
+def test_listings_through_the_quick_reader_equal_the_banks(grown_bank):
+    """A new session lists through protodb.bank.readonly (no Bank opened); the same session
+    with its Bank open lists through the Bank: the same classes, history and vocabularies, at
+    the latest and at every bank version."""
+    for at in (None, 1, 3, 5):
+        quick = protodb.connect(grown_bank.path, profile="tiny", device="cpu", at=at)
+        full = protodb.connect(grown_bank.path, profile="tiny", device="cpu", at=at)
+        full.open_existing()
+        assert quick.classes() == full.classes()
+        assert quick.show("red apple") == full.show("red apple")
+        assert quick.history() == full.history()
+        assert quick.vocabs() == full.vocabs()
+        if at != 1:
+            assert quick.vocab("v1").info == full.vocab("v1").info
+        assert quick._bank is None and quick._reader
+
+
+def test_listings_fall_back_to_the_bank(tiny_bank, monkeypatch):
+    """A protodb error of a listing is the listing's; any other failure of the quick reader
+    leaves the listing to the Bank, which reads it or reports it as before."""
+    from protodb.bank.readonly import BankReader
+
+    db = protodb.connect(tiny_bank.path, profile="tiny", device="cpu")
+    with pytest.raises(NotFoundError, match="unknown vocabulary 'v2'"):
+        db.vocab("v2")
+    assert db._bank is None
+
+    def broken(self, *args, **kwargs):
+        raise OSError("Lance could not read it")
+
+    monkeypatch.setattr(BankReader, "read", broken)
+    assert [c.name for c in db.classes()] == sorted(CLASSES)
+    assert db._bank is not None and db._reader is False
+
+
 @pytest.mark.parametrize(
     "call",
     [

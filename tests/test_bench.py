@@ -62,3 +62,27 @@ def test_run_all_reports_a_failing_bench(tmp_path, capsys):
     assert out.out.splitlines() == ["speed\t3.0\tms\tbaseline: -"]
     assert "failed: bench_zz.py" in out.err
     assert run_all.main(["--dir", str(d), "--only", "nothing"]) == 1
+
+
+def test_startup_bench_runs_the_named_trees_cli(tmp_path):
+    """bench_startup.py's runs import the CLI of the tree they name, not the installed one: a
+    copy of this tree whose --help says something else is the one that answers."""
+    import shutil
+
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_startup", BENCH / "bench_startup.py")
+        bench = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(bench)
+    finally:
+        sys.path.remove(str(BENCH))
+    tree = tmp_path / "tree"
+    for part in ("protodb", "cli", "schemas"):
+        shutil.copytree(bench.ROOT / part, tree / part, symlinks=True)
+    app = tree / "cli" / "app.py"
+    app.write_text(app.read_text().replace("A prototype database", "A COPIED prototype database"))
+    wall, cpu, status = bench.timed(bench.protodb_cmd(tree, "--help"), tmp_path / "out")
+    assert status == 0 and wall > 0 and cpu > 0
+    assert "A COPIED prototype database" in (tmp_path / "out").read_text()
+    names = [name for name, _ in bench.commands(tmp_path / "bank", quick=True)]
+    assert names == ["python -c pass", "--help", "ls", "history"]

@@ -23,8 +23,9 @@ opened earlier see other processes' commits.
 
 Modules: store (:class:`Bank`, connection and tables), commit (locks, retries), writes (keyed
 writes), reads (set lookups, fast vocabulary loads), history (versions, tags), schema (tables,
-keys, row encodings), lance_direct (direct vector reads), vocab (pinned vocabularies),
-maintenance (gc, restore), share (export, import, merge).
+keys, row encodings), lance_direct (direct vector reads), readonly (listings through pylance
+alone, without lancedb), vocab (pinned vocabularies), maintenance (gc, restore), share (export,
+import, merge).
 """
 
 from protodb.bank.schema import LogEntry, SetKey

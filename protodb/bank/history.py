@@ -18,13 +18,7 @@ class History:
     """History and tags, mixed into :class:`protodb.bank.store.Bank`."""
 
     def _open_at(self, version: int) -> None:
-        entries = self.history()
-        if not 1 <= version <= len(entries):
-            raise NotFoundError(
-                f"bank version {version} does not exist (versions 1 to {len(entries)}); "
-                "see `protodb history`"
-            )
-        self._at = dict(entries[version - 1].versions)
+        self._at = versions_at(self.history(), version)
         self.at = version
 
     def log(self, op: str, detail: dict) -> LogEntry:
@@ -67,16 +61,31 @@ class History:
         return {k: int(v["version"]) for k, v in self.table(table).tags.list().items()}
 
     def history(self) -> list[LogEntry]:
-        rows = self.read("log").to_pylist()
-        rows.sort(key=lambda r: r["version"])
-        return [
-            LogEntry(
-                version=r["version"],
-                op=r["op"],
-                detail=json.loads(r["detail"]),
-                versions=json.loads(r["versions"]),
-                user=r["user"],
-                created_at=r["created_at"],
-            )
-            for r in rows
-        ]
+        return log_entries(self.read("log"))
+
+
+def log_entries(log: pa.Table) -> list[LogEntry]:
+    """The rows of the ``log`` table as entries, oldest first (the bank's versions)."""
+    rows = log.to_pylist()
+    rows.sort(key=lambda r: r["version"])
+    return [
+        LogEntry(
+            version=r["version"],
+            op=r["op"],
+            detail=json.loads(r["detail"]),
+            versions=json.loads(r["versions"]),
+            user=r["user"],
+            created_at=r["created_at"],
+        )
+        for r in rows
+    ]
+
+
+def versions_at(entries: list[LogEntry], version: int) -> dict[str, int]:
+    """The table versions of bank version ``version`` (``protodb --at``), from its history."""
+    if not 1 <= version <= len(entries):
+        raise NotFoundError(
+            f"bank version {version} does not exist (versions 1 to {len(entries)}); "
+            "see `protodb history`"
+        )
+    return dict(entries[version - 1].versions)

@@ -27,8 +27,9 @@ from protodb.bank.schema import (
 from protodb.errors import NotFoundError
 
 
-class Reads:
-    """Set lookups and prototype loads, mixed into :class:`protodb.bank.store.Bank`."""
+class RowReads:
+    """Lookups made of :meth:`read` calls alone, mixed into :class:`protodb.bank.store.Bank` and
+    :class:`protodb.bank.readonly.BankReader`."""
 
     def find_set(self, key: SetKey) -> dict | None:
         """The completion record of a prototype set (a ``sets`` row as a dict), or None."""
@@ -51,6 +52,10 @@ class Reads:
             f"class_key = {sql_str(class_key)} AND generator_id = {sql_str(generator_id)}"
             f" AND seed = {int(seed)}",
         )
+
+
+class Reads(RowReads):
+    """Set lookups and prototype loads, mixed into :class:`protodb.bank.store.Bank`."""
 
     def _set_index(self, extractor_id: str, sets_version: int) -> tuple[pa.Table, pa.Array]:
         """One extractor's completion records at a ``sets`` version: (write_id, row_start,

@@ -39,6 +39,13 @@ def local_path(uri: str) -> str | None:
     return None if "://" in uri else uri
 
 
+def missing_bank(uri: str) -> NotFoundError:
+    """The error for a read of a bank that is not there."""
+    return NotFoundError(
+        f"no protodb bank at {uri!r}; create one with `protodb --bank {uri} add CLASS`"
+    )
+
+
 class Bank(Locks, Journaled, KeyedWrites, Reads, History):
     """A protodb bank at a LanceDB URI (a local directory or s3://, gs://, az://).
 
@@ -56,9 +63,7 @@ class Bank(Locks, Journaled, KeyedWrites, Reads, History):
         self.uri = uri
         self._dir = local_path(uri)
         if not create and self._dir is not None and not os.path.isdir(self._dir):
-            raise NotFoundError(
-                f"no protodb bank at {uri!r}; create one with `protodb --bank {uri} add CLASS`"
-            )
+            raise missing_bank(uri)
         try:
             if self._dir is not None and create:
                 os.makedirs(self._dir, exist_ok=True)
@@ -80,9 +85,7 @@ class Bank(Locks, Journaled, KeyedWrites, Reads, History):
         self.at: int | None = None
         exists = self._exists("meta")
         if not exists and not create:
-            raise NotFoundError(
-                f"no protodb bank at {uri!r}; create one with `protodb --bank {uri} add CLASS`"
-            )
+            raise missing_bank(uri)
         if not exists:
             with self.commit_lock():
                 if not self._exists("meta"):

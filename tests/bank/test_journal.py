@@ -205,3 +205,16 @@ def test_a_read_only_bank_reads_and_refuses_writes_in_one_line(bank_copy):
     assert run.returncode == BankError.exit_code
     assert run.stderr.strip().count("\n") == 0 and "read-only" in run.stderr
     assert content(bank_copy) == before
+
+
+def test_the_quick_reader_leaves_a_journal_to_the_bank(bank_copy):
+    """Listings read through pylance alone (protodb.bank.readonly) except when a journal is
+    there: then the Bank opens, recovers, and the listing shows the bank as before."""
+    from protodb.bank.readonly import open_reader
+
+    assert open_reader(str(bank_copy)) is not None
+    _leave_journal(bank_copy, "import", finish=False)
+    assert open_reader(str(bank_copy)) is None
+    run = _cli(bank_copy, "ls")
+    assert run.returncode == 0 and "blue cup" not in run.stdout
+    assert open_reader(str(bank_copy)) is not None  # recovered by that ls
