@@ -195,3 +195,21 @@ def test_grounding_loss_is_low_when_attention_lands_on_the_mask():
     assert float(good) < 0.05 < 1.0 < float(bad)
     # nothing named (caption dropped): no loss
     assert float(grounding_loss([(probs(False), heads)], mask, tokens * 0)) == 0.0
+
+
+def test_a_run_resumes_from_a_saved_one(trained, tmp_path):
+    """--resume: the saved VAE (and its scaling factor) and text encoder are kept, the UNet goes
+    on from the saved weights; template captions for scenes of several things."""
+    from protodb.world.learned.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        unet_steps=2, batch=2, pool=4, template_share=1.0, resume=str(trained), save_minutes=0.0
+    )
+    out = train(cfg, tmp_path / "more")
+    for part in ("vae", "text_encoder"):
+        a = sorted((trained / part).glob("*.safetensors"))[0].read_bytes()
+        b = sorted((out / part).glob("*.safetensors"))[0].read_bytes()
+        assert a == b, part
+    assert (out / "resumed_config.json").read_text() == (trained / "train_config.json").read_text()
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert "vae" not in {r["stage"] for r in log}

@@ -62,6 +62,8 @@ class TrainConfig:
     text_hidden: int = 64
     ground_weight: float = 0.1
     pool: int = 16_384
+    template_share: float = 0.0
+    resume: str = ""
 
 
 def build_models(cfg: TrainConfig):
@@ -175,6 +177,21 @@ class ScenePool:
     tokens: torch.Tensor  # noqa: F821
 
 
+def _pool_caption(scene, cfg: TrainConfig, index: int) -> str:
+    """The scene's caption, or, for a ``template_share`` of scenes with two or more things, the
+    template prompt naming one of them (what protodb's support images are sampled with, and
+    what the attention evaluation asks): the others are then unnamed, and only the named thing
+    is grounded."""
+    from protodb.world.learned.evaluate import THING_NAMES
+    from protodb.world.learned.scenes import TEMPLATE
+
+    things = [n for n in scene.masks if n in THING_NAMES]
+    rng = np.random.default_rng([cfg.seed, 77, index])
+    if len(things) >= 2 and rng.random() < cfg.template_share:
+        return TEMPLATE.format(things[rng.integers(len(things))])
+    return scene.caption
+
+
 def build_pool(vae, tokenizer, cfg: TrainConfig, progress=None) -> ScenePool:
     """Draw ``cfg.pool`` scenes (seeded by ``cfg.seed``) and encode them with ``vae``."""
     import torch
@@ -186,7 +203,8 @@ def build_pool(vae, tokenizer, cfg: TrainConfig, progress=None) -> ScenePool:
         scenes = training_batch(cfg.seed + 1000, step, cfg.batch, cfg.size)
         with torch.no_grad():
             moments.append(vae.encode(_images(scenes)).latent_dist.parameters)
-        for s in scenes:
+        for i, s in enumerate(scenes):
+            s.caption = _pool_caption(s, cfg, step * cfg.batch + i)
             m = torch.zeros(MAX_ENTITIES, cfg.size, cfg.size)
             t = torch.zeros(MAX_ENTITIES, 77)
             k = 0
@@ -367,6 +385,26 @@ def train_unet(vae, unet, text_encoder, tokenizer, cfg: TrainConfig, log: _Log, 
     return ema
 
 
+def _load_run(src: str, vae, unet, text_encoder, out: Path) -> None:
+    """Continue from a saved run (``--resume DIR``): its VAE (trained; its scaling factor kept),
+    its UNet (the EMA weights it saved, now trained further) and its text encoder; its config
+    is kept beside the new one as ``resumed_config.json``."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    src_dir = Path(src)
+    saved = AutoencoderKL.from_pretrained(src_dir, subfolder="vae")
+    vae.load_state_dict(saved.state_dict())
+    vae.register_to_config(scaling_factor=saved.config.scaling_factor)
+    unet.load_state_dict(
+        UNet2DConditionModel.from_pretrained(src_dir, subfolder="unet").state_dict()
+    )
+    te = CLIPTextModel.from_pretrained(src_dir, subfolder="text_encoder")
+    text_encoder.load_state_dict(te.state_dict())
+    if (src_dir / "train_config.json").is_file():
+        (out / "resumed_config.json").write_text((src_dir / "train_config.json").read_text())
+
+
 def train(cfg: TrainConfig, out: str | Path) -> Path:
     """Run the whole training into ``out`` (created); returns the pipeline directory."""
     import torch
@@ -378,8 +416,11 @@ def train(cfg: TrainConfig, out: str | Path) -> Path:
     (out / "train_log.jsonl").unlink(missing_ok=True)
     log = _Log(out / "train_log.jsonl")
     vae, unet, text_encoder, tokenizer = build_models(cfg)
-    scale = train_vae(vae, cfg, log)
-    vae.register_to_config(scaling_factor=scale)
+    if cfg.resume:
+        _load_run(cfg.resume, vae, unet, text_encoder, out)
+    else:
+        scale = train_vae(vae, cfg, log)
+        vae.register_to_config(scaling_factor=scale)
     vae.requires_grad_(False)
     ema = train_unet(vae, unet, text_encoder, tokenizer, cfg, log, out)
     _pipeline(vae, ema, text_encoder, tokenizer).save_pretrained(out)
