@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from protodb.bank.schema import SetKey, now, vectors_to_arrow
 from protodb.bank.store import Bank, open_bank
+from protodb.images import png_bytes
 from protodb.synthesis.add import SUPPORT_KEY
 
 EXTRACTOR = "ext-1"
@@ -40,7 +41,7 @@ def write_class(bank: Bank, i: int, n_support: int = 2) -> bool:
     key = f"class {i}"
     with bank.writer():
         bank.upsert_class(key, key)
-        png = bytes([i % 256]) * 16
+        png = png_bytes(np.full((4, 4, 3), i % 256, np.uint8))  # a real 4x4 PNG
         bank.insert_new(
             "supports",
             pa.table(

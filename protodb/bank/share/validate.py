@@ -151,11 +151,19 @@ def read_source(src: Bank, label: str, *, require_manifest: bool) -> tuple[dict,
     if missing:
         raise refuse(f"{label!r} is not a protodb bank: tables {missing} are missing")
     tables: dict[str, pa.Table] = {}
-    for name in names:
-        order = _check_schema(name, src.table(name).schema, label)
-        if name not in ("log", "meta"):
-            tables[name] = src.read(name).select(order)
-    meta = src.meta()
+    try:
+        for name in names:
+            order = _check_schema(name, src.table(name).schema, label)
+            if name not in ("log", "meta"):
+                tables[name] = src.read(name).select(order)
+        meta = src.meta()
+    except ImportRefused:
+        raise
+    except Exception as err:  # noqa: BLE001 - Lance raises OSError/ValueError/... on bad data
+        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
+        raise refuse(
+            f"{label!r}: its Lance data cannot be read ({type(err).__name__}: {first})"
+        ) from None
     manifest = None
     if "manifest" in meta:
         try:
@@ -185,11 +193,119 @@ def read_source(src: Bank, label: str, *, require_manifest: bool) -> tuple[dict,
     elif require_manifest:
         raise refuse(f"{label!r} has no export manifest: not a protodb export")
     _check_content(tables, label)
+    if manifest is not None:
+        _check_manifest_provenance(tables, manifest, label)
     return tables, manifest
 
 
+def _json(text, what: str, label: str):
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        raise refuse(f"{label!r}: {what} is not valid JSON") from None
+
+
+def _check_names(tables: dict[str, pa.Table], label: str) -> None:
+    """Class names and keys as strictly as ``add`` makes them: canonical, no control, format or
+    surrogate characters, within the length limit, and the key the name's own."""
+    from protodb.names import canonical
+
+    for name in ("classes", "sets"):
+        for r in tables[name].select(["class_key", "name"]).to_pylist():
+            shown = str(r["name"]).encode("unicode_escape").decode()[:60]
+            try:
+                ok = canonical(r["name"]) == r["name"] and r["class_key"] == r["name"].casefold()
+            except ProtodbError as err:
+                raise refuse(f"{label!r}: class {shown!r} is refused: {err}") from None
+            if not ok:
+                raise refuse(
+                    f"{label!r}: class {shown!r} is not in canonical form or its key "
+                    f"{str(r['class_key']).encode('unicode_escape').decode()[:60]!r} is not its own"
+                )
+    keys = set(tables["classes"].column("class_key").to_pylist())
+    for name in ("sets", "supports", "masks", "cells"):
+        stray = set(tables[name].column("class_key").to_pylist()) - keys
+        if stray:
+            raise refuse(
+                f"{label!r}: table {name!r} has rows of class keys {sorted(stray)[:3]} that "
+                "the classes table does not hold"
+            )
+
+
+def _check_vocabs(tables: dict[str, pa.Table], label: str) -> None:
+    """Every vocabulary's classes have a set for each of its extractors in the source."""
+    have = {
+        (s["class_key"], s["generator_id"], s["seed"], s["extractor_id"])
+        for s in tables["sets"]
+        .select(["class_key", "generator_id", "seed", "extractor_id"])
+        .to_pylist()
+    }
+    for r in tables["vocabs"].to_pylist():
+        vname = str(r["name"]).encode("unicode_escape").decode()[:60]
+        classes = _json(r["classes"], f"vocabulary {vname!r}'s classes", label)
+        exts = _json(r["extractors"], f"vocabulary {vname!r}'s extractors", label)
+        _json(r["versions"], f"vocabulary {vname!r}'s versions", label)
+        try:
+            keys = [(c["class_key"], c["generator_id"], int(c["seed"])) for c in classes]
+            ext_ids = [e["extractor_id"] for e in exts]
+        except (TypeError, KeyError, ValueError):
+            raise refuse(f"{label!r}: vocabulary {vname!r} is malformed") from None
+        for key in keys:
+            for e in ext_ids:
+                if (*key, e) not in have:
+                    raise refuse(
+                        f"{label!r}: vocabulary {vname!r} names class {key[0]!r} with "
+                        f"extractor {e}, but the source holds no such prototype set"
+                    )
+
+
+def _check_manifest_provenance(tables: dict[str, pa.Table], manifest: dict, label: str) -> None:
+    """The manifest's generators and extractors are exactly the sets' (ids and configs)."""
+    sets = tables["sets"].to_pylist()
+    for field, col in (("generators", "generator"), ("extractors", "extractor")):
+        listed = manifest.get(field)
+        mine = {s[f"{col}_id"]: _json(s[f"{col}_config"], f"a {col} config", label) for s in sets}
+        if not isinstance(listed, dict) or listed != mine:
+            raise refuse(
+                f"{label!r}: the manifest's {field} do not match its prototype sets "
+                "(altered or corrupted)"
+            )
+
+
+def _check_supports(tables: dict[str, pa.Table], label: str) -> None:
+    """Every support image is a PNG of the size its row says, within the pixel limit; read
+    from the header before anything is decoded."""
+    import io
+
+    from PIL import Image
+
+    from protodb.images import max_pixels
+
+    limit = max_pixels()
+    cols = ["class_key", "index", "image_png", "height", "width"]
+    for r in tables["supports"].select(cols).to_pylist():
+        what = f"support image {r['index']} of class {r['class_key']!r}"
+        if r["height"] * r["width"] > limit:
+            raise refuse(f"{label!r}: {what} is over the pixel limit ({limit} pixels)")
+        try:
+            with Image.open(io.BytesIO(r["image_png"] or b"")) as im:
+                if im.format != "PNG" or im.size != (r["width"], r["height"]):
+                    raise refuse(
+                        f"{label!r}: {what} is not the {r['width']}x{r['height']} PNG its row "
+                        f"says ({im.format} {im.size[0]}x{im.size[1]})"
+                    )
+                im.load()
+        except ImportRefused:
+            raise
+        except Exception:  # noqa: BLE001 - PIL raises many types on foreign bytes
+            raise refuse(f"{label!r}: {what} does not decode as a PNG") from None
+
+
 def _check_content(tables: dict[str, pa.Table], label: str) -> None:
-    """Sizes, dims and finite values of a source's rows."""
+    """Names, vocabularies, sizes, dims and finite values of a source's rows."""
+    _check_names(tables, label)
+    _check_vocabs(tables, label)
+    _check_supports(tables, label)
     for s in tables["sets"].to_pylist():
         key = f"({s['class_key']!r}, {s['generator_id']}, seed {s['seed']}, {s['extractor_id']})"
         table = s["prototype_table"]

@@ -27,14 +27,19 @@ def _copy_export(exported, tmp_path) -> Path:
     return dst
 
 
-def _rehash(export_dir: Path) -> None:
-    """Recompute the manifest's row counts and hashes, as a careful attacker would, so that
-    the checks behind the hash are what refuses the import."""
+def _rehash(export_dir: Path, provenance: bool = True) -> None:
+    """Recompute the manifest's row counts and hashes (and, with ``provenance``, its
+    generators and extractors), as a careful attacker would, so that the checks behind the
+    hash are what refuses the import."""
     bank = open_bank(str(export_dir), create=False)
     manifest = json.loads(bank.meta()["manifest"])
     for name in manifest["tables"]:
         t = bank.read(name)
         manifest["tables"][name] = {"rows": t.num_rows, "sha256": table_sha256(t)}
+    if provenance:
+        for s in bank.read("sets").to_pylist():
+            manifest["generators"][s["generator_id"]] = json.loads(s["generator_config"])
+            manifest["extractors"][s["extractor_id"]] = json.loads(s["extractor_config"])
     bank.table("meta").update(
         where="key = 'manifest'", values={"value": json.dumps(manifest, sort_keys=True)}
     )
@@ -173,3 +178,74 @@ def test_import_refuses_vocab_name_clash(exported, bank_copy, tmp_path):
     _rehash(src)
     _refused(bank_copy, src, "vocabulary 'v1' exists .* --as")
     assert db.import_(src, name="v1_reversed").vocabs == ["v1_reversed"]
+
+
+def _update(src: Path, table: str, where: str, values: dict) -> None:
+    open_bank(str(src), create=False).table(table).update(where=where, values=values)
+
+
+@pytest.mark.parametrize(
+    "name, match",
+    [
+        ("red\u202eelppa", "format characters"),  # a bidi override
+        ("red\x1b[31mapple", "control characters"),
+        ("x" * 300, "characters long"),
+        ("  red   apple ", "canonical form"),
+    ],
+)
+def test_import_refuses_class_names_add_would_refuse(exported, bank_copy, tmp_path, name, match):
+    src = _copy_export(exported, tmp_path)
+    bank = open_bank(str(src), create=False)
+    key = bank.read("classes").column("class_key").to_pylist()[0]
+    for table in ("classes", "sets"):
+        _update(src, table, f"class_key = '{key}'", {"name": name})
+    _rehash(src)
+    _refused(bank_copy, src, match)
+
+
+def test_import_refuses_a_vocabulary_without_its_sets(exported, bank_copy, tmp_path):
+    src = _copy_export(exported, tmp_path)
+    bank = open_bank(str(src), create=False)
+    key = bank.read("sets").column("class_key").to_pylist()[0]
+    bank.table("sets").delete(f"class_key = '{key}'")
+    _rehash(src)
+    _refused(bank_copy, src, "no such prototype set")
+
+
+def test_import_refuses_malformed_vocabulary_json(exported, bank_copy, tmp_path):
+    src = _copy_export(exported, tmp_path)
+    _update(src, "vocabs", "true", {"classes": "[{not json"})
+    _rehash(src)
+    _refused(bank_copy, src, "not valid JSON")
+
+
+def test_import_refuses_a_manifest_whose_provenance_differs(exported, bank_copy, tmp_path):
+    src = _copy_export(exported, tmp_path)
+    bank = open_bank(str(src), create=False)
+    rec = bank.read("sets").to_pylist()[0]
+    cfg = json.loads(rec["extractor_config"])
+    cfg["layer"] = "something_else"
+    _update(src, "sets", "true", {"extractor_config": json.dumps(cfg, sort_keys=True)})
+    _rehash(src, provenance=False)  # the tables' hashes agree, the manifest's extractors do not
+    _refused(bank_copy, src, "manifest's extractors do not match")
+
+
+@pytest.mark.parametrize("payload", [b"GIF89a not a png", b"\x89PNG\r\n\x1a\n truncated"])
+def test_import_refuses_support_images_that_are_not_their_png(
+    exported, bank_copy, tmp_path, payload
+):
+    src = _copy_export(exported, tmp_path)
+    bank = open_bank(str(src), create=False)
+    tbl = bank.table("supports")
+    rows = tbl.to_arrow()
+    cols = {n: rows.column(n) for n in rows.schema.names}
+    cols["image_png"] = pa.array([payload] * rows.num_rows, pa.binary())
+    tbl.add(pa.table(cols, schema=rows.schema), mode="overwrite")
+    _rehash(src)
+    _refused(bank_copy, src, "PNG")
+
+
+def test_import_refuses_supports_over_the_pixel_limit(exported, bank_copy, tmp_path, monkeypatch):
+    src = _copy_export(exported, tmp_path)
+    monkeypatch.setenv("PROTODB_MAX_PIXELS", "100")
+    _refused(bank_copy, src, "pixel limit")
