@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from protodb.cli.common import JsonOpt, open_db, user_errors
+from protodb.cli.common import JsonOpt, echo, open_db, user_errors
 
 
 def ls(ctx: typer.Context, as_json: JsonOpt = False) -> None:
@@ -16,15 +16,15 @@ def ls(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     with user_errors():
         infos = open_db(ctx).classes()
         if as_json:
-            typer.echo(json.dumps([i.__dict__ for i in infos], indent=2, default=str))
+            echo(json.dumps([i.__dict__ for i in infos], indent=2, default=str))
             return
         if not infos:
-            typer.echo("the bank holds no classes yet; add one: protodb add CLASS")
+            echo("the bank holds no classes yet; add one: protodb add CLASS")
         for i in infos:
             exts = sorted({s["extractor_id"] for s in i.sets})
             flagged = sum(1 for s in i.sets if s["known_issue"])
             note = f"\t({flagged} set(s) to rebuild: protodb show {i.name!r})" if flagged else ""
-            typer.echo(f"{i.name}\t{i.kind}\t{len(i.sets)} set(s)\t{', '.join(exts)}{note}")
+            echo(f"{i.name}\t{i.kind}\t{len(i.sets)} set(s)\t{', '.join(exts)}{note}")
 
 
 def show(
@@ -36,17 +36,17 @@ def show(
     with user_errors():
         info = open_db(ctx).show(name)
         if as_json:
-            typer.echo(json.dumps(info.__dict__, indent=2, default=str))
+            echo(json.dumps(info.__dict__, indent=2, default=str))
             return
-        typer.echo(f"{info.name} (kind: {info.kind}, from {info.kind_source})")
+        echo(f"{info.name} (kind: {info.kind}, from {info.kind_source})")
         for s in info.sets:
-            typer.echo(
+            echo(
                 f"  generator {s['generator_id']} seed {s['seed']} extractor {s['extractor_id']}: "
                 f"{s['n_used']}/{s['n']} images used, {s['n_fg']} fg / {s['n_bg']} bg prototypes, "
                 f"dim {s['dim']}, masks {s['mask_source']} {s['thresholds']}"
             )
             if s["known_issue"]:
-                typer.echo(f"    ! {s['known_issue']}")
+                echo(f"    ! {s['known_issue']}")
 
 
 def history(ctx: typer.Context, as_json: JsonOpt = False) -> None:
@@ -54,11 +54,11 @@ def history(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     with user_errors():
         entries = open_db(ctx).history()
         if as_json:
-            typer.echo(json.dumps([e.__dict__ for e in entries], indent=2, default=str))
+            echo(json.dumps([e.__dict__ for e in entries], indent=2, default=str))
             return
         for e in entries:
             what = e.detail.get("class") or e.detail.get("name") or ""
-            typer.echo(f"{e.version}\t{e.created_at:%Y-%m-%d %H:%M:%S}\t{e.op}\t{what}")
+            echo(f"{e.version}\t{e.created_at:%Y-%m-%d %H:%M:%S}\t{e.op}\t{what}")
 
 
 def sheet(
@@ -72,4 +72,4 @@ def sheet(
     Example: protodb sheet "red apple" grass --out sheet.png
     """
     with user_errors():
-        typer.echo(f"sheet: {open_db(ctx).sheet(out, classes, n=n)}")
+        echo(f"sheet: {open_db(ctx).sheet(out, classes, n=n)}")

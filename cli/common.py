@@ -14,8 +14,29 @@ import typer
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
+def printable(text: str) -> str:
+    """``text`` with every character a terminal would act on or hide (control characters but
+    tab and newline, format characters such as bidi overrides, surrogates) written as an
+    escape: bank content is another person's input, and a name must not move the cursor,
+    recolour the terminal or reverse the text after it."""
+    import unicodedata
+
+    def one(c: str) -> str:
+        cat = unicodedata.category(c)
+        if c in "\t\n" or cat not in ("Cc", "Cf", "Cs"):
+            return c
+        return c.encode("unicode_escape", "backslashreplace").decode("ascii")
+
+    return "".join(one(c) for c in text)
+
+
+def echo(text: str) -> None:
+    """Print a line of bank content to stdout, escaped (:func:`printable`)."""
+    typer.echo(printable(text))
+
+
 def err(message: str) -> None:
-    typer.echo(message, err=True)
+    typer.echo(printable(message), err=True)
 
 
 @contextlib.contextmanager

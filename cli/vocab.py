@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from protodb.cli.common import JsonOpt, open_db, user_errors
+from protodb.cli.common import JsonOpt, echo, open_db, user_errors
 
 vocab_app = typer.Typer(
     help="Create and inspect vocabularies (named, pinned class sets).", no_args_is_help=True
@@ -61,11 +61,9 @@ def vocab_create(
         else:
             v = db.create_vocab(name, classes or [], **opts)
         if as_json:
-            typer.echo(json.dumps(v.to_dict(), indent=2))
+            echo(json.dumps(v.to_dict(), indent=2))
         else:
-            typer.echo(
-                f"vocabulary {v.name}: {', '.join(v.class_names)} (bank version {v.bank_version})"
-            )
+            echo(f"vocabulary {v.name}: {', '.join(v.class_names)} (bank version {v.bank_version})")
 
 
 @vocab_app.command("ls")
@@ -74,10 +72,10 @@ def vocab_ls(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     with user_errors():
         vs = open_db(ctx).vocabs()
         if as_json:
-            typer.echo(json.dumps([v.to_dict() for v in vs], indent=2))
+            echo(json.dumps([v.to_dict() for v in vs], indent=2))
             return
         for v in vs:
-            typer.echo(f"{v.name}\t{len(v.classes)} classes\t{', '.join(v.class_names)}")
+            echo(f"{v.name}\t{len(v.classes)} classes\t{', '.join(v.class_names)}")
 
 
 @vocab_app.command("show")
@@ -90,10 +88,10 @@ def vocab_show(
     with user_errors():
         v = open_db(ctx).vocab(name).info
         if as_json:
-            typer.echo(json.dumps(v.to_dict(), indent=2))
+            echo(json.dumps(v.to_dict(), indent=2))
             return
-        typer.echo(f"vocabulary {v.name} (bank version {v.bank_version}, created {v.created_at})")
-        typer.echo("  0: background")
+        echo(f"vocabulary {v.name} (bank version {v.bank_version}, created {v.created_at})")
+        echo("  0: background")
         for i, c in enumerate(v.classes, 1):
-            typer.echo(f"  {i}: {c.name} (generator {c.generator_id}, seed {c.seed})")
-        typer.echo(f"  extractors: {', '.join(e.extractor_id for e in v.extractors)}")
+            echo(f"  {i}: {c.name} (generator {c.generator_id}, seed {c.seed})")
+        echo(f"  extractors: {', '.join(e.extractor_id for e in v.extractors)}")
