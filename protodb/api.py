@@ -448,12 +448,13 @@ class ProtoDB:
             return ablate(self, vocab, ds, list(ablations), config=config, progress=progress)
         return evaluate(self, vocab, ds, config=config, progress=progress)
 
-    def build_world(self, *, n: int = 8, seed: int = 0, vocab: str = "world", progress=True):
+    def build_world(self, *, n: int = 8, seed: int = 0, vocab: str = "world", progress=True, **add):
         """Fill the bank with every class of the offline TEST WORLD and pin ``vocab`` (needs
-        profile "world"); see protodb.world.bank.build_bank."""
+        profile "world" or "world-learned"; ``add``: extractors, mask_source); see
+        protodb.world.bank.build_bank."""
         from protodb.world.bank import build_bank
 
-        return build_bank(self, n=n, seed=seed, vocab=vocab, progress=progress)
+        return build_bank(self, n=n, seed=seed, vocab=vocab, progress=progress, **add)
 
 
 def _class_infos(bank) -> list[ClassInfo]:

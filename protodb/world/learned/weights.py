@@ -79,7 +79,12 @@ def ship(src: str | Path, dst: str | Path | None = None) -> Path:
         shutil.rmtree(dst)
     pipe.save_pretrained(dst, safe_serialization=True)
     info = {"name": MODEL, "source": "python -m protodb.world.learned.train", "files": {}}
-    for extra in ("train_config.json", "train_log.jsonl"):
+    for extra in (
+        "train_config.json",
+        "train_log.jsonl",
+        "resumed_config.json",
+        "resumed_log.jsonl",
+    ):
         if (Path(src) / extra).exists():
             shutil.copy(Path(src) / extra, dst / extra)
     info["files"] = file_hashes(dst)
