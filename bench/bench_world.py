@@ -23,8 +23,8 @@ except ImportError:  # run as bench.bench_world
     from bench.common import figure
 
 # protodb world report --n 8 --images 24 --seed 0 (README "The test world")
-README_LEARNED = None
-README_ORACLE = None
+README_LEARNED = 27.3
+README_ORACLE = 87.5
 
 
 def _slug(text: str) -> str:
