@@ -110,7 +110,10 @@ def run_demo(
                 "tiny: the tiny random-weight models)."
             )
     if profile in ("world", "world-learned"):
-        return _world_demo(workdir, profile=profile, n=n, device=device, say=say)
+        from protodb.settings import torch_threads
+
+        with torch_threads(1):  # 64 px models: one thread is as fast, and immune to a busy core
+            return _world_demo(workdir, profile=profile, n=n, device=device, say=say)
     if images is None:
         images = Path("examples")
         if not any(images.glob("*.png")):

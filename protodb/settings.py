@@ -6,6 +6,7 @@ the default. Nothing here imports torch unless a device must actually be resolve
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,3 +97,18 @@ class Settings:
             profile=resolve_profile(profile),
             device=device_setting(device),
         )
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run the block with ``n`` torch intra-op threads (restored after). The test world's 64 px
+    models run as fast on one thread as on two, and measured here 13x slower on two while
+    another process keeps a core busy (threads waiting on each other)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

@@ -82,12 +82,19 @@ def world_report(
     say: Callable[[str], None] = lambda _: None,
 ) -> WorldReport:
     """Build the banks and scenes under ``workdir`` and evaluate every row (module docstring).
-    ``say`` gets one line per finished stage."""
+    ``say`` gets one line per finished stage. Runs on one torch thread (see
+    :func:`protodb.settings.torch_threads`)."""
+    from protodb.settings import torch_threads
+
+    with torch_threads(1):
+        return _report(Path(workdir), n=n, images=images, seed=seed, device=device, say=say)
+
+
+def _report(work: Path, *, n: int, images: int, seed: int, device, say) -> WorldReport:
     import protodb
     from protodb.world.classes import CLASS_NAMES
     from protodb.world.dataset import make_dataset
 
-    work = Path(workdir)
     rep = WorldReport(settings={"n": n, "images": images, "seed": seed})
     data = make_dataset(work / "data", n=images, seed=seed).root
 

@@ -367,7 +367,7 @@ def train_unet(vae, unet, text_encoder, tokenizer, cfg: TrainConfig, log: _Log, 
         with torch.no_grad():
             for e, p in zip(ema.parameters(), unet.parameters(), strict=True):
                 e.mul_(decay).add_(p.detach(), alpha=1 - decay)
-        g = float(ground)
+        g = float(ground.detach())
         running_ground = g if running_ground is None else 0.99 * running_ground + 0.01 * g
         if step % 50 == 0:
             log.write("ground", step, running_ground)
