@@ -108,8 +108,11 @@ def world_report(
         import json
         import tempfile
 
+        from protodb.errors import ProtodbError
         from protodb.world.report import world_report as run_report
 
+        if workdir is not None and workdir.exists() and not workdir.is_dir():
+            raise ProtodbError(f"--workdir {str(workdir)!r} is a file; give a directory")
         device = (ctx.obj or {}).get("device") or "cpu"
         say = (lambda _: None) if json_out else (lambda s: typer.echo(f"  {s}", err=True))
         if workdir is not None:

@@ -25,3 +25,15 @@ def test_the_report_measures_the_learned_path_beside_the_oracle(tmp_path):
     db = protodb.connect(tmp_path / "learned", profile="world-learned", device="cpu")
     (info,) = [c for c in db.classes() if c.name == "red disc"]
     assert any(s["extractor_id"].startswith("sd-") for s in info.sets)
+
+
+def test_report_refuses_a_file_as_its_workdir_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from protodb.cli.app import app
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    res = CliRunner().invoke(app, ["world", "report", "--workdir", str(afile)])
+    assert res.exit_code != 0 and "is a file; give a directory" in res.output
+    assert "Traceback" not in res.output and afile.read_text() == "x"
