@@ -16,9 +16,11 @@ import typer
 
 from protodb.cli import add, browse, demo, evaluate, manage, quick, segment, vocab, world
 from protodb.cli.common import crash_message, crash_report, err
+from protodb.cli.usage import OneLineUsageGroup
 
 app = typer.Typer(
     name="protodb",
+    cls=OneLineUsageGroup,
     help="A prototype database for training-free open-vocabulary segmentation (after OVDiff).\n\n"
     "Example: protodb add 'red apple' grass --n 4 && protodb vocab create v1 'red apple' grass "
     "&& protodb segment photo.jpg --vocab v1 --out labels/",

@@ -373,3 +373,27 @@ def test_output_paths_folder_or_file(cli_bank, rgb_image, tmp_path):
     r = run(bank, "segment", str(rgb_image), "--vocab", "v1", "--out", str(a_file), ok=False)
     assert r.exit_code == 2 and "is a file; give a folder" in r.stderr
     assert a_file.read_text() == "x"
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["add", "--n", "abc", "x"], ("protodb add", "--n", "abc", "--help")),
+        (["add", "--nope", "x"], ("protodb add", "--nope")),
+        (["segment"], ("protodb segment", "paths")),
+        (["bogus"], ("protodb:", "bogus")),
+        (["vocab", "nope"], ("protodb vocab", "nope")),
+        (["--profile"], ("--profile",)),
+        (["world", "report", "--n", "0"], ("protodb world report", "--n")),
+    ],
+)
+def test_usage_errors_are_one_line(tmp_path, args, needles):
+    bank = tmp_path / "bank"
+    result = runner.invoke(app, ["--bank", str(bank), *args])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    for needle in needles:
+        assert needle in lines[0]
+    assert "Traceback" not in result.output and not bank.exists()
