@@ -226,8 +226,9 @@ class ProtoDB:
             )
             for name in extractors
         ]
-        results = []
         jobs = [(name, s_) for name in display for s_ in seeds]
+        self._check_add_models(gen, exts, jobs, mask_source)
+        results = []
         prog = Progress(progress)
         with prog.bar("classes", len(jobs), "set", show=len(jobs) > 1) as bar:
             for name, s_ in jobs:
@@ -251,6 +252,36 @@ class ProtoDB:
                     with prog.interrupt():
                         on_result(res)
         return results
+
+    def _check_add_models(self, gen, exts, jobs, mask_source: str) -> None:
+        """Before any image is generated: every model the sets still to build need can be
+        loaded (protodb.models.preflight), so a missing one fails in seconds, not after
+        minutes of sampling. Nothing is checked when every set is already in the bank."""
+        from protodb.bank.schema import SetKey
+        from protodb.models.defaults import DINO_DEFAULT, SAM_DEFAULT
+        from protodb.models.preflight import ModelNeed, extractor_need, generator_need, preflight
+
+        try:
+            bank = self.open_existing()  # a bank that does not exist yet is not made for this
+        except NotFoundError:
+            todo = list(exts)
+        else:
+            todo = [
+                ext
+                for ext in exts
+                if any(
+                    bank.find_set(SetKey(class_key(name), gen.id, s_, ext.id)) is None
+                    for name, s_ in jobs
+                )
+            ]
+        if not todo:
+            return
+        needs = [generator_need(gen), *(extractor_need(ext) for ext in todo)]
+        # the segmenters take their tiny twins below 128 px (protodb.segmenters)
+        segmenter = {"maskcut": ("DINO (maskcut)", DINO_DEFAULT), "sam": ("SAM", SAM_DEFAULT)}
+        if mask_source in segmenter and gen.model != "tiny" and gen.size >= 128:
+            needs.append(ModelNeed(*segmenter[mask_source]))
+        preflight(needs)
 
     def sheet(self, out: str | os.PathLike, classes: Sequence[str] | None = None, *, n: int = 8):
         """Write a contact sheet (PNG) of the support sets of ``classes`` (default: all): per
