@@ -109,7 +109,7 @@ def write_class(bank: Bank, i: int, n_support: int = 2) -> bool:
             "mask_source": "otsu",
             "thresholds": json.dumps([0.3, 0.6]),
             "generator_config": "{}",
-            "extractor_config": "{}",
+            "extractor_config": json.dumps({"name": "ext", "model": "test-writer"}),
             "created_at": now(),
         }
         written = bank.write_set(SetKey(key, GENERATOR, 0, EXTRACTOR), protos, cells, record)

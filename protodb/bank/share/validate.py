@@ -301,6 +301,25 @@ def _check_supports(tables: dict[str, pa.Table], label: str) -> None:
             raise refuse(f"{label!r}: {what} does not decode as a PNG") from None
 
 
+def _check_extractor(s: dict, key: str, dim: int, label: str) -> None:
+    """The set's vectors have the dim its stored extractor config makes
+    (protodb.extractors.dims; models unknown here are not judged)."""
+    from protodb.extractors.base import ExtractorConfig
+    from protodb.extractors.dims import expected_dim
+
+    text = s["extractor_config"]
+    try:
+        config = ExtractorConfig.from_json(text)
+    except (TypeError, ValueError):
+        raise refuse(f"{label!r}: set {key} has an unreadable extractor_config") from None
+    want = expected_dim(config)
+    if want is not None and want != dim:
+        raise refuse(
+            f"{label!r}: set {key} holds vectors of dim {dim}, but extractor {config.name!r} "
+            f"(model {config.model!r}) makes dim {want}"
+        )
+
+
 def _check_content(tables: dict[str, pa.Table], label: str) -> None:
     """Names, vocabularies, sizes, dims and finite values of a source's rows."""
     _check_names(tables, label)
@@ -321,6 +340,7 @@ def _check_content(tables: dict[str, pa.Table], label: str) -> None:
                 json.loads(s[col])
             except (TypeError, json.JSONDecodeError):
                 raise refuse(f"{label!r}: set {key} has an unreadable {col}") from None
+        _check_extractor(s, key, dim, label)
     for name, t in tables.items():
         if name.startswith("prototypes") and t.num_rows:
             values = t.column("vector").combine_chunks().flatten()

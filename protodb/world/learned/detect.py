@@ -11,8 +11,8 @@ its convex hull (star ~0.56, the others ~1).
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -128,6 +128,24 @@ def sample_learned(model: str, n: int = 8, steps: int = 25, guidance: float = 4.
     return score(images)
 
 
-if __name__ == "__main__":
-    report = check_on_procedural() if len(sys.argv) < 2 else sample_learned(sys.argv[1])
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "model",
+        nargs="?",
+        help="A trained pipeline's directory (e.g. protodb/world/learned/model); without it, "
+        "the detector is checked on the procedural world's own images.",
+    )
+    p.add_argument("--n", type=int, help="Images per class (default 8 sampled, 16 procedural).")
+    args = p.parse_args(argv)
+    if args.n is not None and args.n < 1:
+        p.error(f"--n {args.n} must be >= 1")
+    if args.model is None:
+        report = check_on_procedural(args.n or 16)
+    else:
+        report = sample_learned(args.model, n=args.n or 8)
     print(json.dumps(asdict(report), indent=2))
+
+
+if __name__ == "__main__":
+    main()

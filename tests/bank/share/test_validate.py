@@ -249,3 +249,30 @@ def test_import_refuses_supports_over_the_pixel_limit(exported, bank_copy, tmp_p
     src = _copy_export(exported, tmp_path)
     monkeypatch.setenv("PROTODB_MAX_PIXELS", "100")
     _refused(bank_copy, src, "pixel limit")
+
+
+def _with_dim(src: Path, delta: int) -> int:
+    """Rewrite the source's prototype table with vectors ``delta`` wider and its sets' records to
+    agree (a careful attacker's consistent lie); returns the true dim."""
+    bank = open_bank(str(src), create=False)
+    (name,) = [n for n in bank.table_names() if n.startswith("prototypes")]
+    rows = bank.read(name)
+    dim = rows.schema.field("vector").type.list_size
+    vecs = np.zeros((rows.num_rows, dim + delta), np.float32)
+    rows = rows.set_column(
+        rows.schema.get_field_index("vector"), "vector", vectors_to_arrow(vecs, "float16")
+    )
+    bank.db.drop_table(name)
+    bank = open_bank(str(src), create=False)
+    bank.create_prototype_table(name, dim + delta, "float16")
+    bank.append(name, rows)
+    bank.table("sets").update(where="true", values={"dim": dim + delta})
+    _rehash(src)
+    return dim
+
+
+def test_import_refuses_dims_its_extractor_does_not_make(exported, bank_copy, tmp_path):
+    src = _copy_export(exported, tmp_path)
+    dim = _with_dim(src, 4)
+    _refused(bank_copy, src, rf"holds vectors of dim {dim + 4}, but extractor .* makes dim {dim}")
+
