@@ -145,6 +145,27 @@ class ReferResult:
         }
 
 
+def vocab_class(classes: list[str], expression: str, subject: Subject) -> int | None:
+    """The vocabulary class the subject names: the longest class name that occurs in the
+    expression as whole words and covers the subject ("yellow star" for "the yellow star on the
+    left"), else a class named exactly the subject word (or its singular); None otherwise."""
+    import re
+
+    low = expression.lower()
+    best = None
+    for i, name in enumerate(classes):
+        n = name.lower()
+        for m in re.finditer(rf"(?<!\w){re.escape(n)}(?!\w)", low):
+            if m.start() <= subject.start and subject.end <= m.end():
+                if best is None or len(n) > len(classes[best]):
+                    best = i
+    if best is not None:
+        return best
+    names = {n.lower(): i for i, n in enumerate(classes)}
+    word = subject.word.lower()
+    return names.get(word, names.get(word.rstrip("s")))
+
+
 class Referrer:
     """The referring pipeline with its models loaded once.
 
@@ -165,15 +186,13 @@ class Referrer:
         check_expression(self.pipe.tokenizer, text)
         return text
 
-    def _bank(self, image: np.ndarray, subject: Subject):
+    def _bank(self, image: np.ndarray, expression: str, subject: Subject):
         """(proposal masks and labels, class score map float32 [H, W], class) or Nones."""
         from scipy import ndimage
 
         if self.vocab is None:
             return None, None, None
-        names = {n.lower(): i for i, n in enumerate(self.vocab.info.class_names)}
-        word = subject.word.lower()
-        index = names.get(word, names.get(word.rstrip("s")))
+        index = vocab_class(self.vocab.info.class_names, expression, subject)
         if index is None:
             return None, None, None
         seg = self.vocab.segment(image)
@@ -207,7 +226,7 @@ class Referrer:
             image, text, (subj.start, subj.end), cfg.attention, device=self.device, pipe=self.pipe
         )
         t2 = time.perf_counter()
-        extra, bank_map, bank_class = self._bank(image, subj)
+        extra, bank_map, bank_class = self._bank(image, text, subj)
         t3 = time.perf_counter()
         props = make_proposals(image, att.map, cfg.proposals, device=self.device, extra=extra)
         masks = props.masks
