@@ -156,9 +156,9 @@ def vocab_class(classes: list[str], expression: str, subject: Subject) -> int | 
     for i, name in enumerate(classes):
         n = name.lower()
         for m in re.finditer(rf"(?<!\w){re.escape(n)}(?!\w)", low):
-            if m.start() <= subject.start and subject.end <= m.end():
-                if best is None or len(n) > len(classes[best]):
-                    best = i
+            covers = m.start() <= subject.start and subject.end <= m.end()
+            if covers and (best is None or len(n) > len(classes[best])):
+                best = i
     if best is not None:
         return best
     names = {n.lower(): i for i, n in enumerate(classes)}
