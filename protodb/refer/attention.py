@@ -132,7 +132,7 @@ def check_expression(tokenizer, expression: str) -> int:
     does not fit the text encoder's context (77 tokens)."""
     if not expression.strip():
         raise ProtodbError("the expression is empty; pass the words that describe the region")
-    n = len(tokenizer(expression).input_ids)
+    n = len(tokenizer(expression, verbose=False).input_ids)  # no "too long" log line
     limit = min(int(tokenizer.model_max_length), CONTEXT_TOKENS)
     if n > limit:
         raise ProtodbError(

@@ -78,6 +78,9 @@ def pairs_from_jsonl(path: str | os.PathLike) -> Iterator[Pair]:
 
 
 def count_lines(path: str | os.PathLike) -> int:
+    """Non-blank lines of a pairs file (the progress bar's total)."""
+    if not Path(path).is_file():
+        raise NotFoundError(f"pairs file {str(path)!r} does not exist; check the path")
     with Path(path).open(encoding="utf-8") as f:
         return sum(1 for line in f if line.strip())
 

@@ -63,7 +63,9 @@ def test_nothing_left_gives_the_whole_image():
 def test_duplicates_are_kept_once():
     att = np.zeros((10, 10), np.float32)
     att[:5] = 1.0  # every level gives the same mask
-    p = make_proposals(np.zeros((10, 10, 3), np.uint8), att, ProposalConfig("attention", min_area_px=0))
+    p = make_proposals(
+        np.zeros((10, 10, 3), np.uint8), att, ProposalConfig("attention", min_area_px=0)
+    )
     assert p.sources == ["attention@0.05"]
 
 
