@@ -500,6 +500,26 @@ class ProtoDB:
             skip_existing=skip_existing,
         )
 
+    def evaluate_refer(
+        self,
+        dataset: str,
+        root: str | os.PathLike,
+        *,
+        split: str = "val",
+        limit: int | None = None,
+        vocab: str | None = None,
+        config=None,
+        progress: bool = True,
+    ):
+        """mIoU, oIoU and Pr@0.5..0.9 of referring segmentation on ``dataset`` (folder,
+        refcoco, refcoco+, refcocog; see protodb.refer.evaluate) at ``root``. Returns a
+        protodb.refer.evaluate.ReferEvalReport with one row per expression."""
+        from protodb.refer.evaluate import evaluate_refer, open_refer_dataset
+
+        items = open_refer_dataset(dataset, root, split=split, limit=limit)
+        referrer = self.referrer(config, vocab=vocab)
+        return evaluate_refer(referrer, items, dataset=dataset, root=root, progress=progress)
+
     # ------------------------------------------------------------------ evaluation
 
     def create_vocab_from_dataset(

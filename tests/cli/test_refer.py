@@ -33,9 +33,7 @@ def test_refer_images_writes_mask_overlay_rle_and_summary(refset, tmp_path):
     r = run(tmp_path, "refer", str(image), "the yellow star on the left", "--out", str(out))
     assert r.exit_code == 0, r.stderr
     assert "random-weight CLIP" in r.stderr
-    (summary,) = (
-        out.glob("*.json") if False else [p for p in out.glob("*.json") if "_rle" not in p.name]
-    )
+    (summary,) = [p for p in out.glob("*.json") if not p.name.endswith("_rle.json")]
     s = json.loads(summary.read_text())
     assert s["subject"]["word"] == "star" and s["position"] == "left"
     mask = np.asarray(Image.open(s["mask_png"]))
