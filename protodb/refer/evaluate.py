@@ -372,8 +372,10 @@ def open_refer_dataset(dataset: str, root, *, split: str = "val", limit: int | N
 
 @dataclass
 class ReferEvalReport:
-    """miou, oiou: fractions; precision: "Pr@0.5" ... -> fraction with IoU > t; rows: one dict
-    per expression (id, image, expression, subject, iou, intersection, union, source);
+    """miou, oiou: fractions; precision: "Pr@0.5" ... -> fraction with IoU > t;
+    best_proposal_miou: the mean over expressions of the best proposal's IoU (what a perfect
+    chooser would reach); rows: one dict per expression (id, image, expression, subject, iou,
+    best_proposal_iou, intersection, union, source);
     seconds: mean seconds per expression by stage."""
 
     dataset: str
@@ -382,6 +384,7 @@ class ReferEvalReport:
     miou: float
     oiou: float
     precision: dict[str, float]
+    best_proposal_miou: float = 0.0
     rows: list[dict] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     config: dict = field(default_factory=dict)
@@ -393,6 +396,11 @@ class ReferEvalReport:
 def iou_parts(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int]:
     """(intersection, union) pixel counts of two bool masks."""
     return int(np.logical_and(pred, truth).sum()), int(np.logical_or(pred, truth).sum())
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    i, u = iou_parts(a, b)
+    return i / u if u else 1.0
 
 
 def summarise(ious: list[float], inter: list[int], union: list[int]) -> tuple:
@@ -410,7 +418,7 @@ def evaluate_refer(
     """Refer every item and compare with its mask (module docstring)."""
     from protodb.progress import Progress
 
-    rows, ious, inter, union = [], [], [], []
+    rows, ious, inter, union, best_ious = [], [], [], [], []
     seconds: dict[str, float] = {}
     bars = Progress.of(progress)
     with bars.bar("expressions", total=len(items), unit="expr") as bar:
@@ -422,6 +430,8 @@ def evaluate_refer(
             truth = item.mask(image.shape[:2])
             i, u = iou_parts(r.mask, truth)
             iou = i / u if u else 1.0
+            best = max(_iou(p.mask, truth) for p in r.proposals)
+            best_ious.append(best)
             ious.append(iou)
             inter.append(i)
             union.append(u)
@@ -435,6 +445,7 @@ def evaluate_refer(
                     "subject": r.subject.word,
                     "subject_method": r.subject.method,
                     "iou": round(iou, 6),
+                    "best_proposal_iou": round(best, 6),
                     "intersection": i,
                     "union": u,
                     "source": r.proposals[r.chosen].source,
@@ -451,6 +462,7 @@ def evaluate_refer(
         miou=miou,
         oiou=oiou,
         precision=prec,
+        best_proposal_miou=float(np.mean(best_ious)) if best_ious else 0.0,
         rows=rows,
         seconds={k: v / max(n, 1) for k, v in seconds.items()},
         config=referrer.config.to_dict(),

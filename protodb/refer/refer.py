@@ -38,7 +38,7 @@ from protodb.refer.scores import (
 from protodb.refer.subject import Subject, find_subject
 
 CLIP_REFERENCE = "ViT-B-16-quickgelu/openai"
-STAGES = ("subject", "attention", "proposals", "bank", "discriminative", "fusion")
+STAGES = ("subject", "attention", "bank", "proposals", "scores", "fusion")
 
 
 @dataclass(frozen=True)
@@ -254,7 +254,7 @@ class Referrer:
             attention=t2 - t1,
             bank=t3 - t2,
             proposals=t4 - t3,
-            discriminative=t5 - t4,
+            scores=t5 - t4,
             fusion=t6 - t5,
         )
 

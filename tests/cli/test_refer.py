@@ -106,3 +106,37 @@ def test_bad_input_is_one_line_and_nonzero(refset, tmp_path, args, needle):
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and "Traceback" not in r.stderr + r.output
     assert not list((tmp_path / "o").glob("*.json")) if (tmp_path / "o").exists() else True
+
+
+def test_eval_task_refer_on_the_referring_set(refset, tmp_path):
+    report = tmp_path / "rep.json"
+    r = run(tmp_path, "eval", "--task", "refer", "--dataset", "folder", "--root", str(refset),
+            "--generator-only", "--report", str(report), "-q")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert "mIoU" in r.output and "oIoU" in r.output and "Pr@0.9" in r.output
+    data = json.loads(report.read_text())
+    assert data["n"] == 2 and len(data["rows"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--task", "refer", "--dataset", "refcoco", "--root", "PICKLEDIR"], "original pickle"),
+        (["--task", "refer", "--dataset", "refcoco", "--root", "BADJSONDIR"], "not readable JSON"),
+        (["--task", "refer", "--dataset", "refclef", "--root", "PICKLEDIR"], "unknown"),
+        (["--task", "nope", "--dataset", "folder", "--root", "PICKLEDIR"], "--task 'nope'"),
+        (["--dataset", "folder", "--root", "PICKLEDIR"], "--vocab is required"),
+    ],
+)
+def test_eval_refer_bad_input(tmp_path, args, needle):
+    pickles = tmp_path / "p"
+    pickles.mkdir()
+    (pickles / "refs(unc).p").write_bytes(b"\x80\x04N.")
+    badjson = tmp_path / "j"
+    badjson.mkdir()
+    (badjson / "refs(unc).json").write_text("[{")
+    (badjson / "instances.json").write_text("{}")
+    subst = {"PICKLEDIR": str(pickles), "BADJSONDIR": str(badjson)}
+    r = run(tmp_path, "eval", *[subst.get(a, a) for a in args])
+    assert r.exit_code != 0 and needle in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr + r.output

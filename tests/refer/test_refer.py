@@ -41,7 +41,7 @@ def test_refer_returns_the_argmax_proposal_with_every_score(db, scene):
     assert r.subject.word == "star" and r.position == "left"
     s = json.loads(json.dumps(r.summary()))
     assert s["config"]["attention"]["id"].startswith("refdiff-")
-    assert set(s["seconds"]) >= {"attention", "proposals", "discriminative", "fusion"}
+    assert set(s["seconds"]) >= {"attention", "proposals", "scores", "fusion"}
 
 
 def test_generator_only_picks_the_best_generative_score(db, scene):
