@@ -2,6 +2,7 @@
 oIoU per mode, seconds per (image, expression) and the share of each stage.
 
     python bench/bench_refer.py [--images 24] [--seed 0] [--profile world-learned] [--bank DIR]
+    python bench/bench_refer.py --arch512 [--device cuda] [--pairs 2]
 
 Profile ``world-learned`` (default): the attention is the shipped learned Stable Diffusion's own
 (nothing drawn from ground truth); CLIP is the tiny random-weight twin, so every
@@ -37,7 +38,21 @@ def main() -> None:
     parser.add_argument("--profile", default="world-learned", choices=["world-learned", "tiny"])
     parser.add_argument("--bank", type=Path, default=None, help="reuse / build the bank here")
     parser.add_argument("--no-bank", action="store_true", help="skip the bank-aware rows")
+    parser.add_argument(
+        "--arch512",
+        action="store_true",
+        help="instead: seconds per pair at 512 px with SD 1.5's and CLIP ViT-B/16's real "
+        "architectures (random weights), SAM-free (attention proposals), on --device",
+    )
+    parser.add_argument("--quick", action="store_true", help="8 scenes, no bank-aware rows")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--pairs", type=int, default=2, help="--arch512: pairs timed")
     args = parser.parse_args()
+    if args.arch512:
+        arch512(args)
+        return
+    if args.quick:
+        args.images, args.no_bank = 8, True
 
     import protodb
     from protodb.refer.evaluate import evaluate_refer, folder_items
@@ -95,6 +110,62 @@ def main() -> None:
             if ref is None:
                 ref = miou
         figure(f"refer_{args.profile}_pairs", len(items), "expressions", digits=0)
+
+
+def arch512(args) -> None:
+    """Seconds per (image, expression) at 512 px through the real architectures (random
+    weights: the figures are time only), the first pair excluded as warm-up."""
+    import numpy as np
+    import open_clip
+    import torch
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from protodb.models.architectures import shipped_config
+    from protodb.models.diffusion import sd_scheduler, tiny_tokenizer
+    from protodb.refer.attention import default_attention_config
+    from protodb.refer.proposals import ProposalConfig
+    from protodb.refer.refer import ReferConfig, Referrer
+    from protodb.world.referring import draw_referring_scene
+
+    dtype = torch.float16 if args.device.startswith("cuda") else torch.float32
+    torch.manual_seed(0)
+    text_cfg = dict(shipped_config("sd15-text-encoder.json"))
+    text_cfg.pop("model_type", None)
+    pipe = StableDiffusionPipeline(
+        unet=UNet2DConditionModel.from_config(shipped_config("sd15-unet.json")),
+        vae=AutoencoderKL.from_config(shipped_config("sd15-vae.json")),
+        text_encoder=CLIPTextModel(CLIPTextConfig(**text_cfg)),
+        tokenizer=tiny_tokenizer(),
+        scheduler=sd_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    ).to(args.device, dtype)
+    clip = open_clip.create_model("ViT-B-16-quickgelu", pretrained=None).eval().to(args.device)
+    config = ReferConfig(
+        attention=default_attention_config("default", size=512),
+        proposals=ProposalConfig(source="attention", min_area_px=0, min_area_ratio=0.01),
+    )
+    referrer = Referrer(config, args.device, pipe=pipe, clip_net=clip)
+    totals: dict[str, float] = {}
+    wall = 0.0
+    import time
+
+    for i in range(args.pairs + 1):
+        image, refs = draw_referring_scene(np.random.default_rng([args.seed, i]), (384, 512))
+        t = time.perf_counter()
+        r = referrer.refer(image, refs[0].expression)
+        if i == 0:
+            continue  # warm-up
+        wall += time.perf_counter() - t
+        for k, v in r.seconds.items():
+            totals[k] = totals.get(k, 0.0) + v
+    n = args.pairs
+    dev = args.device.split(":")[0]
+    figure(f"refer_arch512_{dev}_time", wall / n, "s/pair", digits=2)
+    for k, v in totals.items():
+        figure(f"refer_arch512_{dev}_share_{k}", 100 * v / wall, "%", digits=1)
 
 
 if __name__ == "__main__":

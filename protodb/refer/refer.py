@@ -173,12 +173,18 @@ class Referrer:
     classes, the class's connected regions in the vocabulary's segmentation are further
     proposals and its prototype score map a further score)."""
 
-    def __init__(self, config: ReferConfig, device: str = "cpu", vocab=None) -> None:
+    def __init__(
+        self, config: ReferConfig, device: str = "cpu", vocab=None, *, pipe=None, clip_net=None
+    ) -> None:
+        """``pipe`` / ``clip_net``: models built by the caller instead of loaded by name (the
+        benchmark's real architectures with random weights)."""
         self.config = config
         self.device = device
         self.vocab = vocab
-        self.pipe = load_pipeline(config.attention, device)
-        self.clip = ClipScorer(config.clip_model, device) if config.discriminative else None
+        self.pipe = pipe if pipe is not None else load_pipeline(config.attention, device)
+        self.clip = None
+        if config.discriminative:
+            self.clip = ClipScorer(config.clip_model, device, net=clip_net)
 
     def check(self, expression: str) -> str:
         """The expression as it will be used; a ProtodbError if it is empty or too long."""

@@ -123,13 +123,13 @@ class ClipScorer:
     """Hard and soft discriminative scores with an open_clip model (default ViT-B/16, OpenAI
     weights; ``tiny``: the random-weight twin, whose scores are noise)."""
 
-    def __init__(self, model: str, device: str = "cpu") -> None:
+    def __init__(self, model: str, device: str = "cpu", net=None) -> None:
         import open_clip
 
         from protodb.models.openclip import load_clip
 
         arch, _, pretrained = model.partition("/")
-        self.net = load_clip(arch, pretrained or None, device)
+        self.net = net if net is not None else load_clip(arch, pretrained or None, device)
         self.device = device
         self.tokenizer = open_clip.get_tokenizer("ViT-B-16")
         size = self.net.visual.image_size
