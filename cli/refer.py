@@ -63,6 +63,14 @@ def refer(
             help="Score proposals with CLIP too (hard + soft), or by attention alone.",
         ),
     ] = True,
+    position_weight: Annotated[
+        float | None,
+        typer.Option(
+            "--position-weight",
+            help="Weight of the position score (each mask's mean left/right ramp) in the fused "
+            "score; default 0: as in Ref-Diff the ramp acts through CLIP only.",
+        ),
+    ] = None,
     vocab: Annotated[
         str | None,
         typer.Option(
@@ -105,6 +113,8 @@ def refer(
             images, expression = [], None
         db = open_db(ctx)
         config = db.refer_config(discriminative=discriminative, subject_method=subject_method)
+        if position_weight is not None:
+            config = replace(config, weights=replace(config.weights, position=position_weight))
         if source is not None:
             from protodb.refer.proposals import ProposalConfig
 

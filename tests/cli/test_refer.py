@@ -65,6 +65,8 @@ def test_refer_from_pairs_jsonl_generator_only(refset, tmp_path):
         "--out",
         str(out),
         "--generator-only",
+        "--position-weight",
+        "1",
         "--json",
     )
     assert r.exit_code == 0, r.stderr
@@ -73,6 +75,8 @@ def test_refer_from_pairs_jsonl_generator_only(refset, tmp_path):
         json.loads(line)["expression"] for line in (refset / "pairs.jsonl").read_text().splitlines()
     ]
     assert all(p["hard"] is None for d in data for p in d["proposals"])
+    assert data[0]["config"]["weights"]["position"] == 1.0
+    assert data[0]["position"] == "left" and data[1]["position"] == "right"
 
 
 @pytest.mark.parametrize(
