@@ -44,10 +44,21 @@ def pair_stem(image: Path, expression: str) -> str:
 
 
 def pairs_from_args(images: Sequence[Path], expression: str) -> list[Pair]:
-    """One pair per image (files, directories or globs, as segment takes them)."""
+    """One pair per image (files, directories or globs, as segment takes them); a stem that
+    repeats (one file name in two folders) gets _2, _3, ... appended."""
     from protodb.images import expand_paths
 
-    return [Pair(p, expression, pair_stem(p, expression)) for p in expand_paths(list(images))]
+    pairs, seen = [], set()
+    for p in expand_paths(list(images)):
+        stem = pair_stem(p, expression)
+        if stem in seen:  # same file name in two folders: number the later ones
+            k = 2
+            while f"{stem}_{k}" in seen:
+                k += 1
+            stem = f"{stem}_{k}"
+        seen.add(stem)
+        pairs.append(Pair(p, expression, stem))
+    return pairs
 
 
 def pairs_from_jsonl(path: str | os.PathLike) -> Iterator[Pair]:

@@ -87,3 +87,19 @@ def test_bad_inputs_are_one_line_errors(db, scene):
         db.refer(image.astype(np.float32), "the dog")
     with pytest.raises(ProtodbError, match="does not exist"):
         db.refer("/nonexistent/x.png", "the dog")
+
+
+def test_pair_stems_are_unique_and_jsonl_ids_are_plain_names(tmp_path):
+    from PIL import Image
+
+    from protodb.refer.outputs import pairs_from_args, pairs_from_jsonl
+
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / d / "x.png")
+    pairs = pairs_from_args([tmp_path / "a" / "x.png", tmp_path / "b" / "x.png"], "the dog")
+    assert len({p.stem for p in pairs}) == 2 and pairs[1].stem.endswith("_2")
+    bad = tmp_path / "p.jsonl"
+    bad.write_text('{"image": "a/x.png", "expression": "dog", "id": "../up"}\n')
+    with pytest.raises(ProtodbError, match="plain file name"):
+        list(pairs_from_jsonl(bad))
