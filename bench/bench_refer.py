@@ -21,6 +21,7 @@ regions and score map as further proposals and score, weight 1), and combination
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -63,6 +64,11 @@ def main() -> None:
         data = Path(tmp) / "set"
         make_referring_set(data, n=args.images, seed=args.seed)
         items = folder_items(data)
+        kinds: dict[str, set[str]] = {"position": set(), "size": set(), "class": set()}
+        for line in (data / "pairs.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            kind = {"left": "position", "right": "position", "big": "size", "small": "size"}
+            kinds[kind.get(row["relation"], "class")].add(Path(row["mask"]).stem)
         bank = args.bank or Path(tmp) / "bank"
         db = protodb.connect(bank, profile=args.profile, device="cpu")
         vocabs: list[str] = []
@@ -100,6 +106,11 @@ def main() -> None:
                    "% mIoU", digits=1)  # fmt: skip
             figure(f"refer_{args.profile}_{name}_pr50", 100 * rep.precision["Pr@0.5"], "%",
                    digits=1)  # fmt: skip
+            for kind, ids in kinds.items():  # by what tells the two things apart
+                part = [r["iou"] for r in rep.rows if r["id"] in ids]
+                if part:
+                    figure(f"refer_{args.profile}_{name}_miou_{kind}",
+                           100 * sum(part) / len(part), "% mIoU", digits=1)  # fmt: skip
             total = rep.seconds.get("total", 0.0)
             figure(f"refer_{args.profile}_{name}_time", total, "s/pair", digits=3)
             if name in ("generator_only", "discriminative", "bank_sd"):

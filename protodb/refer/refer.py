@@ -163,7 +163,7 @@ def vocab_class(classes: list[str], expression: str, subject: Subject) -> int | 
         return best
     names = {n.lower(): i for i, n in enumerate(classes)}
     word = subject.word.lower()
-    return names.get(word, names.get(word.rstrip("s")))
+    return names.get(word, names.get(word[:-1]) if word.endswith("s") else None)
 
 
 class Referrer:
