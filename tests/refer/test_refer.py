@@ -103,3 +103,19 @@ def test_pair_stems_are_unique_and_jsonl_ids_are_plain_names(tmp_path):
     bad.write_text('{"image": "a/x.png", "expression": "dog", "id": "../up"}\n')
     with pytest.raises(ProtodbError, match="plain file name"):
         list(pairs_from_jsonl(bad))
+
+
+def test_vocab_class_is_the_longest_name_covering_the_subject():
+    from protodb.refer.refer import vocab_class
+    from protodb.refer.subject import find_subject
+
+    classes = ["star", "yellow star", "red disc", "glass", "dog"]
+    for text, want in [
+        ("the yellow star on the left", 1),
+        ("a star", 0),
+        ("the red disc", 2),
+        ("the dogs", 4),
+        ("an empty glass", 3),
+        ("the cat", None),
+    ]:
+        assert vocab_class(classes, text, find_subject(text, method="rules")) == want, text
