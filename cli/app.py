@@ -2,8 +2,8 @@
 
 This module holds the root app and its global options, and lists every command with the module
 that defines it; each command group is its own module (add, browse, vocab, segment, evaluate,
-world, demo, manage), sharing cli/common.py; cli/quick.py runs the plain listings (ls, history,
-show, vocab ls / show) without typer's parsing, to start faster.
+world, demo, manage, refer), sharing cli/common.py; cli/quick.py runs the plain listings (ls,
+history, show, vocab ls / show) without typer's parsing, to start faster.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from protodb.cli import add, browse, demo, evaluate, manage, quick, segment, vocab, world
+from protodb.cli import add, browse, demo, evaluate, manage, quick, refer, segment, vocab, world
 from protodb.cli.common import crash_message, crash_report, err
 from protodb.cli.usage import OneLineUsageGroup
 
@@ -82,6 +82,7 @@ app.command()(segment.segment)
 app.command("eval")(evaluate.eval_)
 app.add_typer(world.world_app, name="world")
 app.command()(segment.explain)
+app.command()(refer.refer)
 app.command()(demo.demo)
 app.command()(manage.restore)
 app.command()(manage.gc)

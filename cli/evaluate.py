@@ -26,7 +26,14 @@ def eval_(
         ),
     ],
     root: Annotated[Path, typer.Option("--root", help="The dataset's directory.")],
-    vocab: Annotated[str, typer.Option("--vocab", help="Vocabulary with the dataset's classes.")],
+    vocab: Annotated[
+        str | None,
+        typer.Option(
+            "--vocab",
+            help="Vocabulary with the dataset's classes (--task refer: optional, the bank-aware "
+            "mode).",
+        ),
+    ] = None,
     limit: Annotated[
         int | None, typer.Option("--limit", help="Evaluate the first N images only.")
     ] = None,
@@ -41,6 +48,24 @@ def eval_(
     report: Annotated[
         Path | None, typer.Option("--report", help="Write the JSON report to this file.")
     ] = None,
+    task: Annotated[
+        str,
+        typer.Option(
+            "--task",
+            help="segment (a vocabulary's mIoU) or refer (referring segmentation: --dataset "
+            "refcoco, refcoco+, refcocog or folder; mIoU, oIoU, Pr@0.5..0.9).",
+        ),
+    ] = "segment",
+    split: Annotated[
+        str, typer.Option("--split", help="--task refer: the RefCOCO split (val, testA, ...).")
+    ] = "val",
+    discriminative: Annotated[
+        bool,
+        typer.Option(
+            "--discriminative/--generator-only",
+            help="--task refer: CLIP scores too, or attention alone.",
+        ),
+    ] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -49,7 +74,17 @@ def eval_(
     Example: protodb eval --dataset voc --root VOCdevkit/VOC2012 --vocab voc21 --limit 100
     """
     with user_errors():
+        from protodb.errors import ProtodbError
         from protodb.evaluation.evaluate import AblationReport, parse_ablations
+
+        if task == "refer":
+            _eval_refer(ctx, dataset, root, vocab, limit, split, discriminative, report, quiet,
+                        as_json)  # fmt: skip
+            return
+        if task != "segment":
+            raise ProtodbError(f"--task {task!r} is unknown; use segment or refer")
+        if vocab is None:
+            raise ProtodbError("--vocab is required for --task segment: name a vocabulary")
 
         names = parse_ablations(ablate) if ablate else []
         result = open_db(ctx).evaluate(
@@ -92,3 +127,34 @@ def eval_(
                 typer.echo(f"  -{r.name:<10} {_pct(r.miou)} {delta:>6}  {r.removes} {r.note}")
         if report is not None:
             typer.echo(f"report: {report}")
+
+
+def _eval_refer(ctx, dataset, root, vocab, limit, split, discriminative, report, quiet, as_json):
+    from protodb.cli.common import profile_notice
+
+    db = open_db(ctx)
+    config = db.refer_config(discriminative=discriminative)
+    if not as_json:
+        profile_notice(db)
+    result = db.evaluate_refer(
+        dataset,
+        root,
+        split=split,
+        limit=limit,
+        vocab=vocab,
+        config=config,
+        progress=not quiet and not as_json,
+    )
+    data = result.to_dict()
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(data, indent=2) + "\n", "utf-8")
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    prec = "  ".join(f"{k} {_pct(v).strip()}" for k, v in result.precision.items())
+    typer.echo(f"dataset {result.dataset}: {result.n} expressions from {result.root}")
+    typer.echo(f"mIoU {100 * result.miou:.1f}  oIoU {100 * result.oiou:.1f}  {prec}")
+    typer.echo(f"{result.seconds.get('total', 0.0):.2f} s per expression")
+    if report is not None:
+        typer.echo(f"report: {report}")

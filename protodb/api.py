@@ -129,6 +129,7 @@ class ProtoDB:
         self._device: str | None = None
         self._assembled: dict[str, list] = {}
         self._segmenters: dict[tuple, object] = {}
+        self._referrers: dict[tuple, object] = {}
 
     @property
     def bank(self) -> Bank:
@@ -443,6 +444,112 @@ class ProtoDB:
         if len(at) == 2 and all(isinstance(v, int | np.integer) for v in at):
             return handle.explain(image, int(at[0]), int(at[1]), out=out)
         return handle.explain_points(image, [(int(x), int(y)) for x, y in at], out=out)
+
+    # ------------------------------------------------------------------ refer
+
+    def refer_config(self, **overrides):
+        """The referring settings of this profile (protodb.refer.refer.default_refer_config),
+        with ``overrides`` (ReferConfig fields; None leaves a default)."""
+        from protodb.refer.refer import default_refer_config
+
+        return default_refer_config(self.settings.profile, **overrides)
+
+    def referrer(self, config=None, *, vocab: str | None = None):
+        """The referring pipeline (protodb.refer.refer.Referrer) of ``config`` (default:
+        :meth:`refer_config`), cached; ``vocab``: a vocabulary for the bank-aware mode."""
+        from protodb.refer.refer import Referrer
+
+        config = config or self.refer_config()
+        key = (config, vocab, self.device)
+        if key not in self._referrers:
+            handle = self.vocab(vocab) if vocab is not None else None
+            self._referrers[key] = Referrer(config, self.device, handle)
+        return self._referrers[key]
+
+    def refer(
+        self,
+        image: np.ndarray | str | os.PathLike,
+        expression: str,
+        *,
+        subject: str | None = None,
+        vocab: str | None = None,
+        config=None,
+    ):
+        """The region of ``image`` (uint8 [H, W, 3] RGB or a path) that ``expression`` refers
+        to (zero-shot, after Ref-Diff; REFERENCE 2). ``subject``: a word of the expression to use
+        as its head noun; ``vocab``: bank-aware mode (the subject's class prototypes as a
+        further proposal source and score); ``config``: a ReferConfig. Returns a
+        protodb.refer.refer.ReferResult."""
+        from protodb.images import load_rgb
+
+        array = load_rgb(image) if isinstance(image, str | os.PathLike) else np.asarray(image)
+        return self.referrer(config, vocab=vocab).refer(array, expression, subject=subject)
+
+    def refer_files(
+        self,
+        out: str | os.PathLike,
+        *,
+        images: Sequence[str | os.PathLike] = (),
+        expression: str | None = None,
+        pairs: str | os.PathLike | None = None,
+        subject: str | None = None,
+        vocab: str | None = None,
+        config=None,
+        progress: bool = True,
+        on_pair: Callable[[dict], None] | None = None,
+        skip_existing: bool = False,
+    ) -> list[dict]:
+        """Refer ``expression`` in each of ``images`` (files, directories, globs), or every
+        (image, expression) line of the JSONL file ``pairs``, writing the files of
+        protodb.refer.outputs to ``out``. Returns one summary per pair."""
+        from protodb.refer.outputs import (
+            count_lines,
+            pairs_from_args,
+            pairs_from_jsonl,
+            refer_files,
+        )
+
+        if (pairs is None) == (expression is None):
+            raise ProtodbError("give IMAGE... EXPRESSION or --from pairs.jsonl, not both")
+        referrer = self.referrer(config, vocab=vocab)
+        if pairs is not None:
+            if images:
+                raise ProtodbError("with --from pairs.jsonl give no images on the command line")
+            todo, total = pairs_from_jsonl(pairs), count_lines(pairs)
+        else:
+            referrer.check(expression)  # before any image is read
+            items = pairs_from_args([Path(p) for p in images], expression)
+            todo, total = iter(items), len(items)
+        return refer_files(
+            referrer,
+            todo,
+            out,
+            total=total,
+            subject=subject,
+            progress=progress,
+            on_pair=on_pair,
+            skip_existing=skip_existing,
+        )
+
+    def evaluate_refer(
+        self,
+        dataset: str,
+        root: str | os.PathLike,
+        *,
+        split: str = "val",
+        limit: int | None = None,
+        vocab: str | None = None,
+        config=None,
+        progress: bool = True,
+    ):
+        """mIoU, oIoU and Pr@0.5..0.9 of referring segmentation on ``dataset`` (folder,
+        refcoco, refcoco+, refcocog; see protodb.refer.evaluate) at ``root``. Returns a
+        protodb.refer.evaluate.ReferEvalReport with one row per expression."""
+        from protodb.refer.evaluate import evaluate_refer, open_refer_dataset
+
+        items = open_refer_dataset(dataset, root, split=split, limit=limit)
+        referrer = self.referrer(config, vocab=vocab)
+        return evaluate_refer(referrer, items, dataset=dataset, root=root, progress=progress)
 
     # ------------------------------------------------------------------ evaluation
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -165,9 +165,15 @@ class CaptureCrossAttnProcessor:
 
 @contextlib.contextmanager
 def capture_cross_attention(
-    unet, token_positions: Sequence[int], latent_hw: tuple[int, int]
+    unet,
+    token_positions: Sequence[int],
+    latent_hw: tuple[int, int],
+    layers: Collection[str] | None = None,
 ) -> Iterator[AttributionStore]:
     """Record class-token cross-attention of every ``attn2`` layer while the block runs.
+
+    ``layers``: processor names (``unet.attn_processors`` keys) to capture instead of every
+    ``attn2`` layer (referring segmentation captures the coarse layers only, REFERENCE 2).
 
     Usage::
 
@@ -179,8 +185,18 @@ def capture_cross_attention(
     """
     store = AttributionStore(list(token_positions), tuple(latent_hw))
     original = dict(unet.attn_processors)
+    if layers is not None:
+        unknown = sorted(set(layers) - set(original))
+        if unknown:
+            raise ProtodbError(f"no attention layer {unknown[0]!r} in this UNet")
+
+    def wanted(name: str) -> bool:
+        if layers is not None:
+            return name in layers
+        return name.endswith("attn2.processor")
+
     patched = {
-        name: CaptureCrossAttnProcessor(store, proc) if name.endswith("attn2.processor") else proc
+        name: CaptureCrossAttnProcessor(store, proc) if wanted(name) else proc
         for name, proc in original.items()
     }
     # set_attn_processor consumes (pops from) the dict it is given: hand it copies.

@@ -1,0 +1,149 @@
+"""`protodb refer`: zero-shot referring segmentation (after Ref-Diff)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from protodb.cli.common import JsonOpt, echo, err, open_db, profile_notice, user_errors
+
+
+def refer(
+    ctx: typer.Context,
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="IMAGE... EXPRESSION: images (files, directories, globs) and, last, the "
+            "expression; none with --from."
+        ),
+    ] = None,
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Output directory: <stem>.png (1-bit mask), <stem>_overlay.png, "
+            "<stem>_rle.json (COCO RLE), <stem>_attention.png, <stem>.json (summary, last).",
+        ),
+    ] = Path("refer-out"),
+    pairs: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            help='JSONL of pairs, one {"image": PATH, "expression": TEXT, "id": STEM?} a '
+            "line (paths relative to the file); streamed.",
+        ),
+    ] = None,
+    subject: Annotated[
+        str | None,
+        typer.Option("--subject", help="The head noun to use (a word of the expression)."),
+    ] = None,
+    subject_method: Annotated[
+        str,
+        typer.Option(
+            "--subject-method",
+            help="auto (spaCy when an English model is installed, else rules), rules or spacy.",
+        ),
+    ] = "auto",
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source",
+            help="Proposals: attention (threshold ladder 5..95 %), maskcut, sam, "
+            "attention+maskcut or attention+sam. Default: sam (reference); attention on the "
+            "tiny and world-learned profiles.",
+        ),
+    ] = None,
+    discriminative: Annotated[
+        bool,
+        typer.Option(
+            "--discriminative/--generator-only",
+            help="Score proposals with CLIP too (hard + soft), or by attention alone.",
+        ),
+    ] = True,
+    position_weight: Annotated[
+        float | None,
+        typer.Option(
+            "--position-weight",
+            help="Weight of the position score (each mask's mean left/right ramp) in the fused "
+            "score; default 0: as in Ref-Diff the ramp acts through CLIP only.",
+        ),
+    ] = None,
+    vocab: Annotated[
+        str | None,
+        typer.Option(
+            "--vocab",
+            help="Bank-aware mode: when the subject is a class of this vocabulary, its "
+            "segmentation regions are further proposals and its score map a further score.",
+        ),
+    ] = None,
+    skip_existing: Annotated[
+        bool,
+        typer.Option("--skip-existing", help="Skip pairs whose <stem>.json exists (resume)."),
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """The region an expression refers to, in each image: one mask per (image, expression).
+
+    Examples: protodb refer photo.jpg "the dog on the left" --out refer/ ;
+    protodb refer --from pairs.jsonl --out refer/ --skip-existing
+    """
+    with user_errors():
+        from dataclasses import replace
+
+        from protodb.errors import ProtodbError
+
+        args = list(args or [])
+        if pairs is None:
+            if len(args) < 2:
+                raise ProtodbError(
+                    "give IMAGE... and then the EXPRESSION, e.g. protodb refer photo.jpg "
+                    "'the dog on the left' --out refer/ (or --from pairs.jsonl)"
+                )
+            images, expression = args[:-1], args[-1]
+        else:
+            if args:
+                raise ProtodbError(
+                    "with --from give no images or expression on the command line "
+                    f"(got {args[0]!r})"
+                )
+            images, expression = [], None
+        db = open_db(ctx)
+        config = db.refer_config(discriminative=discriminative, subject_method=subject_method)
+        if position_weight is not None:
+            config = replace(config, weights=replace(config.weights, position=position_weight))
+        if source is not None:
+            from protodb.refer.proposals import ProposalConfig
+
+            config = replace(config, proposals=replace(config.proposals, source=source))
+            ProposalConfig.__post_init__(config.proposals)  # an unknown source: one line
+        if not as_json:
+            profile_notice(db)
+            if discriminative and config.clip_model == "tiny":
+                err("discriminative scores come from the tiny random-weight CLIP: they are noise")
+
+        def report(s: dict) -> None:
+            if not as_json:
+                done = " (done before, skipped)" if s.get("skipped") else ""
+                echo(
+                    f"{s['image']}: {s['expression']!r} -> subject {s['subject']['word']!r} "
+                    f"({s['subject']['method']}), {s['area']} px -> {s['mask_png']}{done}"
+                )
+
+        summaries = db.refer_files(
+            out,
+            images=images,
+            expression=expression,
+            pairs=pairs,
+            subject=subject,
+            vocab=vocab,
+            config=config,
+            progress=not quiet and not as_json,
+            on_pair=report,
+            skip_existing=skip_existing,
+        )
+        if as_json:
+            typer.echo(json.dumps(summaries, indent=2))
