@@ -304,6 +304,13 @@ def _masks(bank, key, gid, seed, n, supports, mask_source, device="cpu"):
     return masks
 
 
+def feature_batch(device: str) -> int:
+    """Support images per extractor call: 8 on a GPU, 2 on the CPU (at the paper's size an SD
+    batch of 8 holds 8 x 7680 x 64 x 64 float32 features, 1 GiB, plus the UNet's activations).
+    Prototypes never depend on it."""
+    return 8 if device.startswith("cuda") else 2
+
+
 def _build_set(
     bank, key, display, generator, seed, n, ext, supports, masks, device, prog=OFF, stages=None
 ):
@@ -313,24 +320,27 @@ def _build_set(
     Returns the prototype counts {"fg", "bg", "used"}, or None when another process committed
     the same set first (nothing written)."""
     from protodb.extractors.factory import get_extractor
-    from protodb.synthesis.prototypes import support_prototypes
+    from protodb.synthesis.prototypes import PartOptions, PrototypeStream
 
     stages = stages if stages is not None else NoBar()
     stages.set_description_str(f"{display}: features {ext.name}")
     extractor = get_extractor(ext, device)
     images = np.stack([s.image for s in supports])
-    feats = []
+    # each batch's features are folded into the prototypes at once (only the masked rows stay)
+    stream = PrototypeStream(
+        masks.fg, masks.bg, PartOptions(pool_dtype=ext.store_dtype, device=device)
+    )
+    step = feature_batch(device)
     with prog.bar(f"features {ext.name}", len(images), "img") as bar:
-        for start in range(0, len(images), 8):
-            feats.append(extractor.extract(images[start : start + 8]).numpy())
-            bar.update(len(feats[-1]))
-    features = np.concatenate(feats)
+        for start in range(0, len(images), step):
+            stream.add(start, extractor.extract(images[start : start + step]))
+            bar.update(len(images[start : start + step]))
     stages.update(1)
     stages.set_description_str(f"{display}: prototypes {ext.name}")
-    fg, bg = support_prototypes(features, masks.fg, masks.bg)
+    fg, bg = stream.finish()
     stages.update(1)
     stages.set_description_str(f"{display}: bank write {ext.name}")
-    dim = features.shape[1]
+    dim = stream.dim
     table = bank.ensure_prototype_table(ext.id, dim, ext.store_dtype)
     proto_rows, cell_rows = [], []
     for p in (fg, bg):

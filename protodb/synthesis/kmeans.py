@@ -54,7 +54,8 @@ class RowPool:
         self.dtype = np.dtype(dtype)
         self.memory_bytes = int(memory_bytes)
         self.directory = directory
-        self._blocks: list[tuple[str, object, int]] = []  # ("mem", array, rows) | ("file", offset, rows)
+        # ("mem", array, rows) or ("file", byte offset, rows), in order
+        self._blocks: list[tuple[str, object, int]] = []
         self._in_memory = 0
         self._file = None
         self._end = 0
@@ -78,7 +79,10 @@ class RowPool:
             self._in_memory += rows.nbytes
         else:
             if self._file is None:
-                self._file = tempfile.TemporaryFile(dir=self.directory, prefix="protodb-pool-")
+                # closed by close(); unnamed, so it goes with the process in any case
+                self._file = tempfile.TemporaryFile(  # noqa: SIM115
+                    dir=self.directory, prefix="protodb-pool-"
+                )
             self._file.seek(self._end)
             self._file.write(rows.tobytes())
             self._blocks.append(("file", self._end, len(rows)))
@@ -290,7 +294,7 @@ def kmeans(
         labels_old = None
         strict = False
         it = 0
-        for it in range(1, max_iter + 1):
+        for it in range(1, max_iter + 1):  # noqa: B007 (it: iterations run)
             labels, dist, sums, counts = _estep(data, centres, k, n, True)
             empty = torch.nonzero(counts == 0).flatten()
             if len(empty):  # scikit-learn: move them to the rows farthest from their centre
