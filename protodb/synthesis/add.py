@@ -304,13 +304,6 @@ def _masks(bank, key, gid, seed, n, supports, mask_source, device="cpu"):
     return masks
 
 
-def feature_batch(device: str) -> int:
-    """Support images per extractor call: 8 on a GPU, 2 on the CPU (at the paper's size an SD
-    batch of 8 holds 8 x 7680 x 64 x 64 float32 features, 1 GiB, plus the UNet's activations).
-    Prototypes never depend on it."""
-    return 8 if device.startswith("cuda") else 2
-
-
 def _build_set(
     bank, key, display, generator, seed, n, ext, supports, masks, device, prog=OFF, stages=None
 ):
@@ -319,7 +312,7 @@ def _build_set(
 
     Returns the prototype counts {"fg", "bg", "used"}, or None when another process committed
     the same set first (nothing written)."""
-    from protodb.extractors.factory import get_extractor
+    from protodb.extractors.factory import get_extractor, images_per_call
     from protodb.synthesis.prototypes import PartOptions, PrototypeStream
 
     stages = stages if stages is not None else NoBar()
@@ -330,7 +323,7 @@ def _build_set(
     stream = PrototypeStream(
         masks.fg, masks.bg, PartOptions(pool_dtype=ext.store_dtype, device=device)
     )
-    step = feature_batch(device)
+    step = images_per_call(device)
     with prog.bar(f"features {ext.name}", len(images), "img") as bar:
         for start in range(0, len(images), step):
             stream.add(start, extractor.extract(images[start : start + step]))
