@@ -370,3 +370,42 @@ def support_prototypes(
     stream = PrototypeStream(fg, bg, options or PartOptions(parts=parts))
     stream.add(0, features)
     return stream.finish()
+
+
+def extract_prototypes(
+    extractor,
+    images: np.ndarray,
+    fg: np.ndarray,
+    bg: np.ndarray,
+    options: PartOptions | None = None,
+    *,
+    batch: int = 2,
+    on_batch=None,
+) -> tuple[Prototypes, Prototypes, int]:
+    """Features of the support images -> (fg, bg, D), streamed: ``batch`` images per extractor
+    call, each call's features folded into a :class:`PrototypeStream` and dropped.
+
+    extractor: a protodb.extractors.base.Extractor; images: uint8 [N, H, W, 3]; fg, bg: bool
+    [N, H, W]; on_batch(b): called after each call with its number of images.
+    """
+    stream = PrototypeStream(fg, bg, options)
+    for start in range(0, len(images), max(1, batch)):
+        chunk = images[start : start + max(1, batch)]
+        stream.add(start, extractor.extract(chunk))
+        if on_batch is not None:
+            on_batch(len(chunk))
+    fg_p, bg_p = stream.finish()
+    return fg_p, bg_p, stream.dim
+
+
+def extract_prototypes_reference(
+    extractor, images: np.ndarray, fg: np.ndarray, bg: np.ndarray, *, batch: int = 8
+) -> tuple[Prototypes, Prototypes, int]:
+    """The path before streaming, kept as the baseline of bench/bench_memory.py: every
+    support image's features concatenated in float32 (8 per call), then
+    :func:`support_prototypes_reference`."""
+    feats = [extractor.extract(images[s : s + batch]).numpy() for s in range(0, len(images), batch)]
+    features = np.concatenate(feats)
+    del feats
+    fg_p, bg_p = support_prototypes_reference(features, fg, bg)
+    return fg_p, bg_p, int(features.shape[1])
