@@ -183,6 +183,47 @@ def _peak(reset: bool) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def synthetic_features(start: int, stop: int, dim: int, grid: int):
+    """Seeded stand-ins for one extractor's features of support images start..stop-1: float32
+    [B, dim, grid, grid], each cell one of 48 fixed directions plus noise (so K-means finds
+    structure, as in real features)."""
+    import torch
+
+    centres = torch.randn(48, dim, generator=torch.Generator().manual_seed(5)) * 2
+    out = torch.empty(stop - start, dim, grid, grid)
+    for j, i in enumerate(range(start, stop)):
+        g = torch.Generator().manual_seed(100 + i)
+        pick = torch.randint(0, 48, (grid * grid,), generator=g)
+        out[j] = (centres[pick] + torch.randn(grid * grid, dim, generator=g)).T.reshape(
+            dim, grid, grid
+        )
+    return out
+
+
+def _stage(job: dict, fg, bg) -> int:
+    """The prototype stage alone on synthetic sd-shaped features; returns the rows built."""
+    import numpy as np
+
+    from protodb.synthesis.prototypes import (
+        PartOptions,
+        PrototypeStream,
+        support_prototypes_reference,
+    )
+
+    n, dim, grid = job["n"], GEOMETRY["sd"][0], job["size"] // GEOMETRY["sd"][1]
+    if job["variant"] == "before":
+        feats = np.concatenate(
+            [synthetic_features(s, min(n, s + 8), dim, grid).numpy() for s in range(0, n, 8)]
+        )
+        pf, pb = support_prototypes_reference(feats, fg, bg)
+    else:
+        stream = PrototypeStream(fg, bg, PartOptions())
+        for s in range(0, n, 2):
+            stream.add(s, synthetic_features(s, min(n, s + 2), dim, grid))
+        pf, pb = stream.finish()
+    return len(pf) + len(pb)
+
+
 def run_config(job: dict, queue) -> None:
     """In a fresh process: load the extractors, then one piece of work; puts a result dict."""
     import gc
@@ -193,9 +234,9 @@ def run_config(job: dict, queue) -> None:
     sys.path.insert(0, str(ROOT))
     from protodb.extractors.factory import get_extractor
 
-    configs = extractor_configs(job["models"], job["size"])
+    configs = extractor_configs(job["models"], job["size"]) if job["kind"] != "stage" else []
     extractors = [get_extractor(c, "cpu") for c in configs]
-    if job["kind"] == "protos":
+    if job["kind"] in ("protos", "stage"):
         images, fg, bg = support_set(job["n"], job["size"])
     else:
         image = target_image()
@@ -205,7 +246,9 @@ def run_config(job: dict, queue) -> None:
     reset = _reset_peak()
     t = time.perf_counter()
     rows = 0
-    if job["kind"] == "protos":
+    if job["kind"] == "stage":
+        rows = _stage(job, fg, bg)
+    elif job["kind"] == "protos":
         from protodb.synthesis.prototypes import (
             PartOptions,
             extract_prototypes,
@@ -281,6 +324,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reduced", action="store_true", help="256 px (a quarter of the work)")
     parser.add_argument("--quick", action="store_true", help="tiny twins, 64 px, N = 2, 4")
     parser.add_argument("--segment", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--stage",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="also the prototype stage alone at --stage-size on synthetic sd-shaped features",
+    )
+    parser.add_argument("--stage-size", type=int, default=512)
+    parser.add_argument(
+        "--models",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="prototype building with the models (--no-models --no-segment: --stage only)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--before-limit-gb", type=float, default=12.0)
     parser.add_argument(
@@ -302,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     if args.quick:
         models, what = dict.fromkeys(names, "tiny"), "the tiny twins (QUICK: a smoke run)"
+    elif not (args.models or args.segment):
+        models, what = {}, "no model"
     else:
         models, what = build_models(args.workdir, names), "random weights, real architectures"
     print(f"models ready in {time.perf_counter() - t:.0f} s: {models}", file=sys.stderr)
@@ -312,8 +370,10 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     job0 = {"models": models, "size": size, "threads": args.threads}
+    if args.stage:
+        _stage_figures(args, ns)
     after_peaks = {}
-    for n in ns:
+    for n in ns if args.models else ():
         res = {}
         for variant in ("before", "after"):
             feat_gb = sum(n * GEOMETRY[x][0] * (size // GEOMETRY[x][1]) ** 2 * 4 for x in names) / (
@@ -325,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
             res[variant] = measure({**job0, "kind": "protos", "variant": variant, "n": n})
         _report(f"protos_n{n}", res, size)
         after_peaks[n] = res["after"]["peak"] - res["after"]["base"]
-    if len(ns) > 1:
+    if len(ns) > 1 and args.models:
         lo, hi = min(ns), max(ns)
         figure(
             "protos_after_extra_growth",
@@ -340,6 +400,39 @@ def main(argv: list[str] | None = None) -> int:
         }
         _report("segment_640x427", res, size)
     return 0
+
+
+def _stage_figures(args, ns: list[int]) -> None:
+    """The prototype stage alone (no model) on synthetic features of the sd extractor's shape
+    at ``--stage-size`` (512: [N, 7680, 64, 64], the paper's)."""
+    size = args.stage_size
+    grid = size // GEOMETRY["sd"][1]
+    print(
+        f"bench_memory stage: prototypes alone on synthetic sd-shaped features [N, 7680, {grid}, "
+        f"{grid}] ({size} px), N = {ns}",
+        flush=True,
+    )
+    job = {"models": {}, "size": size, "threads": args.threads, "kind": "stage"}
+    extras = {}
+    for n in ns:
+        res = {}
+        for variant in ("before", "after"):
+            # before: the features, the pooled rows and scikit-learn's float64 copies
+            est = n * GEOMETRY["sd"][0] * grid * grid * 4 * 3.5 / (1 << 30)
+            if variant == "before" and est > args.before_limit_gb:
+                print(f"skipped stage before at N={n}: about {est:.0f} GiB")
+                continue
+            res[variant] = measure({**job, "variant": variant, "n": n})
+        _report(f"stage_n{n}", res, size)
+        extras[n] = res["after"]["peak"] - res["after"]["base"]
+    if len(ns) > 1:
+        lo, hi = min(ns), max(ns)
+        figure(
+            "stage_after_extra_growth",
+            extras[hi] / max(extras[lo], 1),
+            "x",
+            f"peak beyond the libraries at N={hi} over N={lo} (flat = 1.0)",
+        )
 
 
 def _report(name: str, res: dict, size: int) -> None:

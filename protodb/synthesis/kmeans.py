@@ -25,13 +25,14 @@ import numpy as np
 DEFAULT_K = 32
 DEFAULT_ITER = 300
 DEFAULT_TOL = 1e-4
-# Rows K-means fits on; a larger pool is sampled down to this many (65,536 rows of 7680 dims
-# are 1 GiB in float16). Distances per iteration: budget x K x D multiply-adds.
-DEFAULT_BUDGET = 1 << 16
+# Rows K-means fits on; a larger pool is sampled down to this many (32,768 rows of 7680 dims
+# are 480 MiB in float16). Distances per iteration: budget x K x D multiply-adds.
+# protodb.synthesis.prototypes.PartOptions sets it from a byte budget.
+DEFAULT_BUDGET = 1 << 15
 # float32 values per distance chunk (rows x dims), 32 MiB
 CHUNK_VALUES = 1 << 23
 # Bytes of pooled rows kept in memory before the pool spills to a temporary file.
-DEFAULT_POOL_MEMORY = 512 << 20
+DEFAULT_POOL_MEMORY = 256 << 20
 
 
 class RowPool:

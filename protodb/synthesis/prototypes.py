@@ -15,7 +15,7 @@ Streaming (:class:`PrototypeStream`): features arrive a batch of support images 
 are folded in at once: running float64 sums give the class and instance rows, and only the
 masked rows are kept, in the extractor's storage dtype (float16 by default), for the part
 prototypes (protodb.synthesis.kmeans: scikit-learn's K-means with float32 distances computed in
-chunks on the device; beyond ``PartOptions.budget`` pooled rows, fitted on a fixed seeded
+chunks on the device; beyond ``PartOptions.budget_bytes`` of pooled rows, fitted on a fixed seeded
 sample). Memory no longer holds N feature maps: float32 [32, 7680, 64, 64] (3.8 GiB) at the
 paper's size. :func:`support_prototypes_reference` keeps the all-at-once computation.
 
@@ -168,18 +168,25 @@ class PartOptions:
     """How part prototypes are fitted (protodb.synthesis.kmeans).
 
     parts: K; pool_dtype: storage dtype of the pooled masked features ("float16" or "float32",
-    the extractor's ``store_dtype``); budget: the most rows K-means fits on (a larger pool is
-    fitted on a fixed seeded sample of that many, every row then assigned to its nearest
-    centre); pool_memory: bytes of pooled rows kept in memory per polarity before the rest
-    goes to a temporary file; device: where distances are computed; seed: k-means++ and
-    sample seed."""
+    the extractor's ``store_dtype``); budget_bytes: the most pooled rows K-means fits on, in
+    bytes of storage (default 512 MiB: 34,952 rows of the sd extractor's 7680 float16 dims,
+    349,525 of a 768-dim ViT's, so only the sd extractor at the paper's size is ever sampled);
+    a larger pool is fitted on a fixed seeded sample of that many rows, every row then
+    assigned to its nearest centre (protodb.synthesis.kmeans.kmeans); pool_memory: bytes of
+    pooled rows kept in memory per polarity before the rest goes to a temporary file (default
+    256 MiB); device: where distances are computed; seed: k-means++ and sample seed."""
 
     parts: int = DEFAULT_PARTS
     pool_dtype: str = "float16"
-    budget: int | None = None
-    pool_memory: int | None = None
+    budget_bytes: int = 512 << 20
+    pool_memory: int = 256 << 20
     device: str = "cpu"
     seed: int = 0
+
+    def budget_rows(self, dim: int) -> int:
+        """The K-means budget in rows of ``dim`` dims (at least K)."""
+        size = np.dtype(self.pool_dtype).itemsize * max(dim, 1)
+        return max(self.parts, self.budget_bytes // size)
 
 
 class PolarityStream:
@@ -191,14 +198,12 @@ class PolarityStream:
     features: class and instance rows from float64 running sums of the float32 features (equal
     up to float rounding), part rows from :func:`protodb.synthesis.kmeans.kmeans` on the masked
     rows pooled in ``options.pool_dtype``. Memory: the pool (bounded by ``pool_memory``, the
-    rest on disk) and D floats per instance.
+    rest on disk), the K-means sample and D floats per instance.
     """
 
     def __init__(
         self, mask: np.ndarray, keep: np.ndarray, polarity: str, options: PartOptions
     ) -> None:
-        from protodb.synthesis.kmeans import DEFAULT_POOL_MEMORY
-
         self.mask = mask & keep[:, None, None]
         self.keep = keep
         self.polarity = polarity
@@ -207,7 +212,7 @@ class PolarityStream:
         self.total: np.ndarray | None = None  # float64 [D]
         self.instances: dict[int, np.ndarray] = {}
         self.pool = None
-        self.pool_memory = options.pool_memory or DEFAULT_POOL_MEMORY
+        self.pool_memory = options.pool_memory
         self.next = 0
         self.dim = 0
 
@@ -239,7 +244,7 @@ class PolarityStream:
 
     def finish(self) -> Prototypes:
         """The Prototypes (rows: class, instances in image order, parts); the pool is freed."""
-        from protodb.synthesis.kmeans import DEFAULT_BUDGET, kmeans
+        from protodb.synthesis.kmeans import kmeans
 
         n, (h, w) = len(self.mask), self.mask.shape[1:]
         if self.next != n:
@@ -267,7 +272,7 @@ class PolarityStream:
                 self.pool,
                 o.parts,
                 seed=o.seed,
-                budget=o.budget or DEFAULT_BUDGET,
+                budget=o.budget_rows(d),
                 device=o.device,
             )
             cells[self.mask] = km.labels.astype(np.int16)
