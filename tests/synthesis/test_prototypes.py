@@ -240,6 +240,56 @@ def test_streamed_prototypes_equal_all_at_once(name):
                 assert (a.cells[~mask] == -1).all()
 
 
+def test_streamed_prototypes_over_the_budget_fit_a_seeded_sample():
+    """A pool over ``budget_bytes`` is fitted on a fixed seeded sample: the same parts whatever
+    the batches, every masked cell labelled, class and instance rows still exact, and the
+    parts' inertia on all pooled rows within 5 % of the full fit's (tiny sd features, 1 in 3
+    rows fitted)."""
+    from protodb.synthesis.prototypes import PartOptions, PrototypeStream
+
+    feats, fg, bg = _tiny_support("sd")
+    mask = mask_to_grid(fg, feats.shape[2:])
+    keep = mask.reshape(len(fg), -1).any(1)
+    mask &= keep[:, None, None]
+    rows = int(mask.sum())
+    small = PartOptions(budget_bytes=(rows // 3) * feats.shape[1] * 2)
+    assert small.budget_rows(feats.shape[1]) == rows // 3
+    outs = []
+    for step in (1, 3, 6):
+        stream = PrototypeStream(fg, bg, small)
+        for s in range(0, len(feats), step):
+            stream.add(s, feats[s : s + step])
+        outs.append(stream.finish()[0])
+    full = support_prototypes(feats, fg, bg)[0]
+    for out in outs[1:]:
+        np.testing.assert_array_equal(out.cells, outs[0].cells)
+        np.testing.assert_array_equal(out.vectors, outs[0].vectors)
+    _same(outs[0], full)
+    assert (outs[0].cells[mask] >= 0).all() and (outs[0].cells[~mask] == -1).all()
+    assert _inertia(feats, mask, outs[0]) <= 1.05 * _inertia(feats, mask, full)
+
+
+def test_extract_prototypes_equals_the_reference_path():
+    """What ``add`` runs (2 images per extractor call, streamed) == the path before (all
+    features at once, then the reference), up to float rounding and K-means on float16."""
+    from protodb.extractors.factory import default_extractor_config, get_extractor
+    from protodb.synthesis.prototypes import extract_prototypes, extract_prototypes_reference
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)
+    fg = np.zeros((5, 64, 64), bool)
+    fg[:, 8:40, 16:48] = True
+    bg = ~fg
+    ext = get_extractor(default_extractor_config("tiny", "dino"), "cpu")
+    seen = []
+    pf, pb, d = extract_prototypes(ext, images, fg, bg, batch=2, on_batch=seen.append)
+    rf, rb, rd = extract_prototypes_reference(ext, images, fg, bg)
+    assert seen == [2, 2, 1] and d == rd == ext.dim
+    for a, b in ((pf, rf), (pb, rb)):
+        _same(a, b, rtol=1e-4, atol=1e-5)
+        assert (a.level == "part").sum() == (b.level == "part").sum()
+
+
 def test_streamed_prototypes_reject_out_of_order_batches():
     from protodb.synthesis.prototypes import PrototypeStream
 
