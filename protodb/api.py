@@ -12,6 +12,7 @@ the one place a Python user reads to learn the whole surface, so it stays whole.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -196,9 +197,11 @@ class ProtoDB:
         directory) of the generator and of the ``sd`` extractor. kind: "stuff" / "thing" for
         every class, or None (lexicon, else a guess from the support set). mask_source: "otsu"
         or "maskcut".
-        Models load once and serve every class. Returns one protodb.synthesis.add.AddResult per
-        (class, seed), classes outer.
+        Models load once and serve every class; when this call loaded any, every cached model
+        is released at its end (protodb.extractors.factory.release_models). Returns one
+        protodb.synthesis.add.AddResult per (class, seed), classes outer.
         """
+        from protodb.extractors.factory import loaded_extractors
         from protodb.synthesis.add import add_class, default_extractors
 
         if not names:
@@ -231,7 +234,12 @@ class ProtoDB:
         self._check_add_models(gen, exts, jobs, mask_source)
         results = []
         prog = Progress(progress)
-        with prog.bar("classes", len(jobs), "set", show=len(jobs) > 1) as bar:
+        # models load once and serve every class; what this call loaded is freed at its end
+        loaded = loaded_extractors()
+        with (
+            _released_after(loaded),
+            prog.bar("classes", len(jobs), "set", show=len(jobs) > 1) as bar,
+        ):
             for name, s_ in jobs:
                 bar.set_postfix_str(name)
                 res = add_class(
@@ -593,6 +601,19 @@ class ProtoDB:
         from protodb.world.bank import build_bank
 
         return build_bank(self, n=n, seed=seed, vocab=vocab, progress=progress, **add)
+
+
+@contextlib.contextmanager
+def _released_after(before: set):
+    """On exit, release every cached model (protodb.extractors.factory.release_models) when
+    an extractor was built inside: an ``add`` call frees the models it loaded."""
+    from protodb.extractors.factory import loaded_extractors, release_models
+
+    try:
+        yield
+    finally:
+        if loaded_extractors() - before:
+            release_models()
 
 
 def _class_infos(bank) -> list[ClassInfo]:

@@ -181,6 +181,18 @@ def test_add_with_overrides_makes_a_new_generator(tmp_path):
     assert labels.shape == (20, 20) and labels.max() <= 1
 
 
+def test_add_frees_the_models_it_loaded_and_keeps_those_it_found(tmp_path):
+    from protodb.extractors.factory import get_extractor, loaded_extractors, release_models
+
+    release_models()
+    db = protodb.connect(tmp_path / "bank", profile="tiny", device="cpu")
+    (res,) = db.add(["sky"], n=1, steps=2, progress=False)
+    assert res.status == "added" and loaded_extractors() == set()
+    ext = get_extractor(EXT, "cpu")  # found loaded: an add that builds nothing keeps it
+    (res,) = db.add(["sky"], n=1, steps=2, progress=False)
+    assert res.status == "exists" and get_extractor(EXT, "cpu") is ext
+
+
 # --------------------------------------------------------------------------- segment
 
 

@@ -6,6 +6,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
@@ -86,3 +88,27 @@ def test_startup_bench_runs_the_named_trees_cli(tmp_path):
     assert "A COPIED prototype database" in (tmp_path / "out").read_text()
     names = [name for name, _ in bench.commands(tmp_path / "bank", quick=True)]
     assert names == ["python -c pass", "--help", "ls", "history"]
+
+
+@pytest.mark.slow
+def test_memory_bench_quick_prints_every_figure():
+    """bench_memory.py --quick (tiny twins, 64 px, N = 2 and 4): every configuration runs in
+    its own process and prints its figures (about 2-5 min on 2 busy cores)."""
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, str(BENCH / "bench_memory.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=BENCH.parent,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    run_all = _run_all()
+    figures = [line.split("\t")[0] for line in out.stdout.splitlines() if run_all.is_figure(line)]
+    for n in (2, 4):
+        for what in ("before_peak_extra", "after_peak_extra", "before_s", "after_s"):
+            assert f"protos_n{n}_{what}" in figures
+    assert "protos_after_extra_growth" in figures
+    assert "segment_640x427_after_peak_extra" in figures
+    assert "64 px (REDUCED size" in out.stdout

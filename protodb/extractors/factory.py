@@ -77,6 +77,14 @@ def default_extractor_names(profile: str) -> list[str]:
 _CACHE: dict[tuple[str, str], Extractor] = {}
 
 
+def images_per_call(device: str) -> int:
+    """Images (support images, or windows of a target) per extractor call: 8 on a GPU, 2 on
+    the CPU, where at the paper's size a batch of 8 through Stable Diffusion holds 8 x 7680 x
+    64 x 64 float32 features (1 GiB) on top of the UNet's activations. Results never depend
+    on it (up to float rounding)."""
+    return 8 if str(device).startswith("cuda") else 2
+
+
 def get_extractor(config: ExtractorConfig, device: str = "cpu") -> Extractor:
     """Build (or reuse, per process) the extractor for ``config`` on ``device``."""
     key = (config.id, device)
@@ -84,3 +92,34 @@ def get_extractor(config: ExtractorConfig, device: str = "cpu") -> Extractor:
         cls = EXTRACTORS.get(config.name)
         _CACHE[key] = cls(config, device)
     return _CACHE[key]
+
+
+# The model loaders whose caches hold weights: (module, function names).
+_LOADERS = (
+    ("protodb.models.diffusion", ("load_sd", "_load_sd_modules")),
+    ("protodb.models.vision", ("load_dinov2", "load_dino", "load_mae", "load_sam")),
+    ("protodb.models.openclip", ("load_clip",)),
+)
+
+
+def loaded_extractors() -> set[tuple[str, str]]:
+    """(extractor id, device) of every extractor built in this process and still cached."""
+    return set(_CACHE)
+
+
+def release_models() -> None:
+    """Drop every cached extractor and every model the loaders cached (Stable Diffusion, the
+    ViTs, CLIP), then collect, so their memory returns to the system once nothing else (a
+    live Segmenter, say) holds them; the next use loads them again."""
+    import gc
+    import sys
+
+    _CACHE.clear()
+    for module, names in _LOADERS:
+        loaded = sys.modules.get(module)
+        for name in names if loaded is not None else ():
+            getattr(loaded, name).cache_clear()
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()

@@ -125,12 +125,32 @@ def sd_scheduler(final_sigmas_type: str = "sigma_min"):
     )
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=4)
 def load_sd(model: str, revision: str | None, device: str, dtype: str, final_sigmas_type: str):
     """Return a diffusers StableDiffusionPipeline on ``device`` (no safety checker).
 
     ``model`` is a hub id, a local directory, or ``"tiny"``. ``dtype`` is "float16" or "float32".
+    Pipelines of the same (model, revision, device, dtype) share one set of modules (UNet, VAE,
+    text encoder) whatever their scheduler: the generator and the ``sd`` extractor of one model
+    hold its weights once.
     """
+    base = _load_sd_modules(model, revision, device, dtype)
+    if base.scheduler.config.final_sigmas_type == final_sigmas_type:
+        return base
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(
+        **{**base.components, "scheduler": sd_scheduler(final_sigmas_type)},
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@functools.lru_cache(maxsize=2)
+def _load_sd_modules(model: str, revision: str | None, device: str, dtype: str):
+    """The pipeline of :func:`load_sd` with the default ("sigma_min") scheduler."""
+    final_sigmas_type = "sigma_min"
     import torch
     from diffusers import StableDiffusionPipeline
 

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from protodb.bank.vocab import Vocabulary
+from protodb.extractors.factory import images_per_call
 from protodb.progress import OFF, Progress
 from protodb.query.assemble import ExtractorPrototypes, filter_stuff
 from protodb.query.config import QueryConfig
@@ -103,7 +104,9 @@ class Segmenter:
 
     ``clip``: the pre-filter's encoders, any object with ``text(prompts) -> float [N, D]`` and
     ``image(uint8 [H, W, 3]) -> float [D]`` (default: protodb.query.prefilter.ClipEncoders for
-    ``config.clip_model``, loaded on first use).
+    ``config.clip_model``, loaded on first use). ``batch``: windows per extractor call (default
+    :func:`protodb.extractors.factory.images_per_call`: 2 on the CPU, 8 on a GPU); results do
+    not depend on it beyond float rounding.
     """
 
     def __init__(
@@ -114,9 +117,11 @@ class Segmenter:
         config: QueryConfig | None = None,
         *,
         clip=None,
+        batch: int | None = None,
     ):
         from protodb.extractors.factory import get_extractor
 
+        self.batch = batch
         self.vocab = vocab
         self.device = device
         self.config = config or QueryConfig()
@@ -189,19 +194,25 @@ class Segmenter:
             index = PrototypeIndex.build(part.vectors[use], part.owner[use], self.n_labels)
             rows = rows[use]
         mine = []
-        for (wh, ww), wins in groups.items():
-            crops = np.stack([canvas_image[v.y0 : v.y0 + wh, v.x0 : v.x0 + ww] for v in wins])
-            feats = part.extractor.extract(crops)
-            bar.update(len(wins))
-            for win, f in zip(wins, feats, strict=True):
-                scores, winner = match_index(f, index)
-                scores = scores.clamp(-1, 1)
-                winner = torch.where(winner >= 0, rows[winner.clamp_min(0)], -1)
-                up = F.interpolate(
-                    scores[None], size=(wh, ww), mode="bilinear", align_corners=False
-                )[0].clamp(-1, 1)
-                total[:, win.y0 : win.y0 + wh, win.x0 : win.x0 + ww] += up
-                mine.append((win, scores, winner))
+        step = self.batch or images_per_call(self.device)
+        for (wh, ww), group in groups.items():
+            # a few windows per extractor call: their features are matched and dropped before
+            # the next call, so only one call's features (and activations) exist at a time
+            for s in range(0, len(group), step):
+                wins = group[s : s + step]
+                crops = np.stack([canvas_image[v.y0 : v.y0 + wh, v.x0 : v.x0 + ww] for v in wins])
+                feats = part.extractor.extract(crops)
+                bar.update(len(wins))
+                for win, f in zip(wins, feats, strict=True):
+                    scores, winner = match_index(f, index)
+                    scores = scores.clamp(-1, 1)
+                    winner = torch.where(winner >= 0, rows[winner.clamp_min(0)], -1).int()
+                    up = F.interpolate(
+                        scores[None], size=(wh, ww), mode="bilinear", align_corners=False
+                    )[0].clamp(-1, 1)
+                    total[:, win.y0 : win.y0 + wh, win.x0 : win.x0 + ww] += up
+                    mine.append((win, scores, winner))
+                del feats
         return mine
 
     def segment(self, image: np.ndarray, progress: Progress = OFF) -> SegmentResult:

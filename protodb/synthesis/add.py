@@ -312,25 +312,36 @@ def _build_set(
 
     Returns the prototype counts {"fg", "bg", "used"}, or None when another process committed
     the same set first (nothing written)."""
-    from protodb.extractors.factory import get_extractor
-    from protodb.synthesis.prototypes import support_prototypes
+    from protodb.extractors.factory import get_extractor, images_per_call
+    from protodb.synthesis.prototypes import PartOptions, extract_prototypes
 
     stages = stages if stages is not None else NoBar()
     stages.set_description_str(f"{display}: features {ext.name}")
     extractor = get_extractor(ext, device)
     images = np.stack([s.image for s in supports])
-    feats = []
+    # each call's features are folded into the prototypes at once (only the masked rows stay);
+    # the stage bar moves on to "prototypes" (K-means) after the last call
     with prog.bar(f"features {ext.name}", len(images), "img") as bar:
-        for start in range(0, len(images), 8):
-            feats.append(extractor.extract(images[start : start + 8]).numpy())
-            bar.update(len(feats[-1]))
-    features = np.concatenate(feats)
-    stages.update(1)
-    stages.set_description_str(f"{display}: prototypes {ext.name}")
-    fg, bg = support_prototypes(features, masks.fg, masks.bg)
+        done = [0]
+
+        def on_batch(b):
+            bar.update(b)
+            done[0] += b
+            if done[0] >= len(images):
+                stages.update(1)
+                stages.set_description_str(f"{display}: prototypes {ext.name}")
+
+        fg, bg, dim = extract_prototypes(
+            extractor,
+            images,
+            masks.fg,
+            masks.bg,
+            PartOptions(pool_dtype=ext.store_dtype, device=device),
+            batch=images_per_call(device),
+            on_batch=on_batch,
+        )
     stages.update(1)
     stages.set_description_str(f"{display}: bank write {ext.name}")
-    dim = features.shape[1]
     table = bank.ensure_prototype_table(ext.id, dim, ext.store_dtype)
     proto_rows, cell_rows = [], []
     for p in (fg, bg):

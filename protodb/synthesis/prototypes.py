@@ -11,6 +11,14 @@ For one polarity (fg or bg) of one support set:
   masked features; K shrinks to the number of pooled features when fewer;
 - rows that are not finite are dropped.
 
+Streaming (:class:`PrototypeStream`): features arrive a batch of support images at a time and
+are folded in at once: running float64 sums give the class and instance rows, and only the
+masked rows are kept, in the extractor's storage dtype (float16 by default), for the part
+prototypes (protodb.synthesis.kmeans: scikit-learn's K-means with float32 distances computed in
+chunks on the device; beyond ``PartOptions.budget_bytes`` of pooled rows, fitted on a fixed seeded
+sample). Memory no longer holds N feature maps: float32 [32, 7680, 64, 64] (3.8 GiB) at the
+paper's size. :func:`support_prototypes_reference` keeps the all-at-once computation.
+
 Every prototype links back to support regions: an instance to its image's mask, a part to the
 grid cells assigned to its cluster (``cells``: int16 [N, h, w], part id or -1).
 """
@@ -60,7 +68,8 @@ def mask_to_grid(masks: np.ndarray, grid_hw: tuple[int, int]) -> np.ndarray:
 
 
 def kmeans_parts(points: np.ndarray, k: int = DEFAULT_PARTS, seed: int = 0):
-    """K-means++ on float32 [M, D] -> (centres float32 [k', D], labels int [M]), k' = min(k, M)."""
+    """The reference K-means (scikit-learn, float64 copy of the points): float32 [M, D] ->
+    (centres float32 [k', D], labels int [M]), k' = min(k, M)."""
     from sklearn.cluster import KMeans
 
     k = min(k, points.shape[0])
@@ -74,14 +83,16 @@ def kmeans_parts(points: np.ndarray, k: int = DEFAULT_PARTS, seed: int = 0):
     return centres, labels
 
 
-def build_prototypes(
+def build_prototypes_reference(
     features: np.ndarray,
     mask: np.ndarray,
     keep: np.ndarray,
     polarity: str,
     parts: int = DEFAULT_PARTS,
 ) -> Prototypes:
-    """Prototypes of one polarity.
+    """Prototypes of one polarity, all at once (the computation before streaming, kept as the
+    reference that tests and bench/bench_memory.py compare :class:`PrototypeStream` against:
+    it holds every feature in float32 and fits K-means with scikit-learn on a float64 copy).
 
     features: float32 [N, D, h, w]; mask: bool [N, h, w] on the feature grid; keep: bool [N],
     images allowed to contribute (those with a non-empty fg on the grid).
@@ -132,10 +143,10 @@ def build_prototypes(
     )
 
 
-def support_prototypes(
+def support_prototypes_reference(
     features: np.ndarray, fg: np.ndarray, bg: np.ndarray, parts: int = DEFAULT_PARTS
 ) -> tuple[Prototypes, Prototypes]:
-    """fg and bg prototypes of a support set.
+    """fg and bg prototypes of a support set, all at once (the reference computation).
 
     features: float32 [N, D, h, w]; fg, bg: bool [N, H, W] image-resolution masks.
     """
@@ -144,6 +155,262 @@ def support_prototypes(
     bg_g = mask_to_grid(bg, grid)
     keep = fg_g.reshape(len(fg_g), -1).any(1)
     return (
-        build_prototypes(features, fg_g, keep, "fg", parts),
-        build_prototypes(features, bg_g, keep, "bg", parts),
+        build_prototypes_reference(features, fg_g, keep, "fg", parts),
+        build_prototypes_reference(features, bg_g, keep, "bg", parts),
     )
+
+
+# --------------------------------------------------------------------------- streamed
+
+
+@dataclass(frozen=True)
+class PartOptions:
+    """How part prototypes are fitted (protodb.synthesis.kmeans).
+
+    parts: K; pool_dtype: storage dtype of the pooled masked features ("float16" or "float32",
+    the extractor's ``store_dtype``); budget_bytes: the most pooled rows K-means fits on, in
+    bytes of storage (default 512 MiB: 34,952 rows of the sd extractor's 7680 float16 dims,
+    349,525 of a 768-dim ViT's, so only the sd extractor at the paper's size is ever sampled);
+    a larger pool is fitted on a fixed seeded sample of that many rows, every row then
+    assigned to its nearest centre (protodb.synthesis.kmeans.kmeans); pool_memory: bytes of
+    pooled rows kept in memory per polarity before the rest goes to a temporary file (default
+    256 MiB); device: where distances are computed; seed: k-means++ and sample seed."""
+
+    parts: int = DEFAULT_PARTS
+    pool_dtype: str = "float16"
+    budget_bytes: int = 512 << 20
+    pool_memory: int = 256 << 20
+    device: str = "cpu"
+    seed: int = 0
+
+    def budget_rows(self, dim: int) -> int:
+        """The K-means budget in rows of ``dim`` dims (at least K)."""
+        size = np.dtype(self.pool_dtype).itemsize * max(dim, 1)
+        return max(self.parts, self.budget_bytes // size)
+
+
+class PolarityStream:
+    """The prototypes of one polarity, folded in a batch of support images at a time.
+
+    mask: bool [N, h, w] on the feature grid; keep: bool [N], images allowed to contribute.
+    :meth:`add` takes the features of images start..start+B-1 (in order, each once);
+    :meth:`finish` returns what :func:`build_prototypes_reference` returns for the same
+    features: class and instance rows from float64 running sums of the float32 features (equal
+    up to float rounding), part rows from :func:`protodb.synthesis.kmeans.kmeans` on the masked
+    rows pooled in ``options.pool_dtype``. Memory: the pool (bounded by ``pool_memory``, the
+    rest on disk), the K-means sample and D floats per instance.
+    """
+
+    def __init__(
+        self, mask: np.ndarray, keep: np.ndarray, polarity: str, options: PartOptions
+    ) -> None:
+        self.mask = mask & keep[:, None, None]
+        self.keep = keep
+        self.polarity = polarity
+        self.options = options
+        self.counts = self.mask.reshape(len(mask), -1).sum(1)
+        self.total: np.ndarray | None = None  # float64 [D]
+        self.instances: dict[int, np.ndarray] = {}
+        self.pool = None
+        self.pool_memory = options.pool_memory
+        self.next = 0
+        self.dim = 0
+
+    def add(self, start: int, features: np.ndarray) -> None:
+        """features: float32 [B, D, h, w] of support images start..start+B-1."""
+        from protodb.synthesis.kmeans import RowPool
+
+        if start != self.next:
+            raise ValueError(f"features of image {start} given, expected image {self.next}")
+        b, d = features.shape[:2]
+        if self.pool is None:
+            self.dim = d
+            self.total = np.zeros(d, np.float64)
+            self.pool = RowPool(d, self.options.pool_dtype, memory_bytes=self.pool_memory)
+        for j in range(b):
+            i = start + j
+            if not self.keep[i]:
+                continue
+            if not self.counts[i]:
+                self.instances[i] = np.full(d, np.nan, np.float32)
+                continue
+            flat = features[j].reshape(d, -1)
+            rows = flat[:, self.mask[i].reshape(-1)].T  # float32 [c, D], row-major cells
+            s = rows.sum(0, dtype=np.float64)
+            self.total += s
+            self.instances[i] = (s / len(rows)).astype(np.float32)
+            self.pool.append(rows)
+        self.next = start + b
+
+    def finish(self) -> Prototypes:
+        """The Prototypes (rows: class, instances in image order, parts); the pool is freed."""
+        from protodb.synthesis.kmeans import kmeans
+
+        n, (h, w) = len(self.mask), self.mask.shape[1:]
+        if self.next != n:
+            raise ValueError(f"features of {self.next} images of {n} given")
+        d = self.dim
+        m = int(self.counts.sum())
+        vectors, level, part, support, weight = [], [], [], [], []
+        if m:
+            vectors.append((self.total / m).astype(np.float32))
+            level.append("class")
+            part.append(-1)
+            support.append(-1)
+            weight.append(float(m))
+        for i in range(n):
+            if self.keep[i]:
+                vectors.append(self.instances[i])
+                level.append("instance")
+                part.append(-1)
+                support.append(i)
+                weight.append(float(self.counts[i]))
+        cells = np.full((n, h, w), -1, np.int16)
+        if m:
+            o = self.options
+            km = kmeans(
+                self.pool,
+                o.parts,
+                seed=o.seed,
+                budget=o.budget_rows(d),
+                device=o.device,
+            )
+            cells[self.mask] = km.labels.astype(np.int16)
+            counts = np.bincount(km.labels, minlength=len(km.centres))
+            for c in range(km.centres.shape[0]):
+                vectors.append(km.centres[c])
+                level.append("part")
+                part.append(c)
+                support.append(-1)
+                weight.append(float(counts[c]))
+        if self.pool is not None:
+            self.pool.close()
+        vec = np.asarray(vectors, np.float32).reshape(-1, d)
+        finite = np.isfinite(vec).all(1)
+        return Prototypes(
+            polarity=self.polarity,
+            vectors=vec[finite],
+            level=np.asarray(level, dtype=object)[finite].astype(str),
+            part=np.asarray(part, np.int32)[finite],
+            support=np.asarray(support, np.int32)[finite],
+            weight=np.asarray(weight, np.float32)[finite],
+            cells=cells,
+            used=self.keep & (self.counts > 0),
+        )
+
+
+class PrototypeStream:
+    """fg and bg prototypes of a support set, built as its features arrive.
+
+    fg, bg: bool [N, H, W] image-resolution masks. ``add(start, features)`` with float32
+    [B, D, h, w] (numpy or a CPU torch tensor) of images start..start+B-1, in order; the first
+    call fixes the grid (h, w) and maps the masks onto it. ``finish()`` -> (fg, bg)
+    Prototypes, equal to :func:`support_prototypes_reference` on the concatenated features
+    (class and instance rows up to float rounding, part rows as scikit-learn's K-means on the
+    pooled rows as stored: float16 by default). Only the masked rows are kept, never a batch.
+    """
+
+    def __init__(self, fg: np.ndarray, bg: np.ndarray, options: PartOptions | None = None) -> None:
+        self.fg, self.bg = fg, bg
+        self.options = options or PartOptions()
+        self.streams: tuple[PolarityStream, PolarityStream] | None = None
+
+    @property
+    def dim(self) -> int:
+        return self.streams[0].dim if self.streams else 0
+
+    def add(self, start: int, features) -> None:
+        if not isinstance(features, np.ndarray):
+            features = features.numpy()
+        if self.streams is None:
+            grid = features.shape[2:]
+            fg_g = mask_to_grid(self.fg, grid)
+            bg_g = mask_to_grid(self.bg, grid)
+            keep = fg_g.reshape(len(fg_g), -1).any(1)
+            self.streams = (
+                PolarityStream(fg_g, keep, "fg", self.options),
+                PolarityStream(bg_g, keep, "bg", self.options),
+            )
+        for s in self.streams:
+            s.add(start, features)
+
+    def finish(self) -> tuple[Prototypes, Prototypes]:
+        if self.streams is None:
+            raise ValueError("no features were given")
+        fg, bg = (s.finish() for s in self.streams)
+        return fg, bg
+
+
+def build_prototypes(
+    features: np.ndarray,
+    mask: np.ndarray,
+    keep: np.ndarray,
+    polarity: str,
+    parts: int = DEFAULT_PARTS,
+    options: PartOptions | None = None,
+) -> Prototypes:
+    """Prototypes of one polarity from all features at once, through :class:`PolarityStream`.
+
+    features: float32 [N, D, h, w]; mask: bool [N, h, w] on the feature grid; keep: bool [N],
+    images allowed to contribute (those with a non-empty fg on the grid).
+    """
+    options = options or PartOptions(parts=parts)
+    stream = PolarityStream(mask, keep, polarity, options)
+    stream.add(0, features)
+    return stream.finish()
+
+
+def support_prototypes(
+    features: np.ndarray,
+    fg: np.ndarray,
+    bg: np.ndarray,
+    parts: int = DEFAULT_PARTS,
+    options: PartOptions | None = None,
+) -> tuple[Prototypes, Prototypes]:
+    """fg and bg prototypes of a support set from all features at once (one batch of a
+    :class:`PrototypeStream`).
+
+    features: float32 [N, D, h, w]; fg, bg: bool [N, H, W] image-resolution masks.
+    """
+    stream = PrototypeStream(fg, bg, options or PartOptions(parts=parts))
+    stream.add(0, features)
+    return stream.finish()
+
+
+def extract_prototypes(
+    extractor,
+    images: np.ndarray,
+    fg: np.ndarray,
+    bg: np.ndarray,
+    options: PartOptions | None = None,
+    *,
+    batch: int = 2,
+    on_batch=None,
+) -> tuple[Prototypes, Prototypes, int]:
+    """Features of the support images -> (fg, bg, D), streamed: ``batch`` images per extractor
+    call, each call's features folded into a :class:`PrototypeStream` and dropped.
+
+    extractor: a protodb.extractors.base.Extractor; images: uint8 [N, H, W, 3]; fg, bg: bool
+    [N, H, W]; on_batch(b): called after each call with its number of images.
+    """
+    stream = PrototypeStream(fg, bg, options)
+    for start in range(0, len(images), max(1, batch)):
+        chunk = images[start : start + max(1, batch)]
+        stream.add(start, extractor.extract(chunk))
+        if on_batch is not None:
+            on_batch(len(chunk))
+    fg_p, bg_p = stream.finish()
+    return fg_p, bg_p, stream.dim
+
+
+def extract_prototypes_reference(
+    extractor, images: np.ndarray, fg: np.ndarray, bg: np.ndarray, *, batch: int = 8
+) -> tuple[Prototypes, Prototypes, int]:
+    """The path before streaming, kept as the baseline of bench/bench_memory.py: every
+    support image's features concatenated in float32 (8 per call), then
+    :func:`support_prototypes_reference`."""
+    feats = [extractor.extract(images[s : s + batch]).numpy() for s in range(0, len(images), batch)]
+    features = np.concatenate(feats)
+    del feats
+    fg_p, bg_p = support_prototypes_reference(features, fg, bg)
+    return fg_p, bg_p, int(features.shape[1])

@@ -68,3 +68,25 @@ def test_every_registered_extractor_has_defaults():
     assert real["clip"].model == "ViT-B-16-quickgelu/openai" and real["clip"].layer == "keys:10"
     assert real["mae"].model == "facebook/vit-mae-base"
     assert all(real[n].input_size == 512 for n in ("sd", "dino", "clip", "mae"))
+
+
+def test_release_models_frees_the_cached_models():
+    """release_models drops the cached extractors and the loaders' models: the model is
+    collected once nothing holds it, and the next use builds the same (deterministic) one."""
+    import gc
+    import weakref
+
+    from protodb.extractors.factory import loaded_extractors, release_models
+
+    config = default_extractor_config("tiny", "dino")
+    first = get_extractor(config, "cpu")
+    imgs = make_image(64, 64, 3)[None]
+    before = first.extract(imgs)
+    net = weakref.ref(first.net)
+    assert (config.id, "cpu") in loaded_extractors()
+    del first
+    release_models()
+    gc.collect()
+    assert net() is None and loaded_extractors() == set()
+    again = get_extractor(config, "cpu")
+    assert torch.equal(again.extract(imgs), before)

@@ -59,3 +59,21 @@ def test_sd_scheduler_timesteps():
     assert ts[0] == 999 and ts[1] == 966 and ts[-1] == 33
     assert len(ts) == 30
     assert sd_scheduler("zero").config.final_sigmas_type == "zero"
+
+
+def test_sd_pipelines_of_one_model_share_modules_whatever_the_scheduler():
+    """The generator (any final_sigmas_type) and the sd extractor hold one copy of the weights."""
+    from protodb.extractors.factory import default_extractor_config, get_extractor
+    from protodb.synthesis.generate import default_generator_config
+
+    base = load_sd(TINY, None, "cpu", "float32", "sigma_min")
+    zero = load_sd(TINY, None, "cpu", "float32", "zero")
+    assert zero is load_sd(TINY, None, "cpu", "float32", "zero") and zero is not base
+    assert zero.scheduler.config.final_sigmas_type == "zero"
+    assert base.scheduler.config.final_sigmas_type == "sigma_min"
+    for name in ("unet", "vae", "text_encoder", "tokenizer"):
+        assert getattr(zero, name) is getattr(base, name)
+    gen = default_generator_config("tiny")
+    ext = get_extractor(default_extractor_config("tiny", "sd"), "cpu")
+    pipe = load_sd(gen.model, gen.revision, "cpu", "float32", gen.final_sigmas_type)
+    assert ext.pipe.unet is pipe.unet and ext.pipe.vae is pipe.vae

@@ -194,6 +194,19 @@ def test_window_fusion_and_label_rule_by_hand():
         np.testing.assert_array_equal(p.owner[win], res.labels)
 
 
+def test_windows_per_extractor_call_do_not_change_the_result():
+    """Windows go through an extractor a few at a time (2 on the CPU by default): 1 or 8 per
+    call give the same labels, winners and scores (up to float rounding)."""
+    rng = np.random.default_rng(5)
+    img = make_image(50, 70, 6)
+    parts = [_protos("e1", rng.normal(size=(7, 32)), [0, 0, 1, 1, 1, 2, 0])]
+    results = [Segmenter(_vocab(["x", "y"]), parts, batch=b).segment(img) for b in (None, 1, 8)]
+    for other in results[1:]:
+        np.testing.assert_allclose(other.scores, results[0].scores, atol=1e-5)
+        np.testing.assert_array_equal(other.labels, results[0].labels)
+        np.testing.assert_array_equal(other.winners["e1"], results[0].winners["e1"])
+
+
 def test_windows_off_is_the_whole_image(features_64):
     img, _ = features_64
     p = _protos("e1", np.random.default_rng(0).normal(size=(4, 32)), [0, 1, 2, 1])
