@@ -154,10 +154,18 @@ class S3Server:
 
     def upload(self, local: Path, uri: str) -> None:
         """Copy a local bank directory to ``uri`` (lock files left behind)."""
+        from concurrent.futures import ThreadPoolExecutor
+
         prefix = uri[len(f"s3://{S3_BUCKET}/") :]
-        for p in local.rglob("*"):
-            if p.is_file() and "lock" not in p.name:
-                self.client.upload_file(str(p), S3_BUCKET, f"{prefix}/{p.relative_to(local)}")
+        files = [p for p in local.rglob("*") if p.is_file() and "lock" not in p.name]
+        with ThreadPoolExecutor(8) as pool:
+            for done in [
+                pool.submit(
+                    self.client.upload_file, str(p), S3_BUCKET, f"{prefix}/{p.relative_to(local)}"
+                )
+                for p in files
+            ]:
+                done.result()
 
     def keys(self, uri: str) -> list[str]:
         prefix = uri[len(f"s3://{S3_BUCKET}/") :] + "/"
