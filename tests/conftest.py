@@ -167,6 +167,31 @@ class S3Server:
             ]:
                 done.result()
 
+    def copy(self, src: str, dst: str) -> None:
+        """Copy every object under bank ``src`` to bank ``dst`` (server-side)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        head = f"s3://{S3_BUCKET}/"
+        a, b = src[len(head) :], dst[len(head) :]
+        with ThreadPoolExecutor(8) as pool:
+            jobs = [
+                pool.submit(
+                    self.client.copy_object,
+                    Bucket=S3_BUCKET,
+                    Key=f"{b}/{k}",
+                    CopySource={"Bucket": S3_BUCKET, "Key": f"{a}/{k}"},
+                )
+                for k in self.keys(src)
+            ]
+            for job in jobs:
+                job.result()
+
+    def delete(self, uri: str) -> None:
+        """Remove every object under ``uri``."""
+        prefix = uri[len(f"s3://{S3_BUCKET}/") :]
+        for k in self.keys(uri):
+            self.client.delete_object(Bucket=S3_BUCKET, Key=f"{prefix}/{k}")
+
     def keys(self, uri: str) -> list[str]:
         prefix = uri[len(f"s3://{S3_BUCKET}/") :] + "/"
         out, token = [], None
