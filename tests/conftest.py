@@ -208,8 +208,11 @@ class S3Server:
 def s3_server():
     """A local S3 (moto's ThreadedMotoServer) for the session; see :class:`S3Server`."""
     server_mod = pytest.importorskip("moto.server")
+    import logging
+
     import boto3
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request otherwise
     server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
