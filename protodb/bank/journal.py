@@ -15,9 +15,9 @@ Recovery needs the commit lock, taken without waiting: a bank whose lock is held
 writer (a killed one holds no ``flock``; on S3 its lease object runs out, or names a dead
 process of this host), and is left alone. Object stores without a lock (gs://, az://) have no
 way to tell; a journal there is recovered once it is older than ``PROTODB_JOURNAL_STALE_S``
-(3600 s). Until it
-is, and on a bank this process cannot write, reads see the versions the journal recorded, so an
-unfinished operation is never half visible, and writes are refused with one line.
+(3600 s). Until it is, and on a bank this process cannot write, reads see the versions the
+journal recorded, so an unfinished operation is never half visible, and writes are refused with
+one line.
 """
 
 from __future__ import annotations
