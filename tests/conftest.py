@@ -8,7 +8,9 @@ deterministic random weights. Nothing is mocked.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,3 +132,136 @@ def bank_state(path: Path) -> dict:
         str(p.relative_to(path)) for p in path.rglob("*") if p.is_file() and "lock" not in p.name
     )
     return {"versions": bank.versions(), "files": files}
+
+
+# ---------------------------------------------------------------------- object storage
+
+S3_BUCKET = "protodb-test"
+
+
+@dataclass
+class S3Server:
+    """moto's S3 server in this process (threaded), with the environment LanceDB and protodb's
+    S3 lock read set in ``os.environ`` (so subprocesses inherit it): AWS_ENDPOINT,
+    AWS_ALLOW_HTTP, keys, region. ``client`` is a boto3 client on it."""
+
+    endpoint: str
+    client: object
+
+    def uri(self, name: str = "bank") -> str:
+        """A fresh ``s3://`` location nobody has written."""
+        return f"s3://{S3_BUCKET}/{uuid.uuid4().hex[:12]}/{name}"
+
+    def upload(self, local: Path, uri: str) -> None:
+        """Copy a local bank directory to ``uri`` (lock files left behind)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        prefix = uri[len(f"s3://{S3_BUCKET}/") :]
+        files = [p for p in local.rglob("*") if p.is_file() and "lock" not in p.name]
+        with ThreadPoolExecutor(8) as pool:
+            for done in [
+                pool.submit(
+                    self.client.upload_file, str(p), S3_BUCKET, f"{prefix}/{p.relative_to(local)}"
+                )
+                for p in files
+            ]:
+                done.result()
+
+    def copy(self, src: str, dst: str) -> None:
+        """Copy every object under bank ``src`` to bank ``dst`` (server-side)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        head = f"s3://{S3_BUCKET}/"
+        a, b = src[len(head) :], dst[len(head) :]
+        with ThreadPoolExecutor(8) as pool:
+            jobs = [
+                pool.submit(
+                    self.client.copy_object,
+                    Bucket=S3_BUCKET,
+                    Key=f"{b}/{k}",
+                    CopySource={"Bucket": S3_BUCKET, "Key": f"{a}/{k}"},
+                )
+                for k in self.keys(src)
+            ]
+            for job in jobs:
+                job.result()
+
+    def delete(self, uri: str) -> None:
+        """Remove every object under ``uri``."""
+        prefix = uri[len(f"s3://{S3_BUCKET}/") :]
+        for k in self.keys(uri):
+            self.client.delete_object(Bucket=S3_BUCKET, Key=f"{prefix}/{k}")
+
+    def keys(self, uri: str) -> list[str]:
+        prefix = uri[len(f"s3://{S3_BUCKET}/") :] + "/"
+        out, token = [], None
+        while True:
+            kw = {"ContinuationToken": token} if token else {}
+            page = self.client.list_objects_v2(Bucket=S3_BUCKET, Prefix=prefix, **kw)
+            out += [o["Key"][len(prefix) :] for o in page.get("Contents", [])]
+            token = page.get("NextContinuationToken")
+            if not token:
+                return sorted(out)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A local S3 (moto's ThreadedMotoServer) for the session; see :class:`S3Server`."""
+    server_mod = pytest.importorskip("moto.server")
+    import logging
+
+    import boto3
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request otherwise
+    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    env = {
+        "AWS_ENDPOINT": endpoint,
+        "AWS_ALLOW_HTTP": "true",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket=S3_BUCKET)
+    try:
+        yield S3Server(endpoint=endpoint, client=client)
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request) -> str:
+    """Where a test's bank lives: "local" (a temporary directory) or "s3" (moto)."""
+    return request.param
+
+
+@pytest.fixture
+def bank_uri(store, request, tmp_path) -> str:
+    """A fresh bank location (nothing there yet) on the test's ``store``."""
+    if store == "s3":
+        return request.getfixturevalue("s3_server").uri()
+    return str(tmp_path / "bank")
+
+
+@pytest.fixture
+def bank_copy_uri(store, request, tiny_bank, tmp_path) -> str:
+    """A private copy of the session bank on the test's ``store`` (local dir or S3)."""
+    if store == "s3":
+        s3 = request.getfixturevalue("s3_server")
+        uri = s3.uri()
+        s3.upload(tiny_bank.path, uri)
+        return uri
+    dst = tmp_path / "bank"
+    shutil.copytree(tiny_bank.path, dst)
+    return str(dst)

@@ -1,9 +1,11 @@
 """Commits and locks: how several processes write one bank safely.
 
-Keyed writes check and commit under the bank's commit lock (a ``flock`` on a file in a local
-bank directory; object stores have none, see the README); writers hold a shared writer lock for
-their whole operation, which ``gc`` takes exclusively. Lance commit conflicts are retried with
-backoff (:func:`retry_commit`).
+Keyed writes check and commit under the bank's commit lock: a ``flock`` on a file in a local
+bank directory, a lease object written with conditional puts on S3
+(:mod:`~protodb.bank.objlock`); other object stores (gs://, az://) have none (single writer,
+see the README). On a local bank writers hold a shared writer lock for their whole operation,
+which ``gc`` takes exclusively; on S3 every commit is made under the commit lock and ``gc``
+holds it throughout. Lance commit conflicts are retried with backoff (:func:`retry_commit`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from protodb.errors import BankError
 
 COMMIT_LOCK = "_protodb_commit.lock"
 WRITER_LOCK = "_protodb_writers.lock"
+S3_LOCK_ENV = "PROTODB_S3_LOCK"
 
 T = TypeVar("T")
 
@@ -76,8 +79,23 @@ class Locks:
     _at: dict[str, int] | None
     _lock_depth: int
     _lock_fd: int | None
+    _obj_lock: object | None = None
     uri: str
     at: int | None
+
+    def has_lock(self) -> bool:
+        """Whether this bank has a commit lock: a local directory, or S3 (unless
+        ``PROTODB_S3_LOCK=0``: one writer at a time, see the README)."""
+        if self._dir is not None:
+            return True
+        return self.uri.startswith("s3://") and os.environ.get(S3_LOCK_ENV, "1") != "0"
+
+    def _object_lock(self):
+        if self._obj_lock is None:
+            from protodb.bank.objlock import S3Lock
+
+            self._obj_lock = S3Lock(self.uri)
+        return self._obj_lock
 
     def _lock_file(self, name: str) -> int:
         """Open (creating) a lock file of a local bank; a bank this user cannot write is one
@@ -93,10 +111,22 @@ class Locks:
 
     @contextlib.contextmanager
     def commit_lock(self, *, wait: bool = True) -> Iterator[None]:
-        """Exclusive, re-entrant lock for a check-then-commit section (local banks only);
-        ``wait=False`` raises BlockingIOError when another process holds it."""
+        """Exclusive, re-entrant lock for a check-then-commit section (local banks and S3; a
+        no-op on other object stores); ``wait=False`` raises BlockingIOError when another
+        process holds it."""
         if self._dir is None:
-            yield
+            if not self.has_lock():
+                yield
+                return
+            if self._lock_depth == 0:
+                self._object_lock().acquire(wait=wait)
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+                if self._lock_depth == 0:
+                    self._object_lock().release()
             return
         import fcntl
 
@@ -121,7 +151,9 @@ class Locks:
     @contextlib.contextmanager
     def writer(self, *, exclusive: bool = False, wait: bool = True) -> Iterator[None]:
         """Mark this process as an active writer for the block (shared lock; ``gc`` takes it
-        exclusively). ``wait=False`` raises BankError instead of waiting."""
+        exclusively). ``wait=False`` raises BankError instead of waiting. A no-op on object
+        stores: on S3 every commit is made under the commit lock, which ``gc`` holds
+        throughout."""
         self._check_writable()
         if self._dir is None:
             yield

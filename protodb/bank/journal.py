@@ -11,11 +11,13 @@ open of the bank finishes the story (:meth:`Journaled.recover`):
 - it is not: every table goes back to its version before (tables the operation created are
   dropped, tags put back), so the bank reads exactly as before; nothing is added to history.
 
-Recovery needs the commit lock, taken without waiting: a local bank whose lock is held has a
-live writer (a killed one holds no ``flock``), and is left alone. Object stores have no locks; a
-journal there is recovered once it is older than ``PROTODB_JOURNAL_STALE_S`` (3600 s). Until it
-is, and on a bank this process cannot write, reads see the versions the journal recorded, so an
-unfinished operation is never half visible, and writes are refused with one line.
+Recovery needs the commit lock, taken without waiting: a bank whose lock is held has a live
+writer (a killed one holds no ``flock``; on S3 its lease object runs out, or names a dead
+process of this host), and is left alone. Object stores without a lock (gs://, az://) have no
+way to tell; a journal there is recovered once it is older than ``PROTODB_JOURNAL_STALE_S``
+(3600 s). Until it is, and on a bank this process cannot write, reads see the versions the
+journal recorded, so an unfinished operation is never half visible, and writes are refused with
+one line.
 """
 
 from __future__ import annotations
@@ -130,7 +132,7 @@ class Journaled:
         journal = self._journal()
         if journal is None:
             return None
-        if self._dir is None and not self._stale(journal):
+        if not self.has_lock() and not self._stale(journal):
             self._pending = journal
             return None
         try:
@@ -168,7 +170,7 @@ class Journaled:
         journal = self._pending
         if journal is None:
             return
-        if self._dir is not None:
+        if self.has_lock():
             with self.commit_lock():
                 self._pending = None
                 self.recover()

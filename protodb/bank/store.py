@@ -272,7 +272,11 @@ class Bank(Locks, Journaled, KeyedWrites, Reads, History):
             if rows.schema.names != schema.names and set(rows.schema.names) == set(schema.names):
                 rows = rows.select(schema.names)
             rows = rows.cast(schema)
-            retry_commit(lambda: tbl.add(rows))
+            if self._dir is None:  # on S3 every commit is made under the commit lock
+                with self.commit_lock():
+                    retry_commit(lambda: tbl.add(rows))
+            else:
+                retry_commit(lambda: tbl.add(rows))
 
 
 def open_bank(

@@ -70,6 +70,15 @@ def test_four_processes_25_adds_each_same_and_different_keys(tmp_path):
     _check_exactly_once(uri, set(range(0, 55)))
 
 
+def test_two_writers_on_s3_same_and_different_keys(s3_server):
+    """2 processes x 5 concurrent adds on the emulated S3 (moto), overlapping in 4 classes:
+    the S3 commit lock (a lease object written with If-None-Match) keeps every key once."""
+    uri = s3_server.uri()
+    _run_writers(uri, [(0, 5), (1, 5)])
+    _check_exactly_once(uri, set(range(0, 6)))
+    assert "_protodb_commit.lock" not in s3_server.keys(uri)  # released
+
+
 @pytest.mark.slow
 def test_four_processes_25_real_adds_each(tmp_path):
     """The same with the real add pipeline (tiny models): 4 processes x 25 add_class calls."""

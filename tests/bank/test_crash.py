@@ -46,13 +46,21 @@ def _kill_at_random(cmd: list[str], window: tuple[float, float], rng: random.Ran
 
 def test_kill9_during_bank_writes_leaves_no_half_set(tmp_path):
     """3 trials of a model-free writer killed at random points of its commits."""
-    uri = str(tmp_path / "bank")
+    _kill_writer_trials(str(tmp_path / "bank"), trials=3, count=20, window=(0.05, 1.0))
+
+
+def test_kill9_during_bank_writes_on_s3_leaves_no_half_set(s3_server):
+    """A trial on the emulated S3; a killed writer may leave the commit lock's object, which
+    the re-run takes over (its holder's pid is gone from this host)."""
+    _kill_writer_trials(s3_server.uri(), trials=1, count=6, window=(2.0, 6.0))
+
+
+def _kill_writer_trials(uri: str, trials: int, count: int, window: tuple[float, float]) -> None:
     open_bank(uri)
     rng = random.Random(0)
-    count = 20
-    for trial in range(3):
+    for trial in range(trials):
         first = 100 * trial
-        _kill_at_random([sys.executable, WRITER, uri, str(first), str(count)], (0.05, 1.0), rng)
+        _kill_at_random([sys.executable, WRITER, uri, str(first), str(count)], window, rng)
         _check_no_half_set(uri)
         bank = open_bank(uri)
         # the re-run completes; sets written before the kill are kept, not rewritten

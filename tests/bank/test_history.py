@@ -3,7 +3,8 @@
 from protodb.bank.store import open_bank
 
 
-def test_history_versions_increase(bank):
+def test_history_versions_increase(any_bank):
+    bank = any_bank  # local and S3
     e1 = bank.log("first", {"a": 1})
     bank.upsert_class("grass", "grass")
     e2 = bank.log("second", {"b": [1, 2]})
@@ -19,7 +20,8 @@ def test_history_versions_increase(bank):
     assert hist[0].versions == e1.versions
 
 
-def test_read_time_travel(bank):
+def test_read_time_travel(any_bank):
+    bank = any_bank  # local and S3
     bank.upsert_class("grass", "grass")
     v1 = bank.versions()["classes"]
     bank.upsert_class("sky", "sky")

@@ -59,16 +59,16 @@ def _cli(bank: Path, *args: str, kill_after: int | None = None) -> subprocess.Co
     )
 
 
-def test_a_failing_operation_rolls_back_every_table(bank_copy):
-    before = content(bank_copy)
-    bank = open_bank(str(bank_copy))
+def test_a_failing_operation_rolls_back_every_table(bank_copy_uri):
+    before = content(bank_copy_uri)
+    bank = open_bank(str(bank_copy_uri))
     with pytest.raises(RuntimeError, match="boom"), bank.commit_lock(), bank.atomic("test"):
         bank.upsert_class("blue_cup", "blue cup")
         bank.ensure_prototype_table("made-up-extractor", 4, "float32")
         bank.tag("classes", "vocab.zz", int(bank.table("classes").version))
         raise RuntimeError("boom")
-    assert content(bank_copy) == before
-    assert "prototypes_made-up-extractor" not in open_bank(str(bank_copy)).table_names()
+    assert content(bank_copy_uri) == before
+    assert "prototypes_made-up-extractor" not in open_bank(str(bank_copy_uri)).table_names()
 
 
 def _leave_journal(path: Path, op: str, finish: bool) -> None:
@@ -90,19 +90,19 @@ def _leave_journal(path: Path, op: str, finish: bool) -> None:
         bank.log(op, {})
 
 
-def test_the_next_open_rolls_back_an_unfinished_operation(bank_copy):
-    before = content(bank_copy)
-    _leave_journal(bank_copy, "import", finish=False)
-    bank = open_bank(str(bank_copy))
+def test_the_next_open_rolls_back_an_unfinished_operation(bank_copy_uri):
+    before = content(bank_copy_uri)
+    _leave_journal(bank_copy_uri, "import", finish=False)
+    bank = open_bank(str(bank_copy_uri))
     assert bank.recovered == "rolled back an interrupted import"
-    assert content(bank_copy) == before
+    assert content(bank_copy_uri) == before
 
 
-def test_the_next_open_keeps_a_finished_operation(bank_copy):
-    _leave_journal(bank_copy, "import", finish=True)
-    bank = open_bank(str(bank_copy))
+def test_the_next_open_keeps_a_finished_operation(bank_copy_uri):
+    _leave_journal(bank_copy_uri, "import", finish=True)
+    bank = open_bank(str(bank_copy_uri))
     assert bank.recovered == "completed import"
-    after = content(bank_copy)
+    after = content(bank_copy_uri)
     assert after["ops"][-1] == "import" and not after["journal"]
     assert "blue_cup" in bank.read("classes").column("class_key").to_pylist()
 
@@ -128,12 +128,39 @@ def test_an_unfinished_operation_is_invisible_while_its_writer_lives(bank_copy):
     assert content(bank_copy)["ops"] == before["ops"]
 
 
-def _kill_trials(target: Path, args: list[str], every: int) -> tuple[int, int]:
+def test_an_unfinished_operation_on_s3_is_invisible_while_its_writer_lives(s3_server, tiny_bank):
+    """The same on S3, where the live writer holds the commit lock's lease object."""
+    from protodb.bank.objlock import S3Lock
+
+    uri = s3_server.uri()
+    s3_server.upload(tiny_bank.path, uri)
+    before = content(uri)
+    _leave_journal(uri, "import", finish=False)
+    lock = S3Lock(uri)
+    lock.acquire()  # "the importer is alive"
+    try:
+        reader = open_bank(uri)
+        assert reader.recovered is None
+        assert "blue_cup" not in reader.read("classes").column("class_key").to_pylist()
+    finally:
+        lock.release()  # "the importer is done (or its lease ran out)"
+    reader.upsert_class("green_cup", "green cup")  # a write recovers first
+    keys = set(open_bank(uri).read("classes").column("class_key").to_pylist())
+    assert "green_cup" in keys and "blue_cup" not in keys
+    assert content(uri)["ops"] == before["ops"]
+
+
+def _kill_trials(target, args: list[str], every: int, s3=None) -> tuple[int, int]:
     """Run ``args`` killed after its 1st, 1+every-th, ... commit, each time on a fresh copy of
     ``target``, until a run is not killed, and then after each of the last ``every`` commits;
-    every trial must read as before or after. Returns (trials, trials that read as after)."""
-    fresh = target.parent / "fresh"
-    shutil.copytree(target, fresh)
+    every trial must read as before or after. Returns (trials, trials that read as after).
+    ``s3``: the S3Server when ``target`` is an s3:// bank."""
+    if s3 is None:
+        fresh = target.parent / "fresh"
+        shutil.copytree(target, fresh)
+    else:
+        fresh = s3.uri("fresh")
+        s3.copy(target, fresh)
     before = content(target)
     done = _cli(target, *args)
     assert done.returncode == 0, done.stderr
@@ -143,8 +170,12 @@ def _kill_trials(target: Path, args: list[str], every: int) -> tuple[int, int]:
 
     def trial(k: int) -> bool:
         nonlocal trials, afters
-        shutil.rmtree(target)
-        shutil.copytree(fresh, target)
+        if s3 is None:
+            shutil.rmtree(target)
+            shutil.copytree(fresh, target)
+        else:
+            s3.delete(target)
+            s3.copy(fresh, target)
         run = _cli(target, *args, kill_after=k)
         if run.returncode == 0:
             return False
@@ -181,6 +212,36 @@ def test_kill9_at_commit_boundaries_reads_before_or_after(tiny_bank, tmp_path, o
     args = ["import", str(src)] if op == "import" else ["merge", str(tiny_bank.path)]
     trials, afters = _kill_trials(target, args, every=5)
     assert trials >= 5 and afters >= 1
+
+
+def test_kill9_of_an_import_into_an_s3_bank_then_a_rerun(tiny_bank, tmp_path, s3_server):
+    """On the emulated S3: an import killed after its 3rd commit leaves its lock object and
+    journal; the next open takes over the dead process's lock and rolls back, so the bank
+    reads as before; a re-run completes."""
+    src, local_target = _sources(tiny_bank, tmp_path)
+    target = s3_server.uri()
+    s3_server.upload(local_target, target)
+    before = content(target)
+    run = _cli(target, "import", str(src), kill_after=3)
+    assert run.returncode == -9, run.stderr
+    assert "_protodb_commit.lock" in s3_server.keys(target)
+    assert content(target) == before
+    run = _cli(target, "import", str(src))
+    assert run.returncode == 0, run.stderr
+    after = content(target)
+    assert after != before and after["ops"][-1] == "import" and not after["journal"]
+
+
+@pytest.mark.slow
+def test_kill9_of_an_import_into_an_s3_bank_reads_before_or_after(tiny_bank, tmp_path, s3_server):
+    """The same on the emulated S3: a killed import leaves its lock object and journal; the
+    next open takes over the dead process's lock and recovers. Every eighth boundary and the
+    last few."""
+    src, local_target = _sources(tiny_bank, tmp_path)
+    target = s3_server.uri()
+    s3_server.upload(local_target, target)
+    trials, afters = _kill_trials(target, ["import", str(src)], every=8, s3=s3_server)
+    assert trials >= 3 and afters >= 1
 
 
 @pytest.mark.slow

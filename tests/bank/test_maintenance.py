@@ -37,9 +37,9 @@ def _add_orphans(bank) -> str:
     return table
 
 
-def test_gc_removes_orphans_compacts_and_keeps_pinned(bank_copy):
-    before = _labels(bank_copy)
-    bank = open_bank(str(bank_copy))
+def test_gc_removes_orphans_compacts_and_keeps_pinned(bank_copy_uri):
+    before = _labels(bank_copy_uri)
+    bank = open_bank(str(bank_copy_uri))
     table = _add_orphans(bank)
     n_rows = bank.read(table).num_rows
     pinned = bank.tags(table)["vocab.v1"]
@@ -59,7 +59,7 @@ def test_gc_removes_orphans_compacts_and_keeps_pinned(bank_copy):
     versions = {v["version"] for v in bank.table(table).list_versions()}
     assert versions == {pinned, bank.table(table).version}
     assert "vocab.v1" in result.kept_tags[table]
-    assert _labels(bank_copy) == before
+    assert _labels(bank_copy_uri) == before
     assert bank.history()[-1].op == "gc"
 
 
@@ -70,8 +70,22 @@ def test_gc_refuses_while_a_writer_is_active(bank_copy):
     gc(open_bank(str(bank_copy)))  # fine once the writer is done
 
 
-def test_restore_makes_an_old_version_latest(bank_copy):
-    bank = open_bank(str(bank_copy))
+def test_gc_on_s3_waits_for_the_commit_lock(s3_server, tiny_bank, monkeypatch):
+    """On S3 gc holds the commit lock throughout (every commit is made under it): while a
+    writer holds it gc waits, up to PROTODB_S3_LOCK_WAIT_S, then says so in one line."""
+    from protodb.bank.objlock import WAIT_ENV
+
+    uri = s3_server.uri()
+    s3_server.upload(tiny_bank.path, uri)
+    writer = open_bank(uri)
+    monkeypatch.setenv(WAIT_ENV, "0.5")
+    with writer.commit_lock(), pytest.raises(BankError, match="held its commit lock"):
+        gc(open_bank(uri))
+    assert gc(open_bank(uri)).compacted  # fine once the writer is done
+
+
+def test_restore_makes_an_old_version_latest(bank_copy_uri):
+    bank = open_bank(str(bank_copy_uri))
     old = bank.history()
     write_class(bank, 7)  # a new class and a new prototype table
     assert bank.read("sets").num_rows == 3
@@ -87,28 +101,28 @@ def test_restore_makes_an_old_version_latest(bank_copy):
         restore(bank, 99)
 
 
-def test_restore_of_a_version_gc_removed_is_refused(bank_copy):
-    bank = open_bank(str(bank_copy))
+def test_restore_of_a_version_gc_removed_is_refused(bank_copy_uri):
+    bank = open_bank(str(bank_copy_uri))
     gc(bank)
     with pytest.raises(NotFoundError, match="removed by gc"):
         restore(bank, 1)
 
 
-def test_read_at_a_version(bank_copy):
-    db = protodb.connect(bank_copy, profile="tiny", device="cpu", at=1)
+def test_read_at_a_version(bank_copy_uri):
+    db = protodb.connect(bank_copy_uri, profile="tiny", device="cpu", at=1)
     assert [c.name for c in db.classes()] == ["red apple"]
     assert db.vocabs() == []
     with pytest.raises(BankError, match="read-only at version 1"):
         db.bank.upsert_class("sky", "sky")
-    later = protodb.connect(bank_copy, profile="tiny", device="cpu", at=3)
+    later = protodb.connect(bank_copy_uri, profile="tiny", device="cpu", at=3)
     assert [v.name for v in later.vocabs()] == ["v1"]
     with pytest.raises(NotFoundError, match="bank version 9 does not exist"):
-        protodb.connect(bank_copy, at=9).classes()
+        protodb.connect(bank_copy_uri, at=9).classes()
 
 
-def test_cli_restore_gc_at(bank_copy):
+def test_cli_restore_gc_at(bank_copy_uri):
     runner = CliRunner()
-    base = ["--bank", str(bank_copy)]
+    base = ["--bank", str(bank_copy_uri)]
     r = runner.invoke(app, [*base, "--at", "1", "ls"])
     assert r.exit_code == 0 and "red apple" in r.output and "grass" not in r.output
     r = runner.invoke(app, [*base, "restore", "1"])

@@ -22,7 +22,8 @@ def _set_schema_version(bank: Bank, value: str) -> None:
     meta.add(pa.table({"key": ["schema_version"], "value": [value]}, schema=table_schema("meta")))
 
 
-def test_new_bank_has_core_tables_and_meta(bank):
+def test_new_bank_has_core_tables_and_meta(any_bank):
+    bank = any_bank  # local and S3
     assert set(CORE_TABLES) <= set(bank.table_names())
     meta = dict(zip(*bank.read("meta").to_pydict().values(), strict=True))
     assert meta["schema_version"] == str(SCHEMA_VERSION)
@@ -87,7 +88,8 @@ def test_handles_see_commits_of_other_handles(tmp_path):
     assert [e.op for e in a.history()] == ["op"]
 
 
-def test_ensure_prototype_table(bank):
+def test_ensure_prototype_table(any_bank):
+    bank = any_bank  # local and S3
     name = bank.ensure_prototype_table("dinov2-abc", 8, "float32")
     assert name == "prototypes__dinov2_abc"
     assert bank.ensure_prototype_table("dinov2-abc", 8, "float32") == name

@@ -12,7 +12,8 @@ from protodb.bank.schema import (
 from protodb.errors import NotFoundError
 
 
-def test_upsert_class_is_idempotent_and_quotes(bank):
+def test_upsert_class_is_idempotent_and_quotes(any_bank):
+    bank = any_bank  # local and S3
     bank.upsert_class("o'neil", "O'Neil")
     bank.upsert_class("o'neil", "O'Neil")
     rows = bank.classes().to_pylist()
@@ -21,7 +22,8 @@ def test_upsert_class_is_idempotent_and_quotes(bank):
     assert (rows[0]["kind"], rows[0]["kind_source"]) == ("unknown", "none")
 
 
-def test_insert_new_dedupes_batch_and_existing(bank):
+def test_insert_new_dedupes_batch_and_existing(any_bank):
+    bank = any_bank  # local and S3
     rows = pa.table({"class_key": ["a", "b", "a"], "name": ["A", "B", "A2"]})
     rows = rows.append_column("kind", pa.array(["unknown"] * 3))
     rows = rows.append_column("kind_source", pa.array(["none"] * 3))
@@ -33,7 +35,8 @@ def test_insert_new_dedupes_batch_and_existing(bank):
     assert "A2" not in got.column("name").to_pylist()  # first in the batch wins
 
 
-def test_upsert_class_fills_a_missing_kind_once(bank):
+def test_upsert_class_fills_a_missing_kind_once(any_bank):
+    bank = any_bank  # local and S3
     bank.upsert_class("grass", "grass")
     bank.upsert_class("grass", "grass", "stuff", "lexicon")
     bank.upsert_class("grass", "grass", "thing", "user")  # a known kind is kept
@@ -41,7 +44,8 @@ def test_upsert_class_fills_a_missing_kind_once(bank):
     assert (row["kind"], row["kind_source"]) == ("stuff", "lexicon")
 
 
-def test_write_set_is_visible_whole_and_once(bank):
+def test_write_set_is_visible_whole_and_once(any_bank):
+    bank = any_bank  # local and S3
     assert write_class(bank, 3) is True
     assert write_class(bank, 3) is False  # the same key again writes nothing
     (rec,) = bank.read("sets").to_pylist()

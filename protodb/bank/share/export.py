@@ -88,6 +88,17 @@ def _cluster_sets(proto: pa.Table, sets: pa.Table, table: str) -> tuple[pa.Table
     return proto, sets
 
 
+def _is_bank(uri: str) -> bool:
+    """Whether an object-store location already holds a protodb bank."""
+    from protodb.errors import NotFoundError
+
+    try:
+        open_bank(uri, create=False)
+    except NotFoundError:
+        return False
+    return True
+
+
 def export(bank: Bank, target: str, *, vocab: str | None = None) -> ShareResult:
     """Export vocabulary ``vocab`` (its pinned rows, support images included) or the whole bank
     (latest rows) to ``target``: a file ending in .protodb or .tar (one self-contained file), or
@@ -98,6 +109,8 @@ def export(bank: Bank, target: str, *, vocab: str | None = None) -> ShareResult:
     local = local_path(target)
     if local is not None and os.path.exists(local) and (is_file or os.listdir(local)):
         raise ProtodbError(f"export target {target!r} exists; choose a new path")
+    if local is None and _is_bank(target):
+        raise ProtodbError(f"export target {target!r} holds a bank; choose a new location")
     with tempfile.TemporaryDirectory(prefix="protodb-export-") as tmp:
         bank_uri = os.path.join(tmp, "bank") if is_file else target
         out = open_bank(bank_uri)

@@ -15,6 +15,7 @@ from protodb.bank.schema import prototype_table_name
 from protodb.bank.share.manifest import ImportRefused
 from protodb.bank.store import open_bank
 from protodb.cli.app import app
+from protodb.errors import ProtodbError
 
 
 def _segment_pngs(bank: Path, image: Path, out: Path, vocab: str = "v1") -> dict[str, bytes]:
@@ -47,6 +48,37 @@ def test_export_import_segment_byte_identical(exported, tiny_bank, tmp_path, for
     summary = renamed_out.pop("scene.json")  # names its vocabulary; every other file is equal
     assert b'"vocab": "team_v1"' in summary
     assert renamed_out == {k: v for k, v in before.items() if k != "scene.json"}
+
+
+def test_export_import_merge_on_s3_segment_byte_identical(exported, tiny_bank, tmp_path, s3_server):
+    """A bank on the emulated S3 segments as its local twin; its export to an s3:// URI and to
+    a file, imported into another S3 bank, and a merge from S3 into a local bank and from a
+    local bank into S3, all segment byte-identically."""
+    image = tmp_path / "scene.png"
+    Image.fromarray(make_image(48, 64, seed=3)).save(image)
+    before = _segment_pngs(tiny_bank.path, image, tmp_path / "a")
+    source = s3_server.uri("source")
+    s3_server.upload(tiny_bank.path, source)
+    assert _segment_pngs(source, image, tmp_path / "b") == before
+    src = protodb.connect(source, profile="tiny", device="cpu")
+    exported_uri = s3_server.uri("export")
+    res = src.export(exported_uri, vocab="v1")
+    assert res.sets == len(CLASSES)
+    with pytest.raises(ProtodbError, match="holds a bank"):
+        src.export(exported_uri, vocab="v1")
+    src.export(tmp_path / "v1.protodb", vocab="v1")
+    target = s3_server.uri("target")
+    db = protodb.connect(target, profile="tiny", device="cpu")
+    assert db.import_(exported_uri).vocabs == ["v1"]
+    assert db.import_(tmp_path / "v1.protodb", name="team_v1").skipped == len(CLASSES)
+    assert _segment_pngs(target, image, tmp_path / "c") == before
+    local = tmp_path / "merged"
+    assert protodb.connect(local, profile="tiny", device="cpu").merge(source).vocabs == ["v1"]
+    assert _segment_pngs(local, image, tmp_path / "d") == before
+    into = s3_server.uri("into")
+    assert protodb.connect(into, profile="tiny", device="cpu").merge(local).vocabs == ["v1"]
+    assert _segment_pngs(into, image, tmp_path / "e") == before
+    assert "_protodb_commit.lock" not in s3_server.keys(into)
 
 
 def test_merge_other_bank(tiny_bank, tmp_path):
