@@ -14,7 +14,18 @@ from typing import Annotated
 
 import typer
 
-from protodb.cli import add, browse, demo, evaluate, manage, quick, segment, vocab, world
+from protodb.cli import (
+    add,
+    browse,
+    demo,
+    evaluate,
+    manage,
+    quick,
+    segment,
+    synth,
+    vocab,
+    world,
+)
 from protodb.cli.common import crash_message, crash_report, err
 from protodb.cli.usage import OneLineUsageGroup
 
@@ -80,6 +91,7 @@ app.command()(browse.history)
 app.command()(browse.sheet)
 app.command()(segment.segment)
 app.command("eval")(evaluate.eval_)
+app.command()(synth.synth)
 app.add_typer(world.world_app, name="world")
 app.command()(segment.explain)
 app.command()(demo.demo)

@@ -479,6 +479,14 @@ class ProtoDB:
             return ablate(self, vocab, ds, list(ablations), config=config, progress=progress)
         return evaluate(self, vocab, ds, config=config, progress=progress)
 
+    def synth(self, *, vocab: str, out: str | os.PathLike, **options):
+        """Write (or complete) a synthetic labelled dataset in ``out`` with vocabulary
+        ``vocab``'s generator: one mask per named entity (protodb.synth.run.synthesize has the
+        options). Returns a protodb.synth.run.SynthReport."""
+        from protodb.synth.run import synthesize
+
+        return synthesize(self, vocab=vocab, out=out, **options)
+
     def build_world(self, *, n: int = 8, seed: int = 0, vocab: str = "world", progress=True, **add):
         """Fill the bank with every class of the offline TEST WORLD and pin ``vocab`` (needs
         profile "world" or "world-learned"; ``add``: extractors, mask_source); see
