@@ -19,6 +19,7 @@ from protodb.cli import (
     browse,
     demo,
     evaluate,
+    grounding,
     manage,
     quick,
     segment,
@@ -92,6 +93,7 @@ app.command()(browse.sheet)
 app.command()(segment.segment)
 app.command("eval")(evaluate.eval_)
 app.command()(synth.synth)
+app.add_typer(grounding.grounding_app, name="grounding")
 app.add_typer(world.world_app, name="world")
 app.command()(segment.explain)
 app.command()(demo.demo)

@@ -487,6 +487,16 @@ class ProtoDB:
 
         return synthesize(self, vocab=vocab, out=out, **options)
 
+    def train_grounding(
+        self, *, vocab: str, seen: Sequence[str], out: str | os.PathLike, **options
+    ):
+        """Train a grounding head on synthetic images of the ``seen`` classes of ``vocab`` and
+        save it to ``out`` (protodb.synth.train.train_grounding has the options).
+        Returns a protodb.synth.train.TrainReport."""
+        from protodb.synth.train import train_grounding
+
+        return train_grounding(self, vocab=vocab, seen=list(seen), out=out, **options)
+
     def build_world(self, *, n: int = 8, seed: int = 0, vocab: str = "world", progress=True, **add):
         """Fill the bank with every class of the offline TEST WORLD and pin ``vocab`` (needs
         profile "world" or "world-learned"; ``add``: extractors, mask_source); see
