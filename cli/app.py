@@ -18,6 +18,7 @@ from protodb.cli import (
     add,
     browse,
     demo,
+    distill,
     evaluate,
     grounding,
     manage,
@@ -93,6 +94,7 @@ app.command()(browse.sheet)
 app.command()(segment.segment)
 app.command("eval")(evaluate.eval_)
 app.command()(synth.synth)
+app.command()(distill.distill)
 app.add_typer(grounding.grounding_app, name="grounding")
 app.add_typer(world.world_app, name="world")
 app.command()(segment.explain)

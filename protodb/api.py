@@ -405,6 +405,7 @@ class ProtoDB:
         config: QueryConfig | None = None,
         skip_existing: bool = False,
         save_scores: bool = False,
+        student: str | os.PathLike | None = None,
     ) -> list[dict]:
         """Segment image files and write their outputs (protodb.query.outputs) to ``out``.
 
@@ -414,11 +415,19 @@ class ProtoDB:
         whose summary ``<stem>.json`` is already in ``out`` is not redone (the summary is
         written last, so an interrupted run resumes where it stopped). ``config``: query options
         (default: :meth:`default_query_config`). Returns one summary per image (see
-        protodb.query.outputs.write_outputs, plus "image", "vocab" and "skipped")."""
+        protodb.query.outputs.write_outputs, plus "image", "vocab" and "skipped").
+        ``student``: segment with the student distilled from ``vocab`` (protodb.synth.student)
+        instead of prototype matching."""
         from protodb.query.batch import segment_files
 
+        if student is not None:
+            from protodb.synth.student import Student, StudentHandle
+
+            handle = StudentHandle(Student.load(student), vocab)
+        else:
+            handle = self.vocab(vocab, config)
         return segment_files(
-            self.vocab(vocab, config),
+            handle,
             expand_paths(paths),
             out,
             vocab=vocab,
@@ -496,6 +505,14 @@ class ProtoDB:
         from protodb.synth.train import train_grounding
 
         return train_grounding(self, vocab=vocab, seen=list(seen), out=out, **options)
+
+    def distill(self, *, vocab: str, data: str | os.PathLike, out: str | os.PathLike, **options):
+        """Train a student segmenter on the synthetic dataset ``data`` (made by :meth:`synth`
+        with ``vocab``) and save it to ``out`` (protodb.synth.student.distill has the options).
+        Returns a protodb.synth.student.DistillReport."""
+        from protodb.synth.student import distill
+
+        return distill(self, vocab=vocab, data=data, out=out, **options)
 
     def build_world(self, *, n: int = 8, seed: int = 0, vocab: str = "world", progress=True, **add):
         """Fill the bank with every class of the offline TEST WORLD and pin ``vocab`` (needs
