@@ -21,14 +21,6 @@ def cli(bank, *args):
     return runner.invoke(app, ["--bank", str(bank), "--profile", "tiny", *args])
 
 
-@pytest.fixture(scope="module")
-def made(tiny_bank, tmp_path_factory):
-    """2 images: one composition per class of v1 (red apple, grass)."""
-    out = tmp_path_factory.mktemp("synth") / "ds"
-    report = tiny_bank.db.synth(vocab="v1", out=out, per_class=1, progress=False)
-    return out, report
-
-
 def files(root: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(root)): p.read_bytes()
