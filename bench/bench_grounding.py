@@ -7,9 +7,8 @@ Trains a head (protodb.synth.train.train_grounding) on synthetic images of six s
 (red disc, yellow star, purple square, grass, sky, sand), masks from the training-free
 ``attention`` source (the paper used Mask R-CNN masks), and scores it on procedural captioned
 world scenes with EXACT masks: per-class IoU, mean over the seen classes and over the two unseen
-ones (orange triangle, water). Baseline in the same run: the same scenes' masks from each
-entity's cross-attention (the ``attention`` source on the scene noised and denoised once is not
-available, so the baseline is the untrained head: same features, random weights).
+ones (orange triangle, water). Baseline in the same run: the untrained head (same architecture
+and features, its initial weights).
 ``--bank``: a world-learned bank with vocabulary ``world`` (else one is built, n=8).
 """
 
