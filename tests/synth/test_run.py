@@ -190,3 +190,20 @@ def test_other_settings_into_the_same_out_are_refused(made, tiny_bank):
         str(out),
     )
     assert res.exit_code != 0 and "made with other settings" in res.stderr
+
+
+def test_prompts_from_a_file_with_vocab_masks(tiny_bank, tmp_path):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("# two lines, one prompt\na red apple on grass\na red apple on grass\n")
+    res = cli(tiny_bank.path, "synth", "--vocab", "v1", "--from", str(prompts), "--masks",
+              "vocab", "--out", str(tmp_path / "d"), "-q", "--json")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["made"] == 1  # the same key is one image
+    (meta,) = (tmp_path / "d" / "meta").glob("*.json")
+    rec = json.loads(meta.read_text())
+    assert rec["masks"] == "vocab" and rec["slot"] == "prompt"
+    labels = np.asarray(Image.open(tmp_path / "d" / "SegmentationClass" / f"{rec['id']}.png"))
+    image = np.asarray(Image.open(tmp_path / "d" / "JPEGImages" / f"{rec['id']}.jpg"))
+    assert labels.shape == image.shape[:2]
+    areas = rec["areas"]["vocab"]
+    assert [int((labels == k).sum()) for k in (1, 2)] == areas
