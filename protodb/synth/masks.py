@@ -75,9 +75,16 @@ def attention_masks(
     source = MASK_SOURCES.get(proposals)
     hw = image.shape[:2]
     norm = np.stack([normalise_attribution(a, hw) for a in attention])
-    fg = np.stack(
-        [source([a], hw, images=image[None], device=device).fg[0] for a in attention]
-    ).astype(bool)
+    segmenter = getattr(source, "keywords", {}).get("segmenter")
+    if segmenter is not None:  # propose once per image, select per entity by eq. (1)
+        from protodb.segmenters.base import SEGMENTERS
+        from protodb.synthesis.masks import select_masks
+
+        instances = SEGMENTERS.get(segmenter)(image, device=device)
+        fg = np.stack([select_masks(instances, a)[0] for a in norm])
+    else:
+        fg = np.stack([source([a], hw, images=image[None], device=device).fg[0] for a in attention])
+    fg = fg.astype(bool)
     return EntityMasks("attention", resolve_overlaps(fg, norm), list(labels))
 
 

@@ -57,3 +57,21 @@ def test_vocab_source_and_agreement():
 def test_unknown_source_is_refused():
     with pytest.raises(ProtodbError, match="--masks 'box' is unknown"):
         check_source("box")
+
+
+def test_attention_source_with_maskcut_proposals_selects_by_eq1():
+    """The proposals are made once per image and each entity's fg is eq. (1)'s top mask."""
+    from protodb.segmenters.base import SEGMENTERS
+    from protodb.synthesis.masks import normalise_attribution, select_masks
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    image[8:32, 8:32] = (200, 30, 40)
+    att = rng.uniform(0, 0.1, (2, 16, 16)).astype(np.float32)
+    att[0, 2:8, 2:8] = 1.0
+    att[1, 10:16, 10:16] = 1.0
+    m = attention_masks(image, att, [1, 2], proposals="maskcut")
+    instances = SEGMENTERS.get("maskcut")(image, device="cpu")
+    fg = [select_masks(instances, normalise_attribution(a, (64, 64)))[0] for a in att]
+    for e in range(2):
+        assert not (m.masks[e] & ~fg[e]).any()  # within its own eq. (1) foreground
