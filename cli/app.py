@@ -14,7 +14,21 @@ from typing import Annotated
 
 import typer
 
-from protodb.cli import add, browse, demo, evaluate, manage, quick, refer, segment, vocab, world
+from protodb.cli import (
+    add,
+    browse,
+    demo,
+    distill,
+    evaluate,
+    grounding,
+    manage,
+    quick,
+    refer,
+    segment,
+    synth,
+    vocab,
+    world,
+)
 from protodb.cli.common import crash_message, crash_report, err
 from protodb.cli.usage import OneLineUsageGroup
 
@@ -80,6 +94,9 @@ app.command()(browse.history)
 app.command()(browse.sheet)
 app.command()(segment.segment)
 app.command("eval")(evaluate.eval_)
+app.command()(synth.synth)
+app.command()(distill.distill)
+app.add_typer(grounding.grounding_app, name="grounding")
 app.add_typer(world.world_app, name="world")
 app.command()(segment.explain)
 app.command()(refer.refer)

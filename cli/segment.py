@@ -83,6 +83,12 @@ def segment(
         bool,
         typer.Option("--skip-existing", help="Skip images whose <stem>.json exists (resume)."),
     ] = False,
+    student: Annotated[
+        Path | None,
+        typer.Option(
+            "--student", help="Segment with this student (from `protodb distill` on --vocab)."
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -92,9 +98,16 @@ def segment(
     """
     with user_errors():
         db = open_db(ctx)
-        config = _query_config(
-            db, windows=windows, prefilter=prefilter, eta=eta, pamr=pamr, stuff_filter=stuff_filter
-        )
+        config = None
+        if student is None:  # a student has no query options
+            config = _query_config(
+                db,
+                windows=windows,
+                prefilter=prefilter,
+                eta=eta,
+                pamr=pamr,
+                stuff_filter=stuff_filter,
+            )
 
         def report(s: dict) -> None:
             if not as_json:
@@ -111,6 +124,7 @@ def segment(
             config=config,
             skip_existing=skip_existing,
             save_scores=save_scores,
+            student=student,
         )
         if as_json:
             typer.echo(json.dumps(summaries, indent=2))

@@ -414,6 +414,7 @@ class ProtoDB:
         config: QueryConfig | None = None,
         skip_existing: bool = False,
         save_scores: bool = False,
+        student: str | os.PathLike | None = None,
     ) -> list[dict]:
         """Segment image files and write their outputs (protodb.query.outputs) to ``out``.
 
@@ -423,11 +424,19 @@ class ProtoDB:
         whose summary ``<stem>.json`` is already in ``out`` is not redone (the summary is
         written last, so an interrupted run resumes where it stopped). ``config``: query options
         (default: :meth:`default_query_config`). Returns one summary per image (see
-        protodb.query.outputs.write_outputs, plus "image", "vocab" and "skipped")."""
+        protodb.query.outputs.write_outputs, plus "image", "vocab" and "skipped").
+        ``student``: segment with the student distilled from ``vocab`` (protodb.synth.student)
+        instead of prototype matching."""
         from protodb.query.batch import segment_files
 
+        if student is not None:
+            from protodb.synth.student import Student, StudentHandle
+
+            handle = StudentHandle(Student.load(student), vocab)
+        else:
+            handle = self.vocab(vocab, config)
         return segment_files(
-            self.vocab(vocab, config),
+            handle,
             expand_paths(paths),
             out,
             vocab=vocab,
@@ -593,6 +602,32 @@ class ProtoDB:
         if ablations:
             return ablate(self, vocab, ds, list(ablations), config=config, progress=progress)
         return evaluate(self, vocab, ds, config=config, progress=progress)
+
+    def synth(self, *, vocab: str, out: str | os.PathLike, **options):
+        """Write (or complete) a synthetic labelled dataset in ``out`` with vocabulary
+        ``vocab``'s generator: one mask per named entity (protodb.synth.run.synthesize has the
+        options). Returns a protodb.synth.run.SynthReport."""
+        from protodb.synth.run import synthesize
+
+        return synthesize(self, vocab=vocab, out=out, **options)
+
+    def train_grounding(
+        self, *, vocab: str, seen: Sequence[str], out: str | os.PathLike, **options
+    ):
+        """Train a grounding head on synthetic images of the ``seen`` classes of ``vocab`` and
+        save it to ``out`` (protodb.synth.train.train_grounding has the options).
+        Returns a protodb.synth.train.TrainReport."""
+        from protodb.synth.train import train_grounding
+
+        return train_grounding(self, vocab=vocab, seen=list(seen), out=out, **options)
+
+    def distill(self, *, vocab: str, data: str | os.PathLike, out: str | os.PathLike, **options):
+        """Train a student segmenter on the synthetic dataset ``data`` (made by :meth:`synth`
+        with ``vocab``) and save it to ``out`` (protodb.synth.student.distill has the options).
+        Returns a protodb.synth.student.DistillReport."""
+        from protodb.synth.student import distill
+
+        return distill(self, vocab=vocab, data=data, out=out, **options)
 
     def build_world(self, *, n: int = 8, seed: int = 0, vocab: str = "world", progress=True, **add):
         """Fill the bank with every class of the offline TEST WORLD and pin ``vocab`` (needs
