@@ -37,7 +37,7 @@ def test_table_schema_types():
 def test_names_and_sql_literals():
     assert prototype_table_name("dinov2-0123abcd") == "prototypes__dinov2_0123abcd"
     assert sql_str("o'neil") == "'o''neil'"
-    key = SetKey("o'neil", "sd-1", 3, "dinov2-2")
+    key = SetKey("o'neil", "sd-1", 3, "dinov2-2", "otsu-0123456789ab")
     assert key.where() == (
         "class_key = 'o''neil' AND generator_id = 'sd-1' AND seed = 3 AND extractor_id = 'dinov2-2'"
     )

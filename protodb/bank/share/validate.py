@@ -44,6 +44,7 @@ from protodb.bank.share.manifest import (
 )
 from protodb.bank.store import Bank, local_path, open_bank
 from protodb.errors import BankError, NeedsMigrationError, NotFoundError, ProtodbError
+from protodb.synthesis.recipe import check_recipe
 
 
 def _safe_extract(path: str, dest: str) -> None:
@@ -234,28 +235,29 @@ def _check_names(tables: dict[str, pa.Table], label: str) -> None:
 
 def _check_vocabs(tables: dict[str, pa.Table], label: str) -> None:
     """Every vocabulary's classes have a set for each of its extractors in the source."""
-    have = {
-        (s["class_key"], s["generator_id"], s["seed"], s["extractor_id"])
-        for s in tables["sets"]
-        .select(["class_key", "generator_id", "seed", "extractor_id"])
-        .to_pylist()
-    }
+    cols = ["class_key", "generator_id", "seed", "extractor_id", "recipe_id"]
+    have = {tuple(s[c] for c in cols) for s in tables["sets"].select(cols).to_pylist()}
+    loose = {k[:4] for k in have}
     for r in tables["vocabs"].to_pylist():
         vname = str(r["name"]).encode("unicode_escape").decode()[:60]
         classes = _json(r["classes"], f"vocabulary {vname!r}'s classes", label)
         exts = _json(r["extractors"], f"vocabulary {vname!r}'s extractors", label)
         _json(r["versions"], f"vocabulary {vname!r}'s versions", label)
         try:
-            keys = [(c["class_key"], c["generator_id"], int(c["seed"])) for c in classes]
+            keys = [
+                (c["class_key"], c["generator_id"], int(c["seed"]), c.get("recipe_id") or "")
+                for c in classes
+            ]
             ext_ids = [e["extractor_id"] for e in exts]
-        except (TypeError, KeyError, ValueError):
+        except (TypeError, KeyError, ValueError, AttributeError):
             raise refuse(f"{label!r}: vocabulary {vname!r} is malformed") from None
-        for key in keys:
+        for *key, recipe in keys:
             for e in ext_ids:
-                if (*key, e) not in have:
+                if (*key, e, recipe) not in have and (recipe or (*key, e) not in loose):
                     raise refuse(
                         f"{label!r}: vocabulary {vname!r} names class {key[0]!r} with "
-                        f"extractor {e}, but the source holds no such prototype set"
+                        f"extractor {e}{f' and recipe {recipe}' if recipe else ''}, but the "
+                        "source holds no such prototype set"
                     )
 
 
@@ -321,6 +323,17 @@ def _check_content(tables: dict[str, pa.Table], label: str) -> None:
                 json.loads(s[col])
             except (TypeError, json.JSONDecodeError):
                 raise refuse(f"{label!r}: set {key} has an unreadable {col}") from None
+        bad = check_recipe(s.get("recipe_id"), s.get("recipe"))
+        if bad is None:
+            recipe = json.loads(s["recipe"])
+            if (recipe.get("n"), recipe.get("mask_source")) != (s["n"], s["mask_source"]):
+                bad = (
+                    f"recipe {s['recipe_id']} (n={recipe.get('n')}, mask source "
+                    f"{recipe.get('mask_source')}) is not the set's (n={s['n']}, mask source "
+                    f"{s['mask_source']})"
+                )
+        if bad is not None:
+            raise refuse(f"{label!r}: set {key}: {bad}")
     for name, t in tables.items():
         if name.startswith("prototypes") and t.num_rows:
             values = t.column("vector").combine_chunks().flatten()
@@ -371,8 +384,7 @@ def find_conflicts(target: Bank, tables: dict[str, pa.Table], label: str) -> tup
     refuses a key that exists with other provenance."""
     new, same = [], []
     for s in tables["sets"].to_pylist():
-        key = SetKey(s["class_key"], s["generator_id"], s["seed"], s["extractor_id"])
-        mine = target.find_set(key)
+        mine = target.find_set(SetKey.of(s))
         if mine is None:
             new.append(s)
             continue
@@ -380,7 +392,8 @@ def find_conflicts(target: Bank, tables: dict[str, pa.Table], label: str) -> tup
             if mine[f] != s[f]:
                 raise refuse(
                     f"{label!r}: prototype set (class {s['class_key']!r}, generator "
-                    f"{s['generator_id']}, seed {s['seed']}, extractor {s['extractor_id']}) "
+                    f"{s['generator_id']}, seed {s['seed']}, extractor {s['extractor_id']}, "
+                    f"recipe {s['recipe_id']}) "
                     f"exists in the target with other provenance: {f} is {mine[f]!r} there and "
                     f"{s[f]!r} in the import"
                 )
