@@ -12,6 +12,7 @@ the one place a Python user reads to learn the whole surface, so it stays whole.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -38,7 +39,8 @@ from protodb.synthesis.generate import default_generator_config
 @dataclass
 class ClassInfo:
     """A class in the bank with its completed prototype sets (one dict per set: generator_id,
-    seed, extractor_id, n, n_used, n_fg, n_bg, dim, mask_source, thresholds, and known_issue:
+    seed, extractor_id, recipe_id, recipe (its config, a dict: mask_source, mask, n, parts,
+    levels), n, n_used, n_fg, n_bg, dim, mask_source, thresholds, and known_issue:
     why the set's features are known to be wrong, e.g. CLIP built before the QuickGELU fix, or
     None)."""
 
@@ -186,6 +188,7 @@ class ProtoDB:
         on_result: Callable | None = None,
         kind: str | None = None,
         mask_source: str = "otsu",
+        parts: int = 32,
     ):
         """Build prototype sets for each class and seed; existing sets are skipped.
 
@@ -194,7 +197,8 @@ class ProtoDB:
         seed or several (one support set per seed). model: the Stable Diffusion (hub id or local
         directory) of the generator and of the ``sd`` extractor. kind: "stuff" / "thing" for
         every class, or None (lexicon, else a guess from the support set). mask_source: "otsu"
-        or "maskcut".
+        or "maskcut"; parts: K of the part prototypes. mask_source, n and parts make the sets'
+        recipe (protodb.synthesis.recipe), part of their key: another of them is another set.
         Models load once and serve every class. Returns one protodb.synthesis.add.AddResult per
         (class, seed), classes outer.
         """
@@ -244,6 +248,7 @@ class ProtoDB:
                     progress=prog,
                     kind=kind,
                     mask_source=mask_source,
+                    parts=parts,
                 )
                 results.append(res)
                 bar.update(1)
@@ -317,8 +322,17 @@ class ProtoDB:
     # ------------------------------------------------------------------ vocabularies
 
     def create_vocab(
-        self, name: str, classes: Sequence[str], *, extractors=None, seed=None, generator_id=None
+        self,
+        name: str,
+        classes: Sequence[str],
+        *,
+        extractors=None,
+        seed=None,
+        generator_id=None,
+        recipes: Sequence[str] | None = None,
     ) -> Vocabulary:
+        """Pin a vocabulary (protodb.bank.vocab.create_vocab); recipes: ``ID`` or
+        ``CLASS=ID`` each, the prototype recipe of a class with several."""
         return create_vocab(
             self.open_existing(),
             name,
@@ -326,6 +340,7 @@ class ProtoDB:
             extractors=list(extractors) if extractors else None,
             seed=seed,
             generator_id=generator_id,
+            recipes=list(recipes) if recipes else None,
         )
 
     def vocabs(self) -> list[Vocabulary]:
@@ -472,6 +487,7 @@ def _set_dict(row: dict) -> dict:
         "generator_id",
         "seed",
         "extractor_id",
+        "recipe_id",
         "n",
         "n_used",
         "n_fg",
@@ -481,6 +497,7 @@ def _set_dict(row: dict) -> dict:
         "thresholds",
     )
     out = {k: row[k] for k in keys}
+    out["recipe"] = json.loads(row["recipe"]) if row.get("recipe") else None
     out["known_issue"] = known_issue(ExtractorConfig.from_json(row["extractor_config"]))
     return out
 
