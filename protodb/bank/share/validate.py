@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 
 from protodb.bank.schema import (
     CORE_TABLES,
+    RECIPE_COLUMNS,
     SCHEMA_VERSION,
     SetKey,
     prototype_table_name,
@@ -145,6 +146,13 @@ def _check_schema(name: str, have: pa.Schema, source: str) -> list[str]:
     return want.names
 
 
+def _int(value: object) -> int:
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return SCHEMA_VERSION
+
+
 def read_source(src: Bank, label: str, *, require_manifest: bool) -> tuple[dict, dict | None]:
     """All tables of a source (checked) and its manifest."""
     names = src.table_names()
@@ -186,6 +194,8 @@ def read_source(src: Bank, label: str, *, require_manifest: bool) -> tuple[dict,
                     f"{label!r}: table {name!r} has {t.num_rows} rows, the manifest says "
                     f"{info.get('rows') if isinstance(info, dict) else info!r} (truncated?)"
                 )
+            if name == "sets" and _int(manifest.get("schema_version")) < 3:
+                t = t.drop_columns([c for c in RECIPE_COLUMNS if c in t.schema.names])
             if info.get("sha256") != table_sha256(t):
                 raise refuse(
                     f"{label!r}: table {name!r} does not match the sha256 in its manifest "
