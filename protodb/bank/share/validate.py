@@ -243,6 +243,24 @@ def _check_names(tables: dict[str, pa.Table], label: str) -> None:
             )
 
 
+def _check_recipes(tables: dict[str, pa.Table], label: str) -> None:
+    """Every set's recipe id is well-formed and the hash of the recipe stored with it, whose n
+    and mask source are the set's."""
+    for s in tables["sets"].to_pylist():
+        key = f"({s['class_key']!r}, {s['generator_id']}, seed {s['seed']}, {s['extractor_id']})"
+        bad = check_recipe(s.get("recipe_id"), s.get("recipe"))
+        if bad is None:
+            recipe = json.loads(s["recipe"])
+            if (recipe.get("n"), recipe.get("mask_source")) != (s["n"], s["mask_source"]):
+                bad = (
+                    f"recipe {s['recipe_id']} (n={recipe.get('n')}, mask source "
+                    f"{recipe.get('mask_source')}) is not the set's (n={s['n']}, mask source "
+                    f"{s['mask_source']})"
+                )
+        if bad is not None:
+            raise refuse(f"{label!r}: set {key}: {bad}")
+
+
 def _check_vocabs(tables: dict[str, pa.Table], label: str) -> None:
     """Every vocabulary's classes have a set for each of its extractors in the source."""
     cols = ["class_key", "generator_id", "seed", "extractor_id", "recipe_id"]
@@ -272,11 +290,16 @@ def _check_vocabs(tables: dict[str, pa.Table], label: str) -> None:
 
 
 def _check_manifest_provenance(tables: dict[str, pa.Table], manifest: dict, label: str) -> None:
-    """The manifest's generators and extractors are exactly the sets' (ids and configs)."""
+    """The manifest's generators, extractors and recipes (those before schema 3 list none) are
+    exactly the sets' (ids and configs)."""
     sets = tables["sets"].to_pylist()
-    for field, col in (("generators", "generator"), ("extractors", "extractor")):
+    fields = [("generators", "generator", "config"), ("extractors", "extractor", "config")]
+    if "recipes" in manifest or _int(manifest.get("schema_version")) >= 3:
+        fields.append(("recipes", "recipe", ""))
+    for field, col, suffix in fields:
         listed = manifest.get(field)
-        mine = {s[f"{col}_id"]: _json(s[f"{col}_config"], f"a {col} config", label) for s in sets}
+        conf = f"{col}_{suffix}" if suffix else col
+        mine = {s[f"{col}_id"]: _json(s[conf], f"a {col} config", label) for s in sets}
         if not isinstance(listed, dict) or listed != mine:
             raise refuse(
                 f"{label!r}: the manifest's {field} do not match its prototype sets "
@@ -316,6 +339,7 @@ def _check_supports(tables: dict[str, pa.Table], label: str) -> None:
 def _check_content(tables: dict[str, pa.Table], label: str) -> None:
     """Names, vocabularies, sizes, dims and finite values of a source's rows."""
     _check_names(tables, label)
+    _check_recipes(tables, label)
     _check_vocabs(tables, label)
     _check_supports(tables, label)
     for s in tables["sets"].to_pylist():
@@ -333,17 +357,7 @@ def _check_content(tables: dict[str, pa.Table], label: str) -> None:
                 json.loads(s[col])
             except (TypeError, json.JSONDecodeError):
                 raise refuse(f"{label!r}: set {key} has an unreadable {col}") from None
-        bad = check_recipe(s.get("recipe_id"), s.get("recipe"))
-        if bad is None:
-            recipe = json.loads(s["recipe"])
-            if (recipe.get("n"), recipe.get("mask_source")) != (s["n"], s["mask_source"]):
-                bad = (
-                    f"recipe {s['recipe_id']} (n={recipe.get('n')}, mask source "
-                    f"{recipe.get('mask_source')}) is not the set's (n={s['n']}, mask source "
-                    f"{s['mask_source']})"
-                )
-        if bad is not None:
-            raise refuse(f"{label!r}: set {key}: {bad}")
+
     for name, t in tables.items():
         if name.startswith("prototypes") and t.num_rows:
             values = t.column("vector").combine_chunks().flatten()
