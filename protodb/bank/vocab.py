@@ -176,7 +176,9 @@ def create_vocab(
             rows = [r for r in rows if r["seed"] == seed]
         if generator_id is not None:
             rows = [r for r in rows if r["generator_id"] == generator_id]
-        rows = _pick_recipe(rows, display, key, everywhere, per_class.pop(key, None))
+        mine = per_class.pop(key, None)
+        if mine is not None or everywhere:  # a recipe named: it may also settle the seed
+            rows = _pick_recipe(rows, display, everywhere, mine)
         pairs = sorted({(r["generator_id"], r["seed"]) for r in rows})
         if not pairs:
             raise NotFoundError(
@@ -187,6 +189,7 @@ def create_vocab(
             raise ProtodbError(f"class {display!r} has several prototype sets; choose one: {opts}")
         gid, s = pairs[0]
         rows = [r for r in rows if (r["generator_id"], r["seed"]) == (gid, s)]
+        rows = _pick_recipe(rows, display, [], None)
         chosen.append(VocabClass(rows[0]["name"], key, gid, int(s), rows[0]["recipe_id"]))
         ext_sets.append({r["extractor_id"]: r for r in rows})
 
@@ -267,7 +270,7 @@ def _pin_vocab(bank: Bank, name: str, chosen: list, vexts: list) -> Vocabulary:
 
 
 def _pick_recipe(
-    rows: list[dict], display: str, key: str, everywhere: list[str], mine: str | None
+    rows: list[dict], display: str, everywhere: list[str], mine: str | None
 ) -> list[dict]:
     """The sets rows of the recipe chosen for one class (see :func:`create_vocab`)."""
     from protodb.synthesis.recipe import make_recipe
