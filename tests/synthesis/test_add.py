@@ -15,6 +15,7 @@ from protodb.synthesis.add import MAX_N, add_class
 from protodb.synthesis.generate import default_generator_config, generate_sd
 from protodb.synthesis.masks import otsu_masks
 from protodb.synthesis.prototypes import support_prototypes
+from protodb.synthesis.recipe import make_recipe
 
 GEN = default_generator_config("tiny")
 EXT = default_extractor_config("tiny")
@@ -76,7 +77,10 @@ def test_bank_rows_after_add(tiny_bank):
         cells = bank.read("cells", _where(key)).to_pylist()
         assert sum(c["polarity"] == "fg" for c in cells) == row["n_used"]
         assert all((c["grid_h"], c["grid_w"]) == (8, 8) for c in cells)
-        assert bank.has_set(SetKey(key, GEN.id, 0, EXT.id))
+        recipe = make_recipe("otsu", N_SUPPORT)
+        assert (row["recipe_id"], row["recipe"]) == (recipe.id, recipe.to_json())
+        assert bank.has_set(SetKey(key, GEN.id, 0, EXT.id, recipe.id))
+        assert not bank.has_set(SetKey(key, GEN.id, 0, EXT.id, make_recipe("maskcut", 4).id))
 
 
 def test_stored_class_prototype_is_weighted_mean_of_instances(tiny_bank):
@@ -240,7 +244,7 @@ def test_add_records_kind_mask_source_and_several_seeds(tmp_path):
 def test_another_recipe_is_another_set_and_the_same_recipe_one(tmp_path):
     """mask source, n and K are in the set's key (its recipe): each makes a new set, reusing
     the support images; the same recipe again is a no-op."""
-    from protodb.synthesis.recipe import check_recipe, make_recipe
+    from protodb.synthesis.recipe import check_recipe
 
     bank = open_bank(str(tmp_path / "bank"))
     gen = replace(GEN, steps=2)
