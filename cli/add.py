@@ -92,7 +92,8 @@ def add(
 ) -> None:
     """Generate support images for classes and store their prototypes in the bank.
 
-    Re-adding an existing (class, generator, seed, extractor) set generates nothing.
+    Re-adding an existing (class, generator, seed, extractor, recipe) set generates nothing;
+    another --mask-source, --n or --parts is another recipe, so another set.
 
     Example: protodb --bank bank/ add "red apple" grass --n 4
     """

@@ -149,7 +149,16 @@ class Bank(Locks, Journaled, KeyedWrites, Reads, History):
 
     def _migrate_from(self, found: int) -> None:
         """Migrate an older bank in place, under the commit lock, after finishing (or rolling
-        back) an operation a killed process left; one line is logged (``protodb.bank``)."""
+        back) an operation a killed process left; one line is logged (``protodb.bank``). A
+        local bank this process cannot write is read as it is (reads fill in recipe ids,
+        :func:`~protodb.bank.schema.read_sets`; writes are refused as on any read-only bank)."""
+        if self._dir is not None:
+            from protodb.bank.commit import COMMIT_LOCK
+
+            try:
+                os.close(self._lock_file(COMMIT_LOCK))
+            except BankError:
+                return
         with self.commit_lock():
             if self.meta().get("journal") is not None:
                 self.recover()

@@ -168,3 +168,30 @@ def make_recipe_id(source: str, n: int) -> str:
     from protodb.synthesis.recipe import make_recipe
 
     return make_recipe(source, n).id
+
+
+def test_a_schema_2_bank_that_cannot_be_written_is_read_as_it_is(tmp_path):
+    """As on a read-only mount (a lock file this process cannot open; tests run as root):
+    listings and segmentation work without migrating, a write is one line."""
+    import subprocess
+    import sys
+
+    from conftest import make_image
+
+    path = _old_bank(tmp_path)
+    for lock in ("_protodb_commit.lock", "_protodb_writers.lock"):
+        (path / lock).unlink(missing_ok=True)
+        (path / lock).mkdir()
+    files = sorted(str(p) for p in path.rglob("*"))
+    cli = [sys.executable, "-c", "from protodb.cli.app import main; main()", "--bank", str(path)]
+    shown = subprocess.run([*cli, "show", "grass"], capture_output=True, text=True)
+    assert shown.returncode == 0 and f"recipe {make_recipe_id('otsu', 2)}" in shown.stdout
+    assert shown.stderr == ""
+    made = subprocess.run([*cli, "vocab", "create", "v2", "grass"], capture_output=True, text=True)
+    assert made.returncode != 0 and "read-only" in made.stderr
+    assert made.stderr.strip().count("\n") == 0
+    db = protodb.connect(path, profile="tiny", device="cpu")
+    labels = db.vocab("v1").segment(make_image()).labels
+    np.testing.assert_array_equal(labels, np.load(DATA / "schema2_v1_labels.npy"))
+    assert open_bank(str(path), create=False).meta()["schema_version"] == "2"
+    assert sorted(str(p) for p in path.rglob("*")) == files
