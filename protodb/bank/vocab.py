@@ -159,6 +159,12 @@ def create_vocab(
         raise ProtodbError(
             f"vocabulary {name!r} exists and vocabularies are immutable; choose another name"
         )
+    stray = [k for k in per_class if k not in {class_key(c) for c in classes}]
+    if stray:
+        raise ProtodbError(
+            f"--recipe {stray[0]}={per_class[stray[0]]} names a class that is not in the "
+            "vocabulary; list it among the classes or drop that --recipe"
+        )
     chosen: list[VocabClass] = []
     ext_sets: list[dict[str, dict]] = []
     seen: set[str] = set()
@@ -193,12 +199,6 @@ def create_vocab(
         chosen.append(VocabClass(rows[0]["name"], key, gid, int(s), rows[0]["recipe_id"]))
         ext_sets.append({r["extractor_id"]: r for r in rows})
 
-    if per_class:
-        k = next(iter(per_class))
-        raise ProtodbError(
-            f"--recipe {k}={per_class[k]} names a class that is not in the vocabulary; "
-            "list it among the classes or drop that --recipe"
-        )
     common = _without_superseded(sorted(set.intersection(*(set(e) for e in ext_sets))), ext_sets[0])
     if extractors:
         picked = []
