@@ -65,6 +65,11 @@ def append_synthetic_sets(bank, table: str, keys: list[str], per_class: int, dim
             "row_meta": pack_row_meta(rows.slice(j * per_class, per_class)),
             "created_at": None,
         }  # fmt: skip
+        if "recipe_id" in sets:  # schema 3: the recipe of a plain add at this n
+            from protodb.synthesis.recipe import make_recipe
+
+            recipe = make_recipe("otsu", per_class - 1)
+            record.update(recipe_id=recipe.id, recipe=recipe.to_json())
         for col, val in record.items():
             sets[col].append(val)
     bank.append("sets", pa.table(sets, schema=table_schema("sets")))

@@ -51,6 +51,14 @@ def add(
             "normalized-cut / SAM proposals).",
         ),
     ] = "otsu",
+    parts: Annotated[
+        int,
+        typer.Option(
+            "--parts",
+            help="K, part prototypes per polarity (K-means; paper: 32). --mask-source, --n "
+            "and --parts make a set's recipe: another value builds another set.",
+        ),
+    ] = 32,
     steps: Annotated[
         int | None, typer.Option("--steps", help="Sampling steps (default 30; tiny: 10).")
     ] = None,
@@ -84,7 +92,8 @@ def add(
 ) -> None:
     """Generate support images for classes and store their prototypes in the bank.
 
-    Re-adding an existing (class, generator, seed, extractor) set generates nothing.
+    Re-adding an existing (class, generator, seed, extractor, recipe) set generates nothing;
+    another --mask-source, --n or --parts is another recipe, so another set.
 
     Example: protodb --bank bank/ add "red apple" grass --n 4
     """
@@ -112,7 +121,7 @@ def add(
             if r.status == "exists":
                 typer.echo(
                     f"{r.name}: already in the bank (generator {r.generator_id}, seed {r.seed}, "
-                    f"{', '.join(r.skipped)}); nothing generated"
+                    f"recipe {r.recipe_id}, {', '.join(r.skipped)}); nothing generated"
                 )
                 if r.note:
                     err(f"note: {r.note}")
@@ -122,8 +131,9 @@ def add(
                     for e, c in r.prototypes.items()
                 )
                 typer.echo(
-                    f"{r.name}: added ({r.generated} images generated, {r.reused} reused; "
-                    f"{protos}; {r.kind} by {r.kind_source}) in {r.seconds:.1f} s"
+                    f"{r.name}: added recipe {r.recipe_id} ({r.generated} images generated, "
+                    f"{r.reused} reused; {protos}; {r.kind} by {r.kind_source}) "
+                    f"in {r.seconds:.1f} s"
                 )
 
         results = db.add(
@@ -140,6 +150,7 @@ def add(
             on_result=report,
             kind=None if stuff is None else ("stuff" if stuff else "thing"),
             mask_source=mask_source,
+            parts=parts,
         )
         if as_json:
             typer.echo(json.dumps([r.__dict__ for r in results], indent=2))

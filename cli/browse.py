@@ -32,7 +32,8 @@ def show(
     name: Annotated[str, typer.Argument(help="Class name.")],
     as_json: JsonOpt = False,
 ) -> None:
-    """Show a class: its prototype sets, support counts and mask thresholds."""
+    """Show a class: its prototype sets (each with its recipe id, for `vocab create --recipe`),
+    support counts and mask thresholds."""
     with user_errors():
         info = open_db(ctx).show(name)
         if as_json:
@@ -40,10 +41,13 @@ def show(
             return
         echo(f"{info.name} (kind: {info.kind}, from {info.kind_source})")
         for s in info.sets:
+            r = s.get("recipe") or {}
             echo(
-                f"  generator {s['generator_id']} seed {s['seed']} extractor {s['extractor_id']}: "
+                f"  generator {s['generator_id']} seed {s['seed']} extractor {s['extractor_id']} "
+                f"recipe {s['recipe_id']}: "
                 f"{s['n_used']}/{s['n']} images used, {s['n_fg']} fg / {s['n_bg']} bg prototypes, "
-                f"dim {s['dim']}, masks {s['mask_source']} {s['thresholds']}"
+                f"dim {s['dim']}, masks {s['mask_source']} {s['thresholds']}, "
+                f"parts K={r.get('parts', '?')}"
             )
             if s["known_issue"]:
                 echo(f"    ! {s['known_issue']}")

@@ -31,6 +31,15 @@ def vocab_create(
     generator: Annotated[
         str | None, typer.Option("--generator", help="Choose sets of this generator id.")
     ] = None,
+    recipe: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--recipe",
+            help="The prototype recipe of a class with several (`protodb show CLASS` lists "
+            "them): ID for every class that has it, or CLASS=ID; repeatable. Default: a class's "
+            "only recipe, else the plain-add one (otsu masks, K = 32).",
+        ),
+    ] = None,
     from_dataset: Annotated[
         str | None,
         typer.Option(
@@ -53,7 +62,7 @@ def vocab_create(
         from protodb.errors import ProtodbError
 
         db = open_db(ctx)
-        opts = {"extractors": extractor, "seed": seed, "generator_id": generator}
+        opts = {"extractors": extractor, "seed": seed, "generator_id": generator, "recipes": recipe}
         if from_dataset is not None:
             if classes:
                 raise ProtodbError("give classes or --from-dataset, not both")
@@ -93,5 +102,6 @@ def vocab_show(
         echo(f"vocabulary {v.name} (bank version {v.bank_version}, created {v.created_at})")
         echo("  0: background")
         for i, c in enumerate(v.classes, 1):
-            echo(f"  {i}: {c.name} (generator {c.generator_id}, seed {c.seed})")
+            recipe = f", recipe {c.recipe_id}" if c.recipe_id else ""
+            echo(f"  {i}: {c.name} (generator {c.generator_id}, seed {c.seed}{recipe})")
         echo(f"  extractors: {', '.join(e.extractor_id for e in v.extractors)}")

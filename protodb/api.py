@@ -13,6 +13,7 @@ the one place a Python user reads to learn the whole surface, so it stays whole.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -39,7 +40,8 @@ from protodb.synthesis.generate import default_generator_config
 @dataclass
 class ClassInfo:
     """A class in the bank with its completed prototype sets (one dict per set: generator_id,
-    seed, extractor_id, n, n_used, n_fg, n_bg, dim, mask_source, thresholds, and known_issue:
+    seed, extractor_id, recipe_id, recipe (its config, a dict: mask_source, mask, n, parts,
+    levels), n, n_used, n_fg, n_bg, dim, mask_source, thresholds, and known_issue:
     why the set's features are known to be wrong, e.g. CLIP built before the QuickGELU fix, or
     None)."""
 
@@ -188,6 +190,7 @@ class ProtoDB:
         on_result: Callable | None = None,
         kind: str | None = None,
         mask_source: str = "otsu",
+        parts: int = 32,
     ):
         """Build prototype sets for each class and seed; existing sets are skipped.
 
@@ -196,7 +199,8 @@ class ProtoDB:
         seed or several (one support set per seed). model: the Stable Diffusion (hub id or local
         directory) of the generator and of the ``sd`` extractor. kind: "stuff" / "thing" for
         every class, or None (lexicon, else a guess from the support set). mask_source: "otsu"
-        or "maskcut".
+        or "maskcut"; parts: K of the part prototypes. mask_source, n and parts make the sets'
+        recipe (protodb.synthesis.recipe), part of their key: another of them is another set.
         Models load once and serve every class; when this call loaded any, every cached model
         is released at its end (protodb.extractors.factory.release_models). Returns one
         protodb.synthesis.add.AddResult per (class, seed), classes outer.
@@ -231,7 +235,7 @@ class ProtoDB:
             for name in extractors
         ]
         jobs = [(name, s_) for name in display for s_ in seeds]
-        self._check_add_models(gen, exts, jobs, mask_source)
+        self._check_add_models(gen, exts, jobs, mask_source, n, parts)
         results = []
         prog = Progress(progress)
         # models load once and serve every class; what this call loaded is freed at its end
@@ -254,6 +258,7 @@ class ProtoDB:
                     progress=prog,
                     kind=kind,
                     mask_source=mask_source,
+                    parts=parts,
                 )
                 results.append(res)
                 bar.update(1)
@@ -262,14 +267,16 @@ class ProtoDB:
                         on_result(res)
         return results
 
-    def _check_add_models(self, gen, exts, jobs, mask_source: str) -> None:
+    def _check_add_models(self, gen, exts, jobs, mask_source: str, n: int, parts: int) -> None:
         """Before any image is generated: every model the sets still to build need can be
         loaded (protodb.models.preflight), so a missing one fails in seconds, not after
         minutes of sampling. Nothing is checked when every set is already in the bank."""
         from protodb.bank.schema import SetKey
         from protodb.models.defaults import DINO_DEFAULT, SAM_DEFAULT
         from protodb.models.preflight import ModelNeed, extractor_need, generator_need, preflight
+        from protodb.synthesis.recipe import make_recipe
 
+        recipe_id = make_recipe(mask_source, n, parts).id
         try:
             bank = self.open_existing()  # a bank that does not exist yet is not made for this
         except NotFoundError:
@@ -279,7 +286,7 @@ class ProtoDB:
                 ext
                 for ext in exts
                 if any(
-                    bank.find_set(SetKey(class_key(name), gen.id, s_, ext.id)) is None
+                    bank.find_set(SetKey(class_key(name), gen.id, s_, ext.id, recipe_id)) is None
                     for name, s_ in jobs
                 )
             ]
@@ -357,8 +364,17 @@ class ProtoDB:
     # ------------------------------------------------------------------ vocabularies
 
     def create_vocab(
-        self, name: str, classes: Sequence[str], *, extractors=None, seed=None, generator_id=None
+        self,
+        name: str,
+        classes: Sequence[str],
+        *,
+        extractors=None,
+        seed=None,
+        generator_id=None,
+        recipes: Sequence[str] | None = None,
     ) -> Vocabulary:
+        """Pin a vocabulary (protodb.bank.vocab.create_vocab); recipes: ``ID`` or
+        ``CLASS=ID`` each, the prototype recipe of a class with several."""
         return create_vocab(
             self.open_existing(),
             name,
@@ -366,6 +382,7 @@ class ProtoDB:
             extractors=list(extractors) if extractors else None,
             seed=seed,
             generator_id=generator_id,
+            recipes=list(recipes) if recipes else None,
         )
 
     def vocabs(self) -> list[Vocabulary]:
@@ -666,6 +683,7 @@ def _set_dict(row: dict) -> dict:
         "generator_id",
         "seed",
         "extractor_id",
+        "recipe_id",
         "n",
         "n_used",
         "n_fg",
@@ -675,6 +693,7 @@ def _set_dict(row: dict) -> dict:
         "thresholds",
     )
     out = {k: row[k] for k in keys}
+    out["recipe"] = json.loads(row["recipe"]) if row.get("recipe") else None
     out["known_issue"] = known_issue(ExtractorConfig.from_json(row["extractor_config"]))
     return out
 

@@ -21,6 +21,7 @@ from protodb.bank.schema import SetKey, now, vectors_to_arrow
 from protodb.bank.store import Bank, open_bank
 from protodb.images import png_bytes
 from protodb.synthesis.add import SUPPORT_KEY
+from protodb.synthesis.recipe import make_recipe
 
 EXTRACTOR = "ext-1"
 GENERATOR = "gen-1"
@@ -112,7 +113,10 @@ def write_class(bank: Bank, i: int, n_support: int = 2) -> bool:
             "extractor_config": json.dumps({"name": "ext", "model": "test-writer"}),
             "created_at": now(),
         }
-        written = bank.write_set(SetKey(key, GENERATOR, 0, EXTRACTOR), protos, cells, record)
+        recipe = make_recipe("otsu", n_support)
+        record["recipe"] = recipe.to_json()
+        set_key = SetKey(key, GENERATOR, 0, EXTRACTOR, recipe.id)
+        written = bank.write_set(set_key, protos, cells, record)
         if written:
             bank.log("add", {"class": key})
     return written

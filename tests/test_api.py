@@ -59,9 +59,11 @@ def test_classes_and_show(tiny_bank):
     assert s["dim"] == 32 and s["mask_source"] == "otsu"
     assert set(s) == {
         "generator_id", "seed", "extractor_id", "n", "n_used", "n_fg", "n_bg", "dim",
-        "mask_source", "thresholds", "known_issue",
+        "mask_source", "thresholds", "known_issue", "recipe_id", "recipe",
     }  # fmt: skip
     assert s["known_issue"] is None
+    assert s["recipe"]["n"] == N_SUPPORT and s["recipe"]["parts"] == 32
+    assert s["recipe_id"].startswith("otsu-")
 
 
 def test_show_unknown_class(tiny_bank):

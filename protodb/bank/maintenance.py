@@ -217,7 +217,8 @@ def _overwrite(bank: Bank, name: str, rows: pa.Table) -> None:
 def restore(bank: Bank, version: int) -> LogEntry:
     """Make bank version ``version`` the latest again: a new version whose tables equal the
     old ones (history is kept; the ``log`` records the restore). Tables made after that
-    version are emptied."""
+    version are emptied. A version from before recipe ids (schema 3) gets its sets' legacy
+    recipe ids back, as the migration gave them."""
     with bank.writer(), bank.commit_lock():
         entries = bank.history()
         if not 1 <= version <= len(entries):
@@ -248,4 +249,6 @@ def restore(bank: Bank, version: int) -> LogEntry:
                     retry_commit(lambda t=tbl: t.delete("true"))
                 elif int(tbl.version) != want:
                     retry_commit(lambda t=tbl, w=want: t.restore(w))
+            # a version from before schema 3 comes back without recipe ids: give them again
+            bank._add_recipe_columns()
             return bank.log("restore", {"to": version})

@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from protodb.bank.history import log_entries, versions_at
 from protodb.bank.reads import RowReads
-from protodb.bank.schema import SCHEMA_VERSION, LogEntry
+from protodb.bank.schema import SCHEMA_VERSION, LogEntry, read_sets
 from protodb.bank.store import local_path, missing_bank
 from protodb.errors import ProtodbError
 
@@ -71,6 +71,8 @@ class BankReader(RowReads):
                 empty = self.dataset(name).schema.empty_table()
                 return empty.select(list(columns)) if columns else empty
         cols = list(columns) if columns else None
+        if name == "sets":  # recipe ids also at versions from before schema 3
+            return read_sets(self.dataset(name, version), where, cols)
         return self.dataset(name, version).to_table(filter=where, columns=cols)
 
     def meta(self) -> dict[str, str]:

@@ -23,6 +23,7 @@ from protodb.bank.schema import (
     split_vectors,
     sql_str,
     unpack_row_meta,
+    with_legacy_recipes,
 )
 from protodb.errors import NotFoundError
 
@@ -33,7 +34,7 @@ class RowReads:
 
     def find_set(self, key: SetKey) -> dict | None:
         """The completion record of a prototype set (a ``sets`` row as a dict), or None."""
-        rows = self.read("sets", key.where()).to_pylist()
+        rows = [r for r in self.read("sets", key.where()).to_pylist() if key.matches(r)]
         return rows[0] if rows else None
 
     def has_set(self, key: SetKey) -> bool:
@@ -59,19 +60,25 @@ class Reads(RowReads):
 
     def _set_index(self, extractor_id: str, sets_version: int) -> tuple[pa.Table, pa.Array]:
         """One extractor's completion records at a ``sets`` version: (write_id, row_start,
-        row_count, _rowaddr) and, row for row, their keys joined as "class\\0generator\\0seed"
-        (for :func:`pyarrow.compute.index_in`); cached for the last few versions."""
+        row_count, _rowaddr) and, row for row, their keys joined as
+        "class\\0generator\\0seed\\0recipe" (for :func:`pyarrow.compute.index_in`); cached for
+        the last few versions. A version from before schema 3 has each set's legacy recipe."""
         cache_key = (sets_version, extractor_id)
         hit = self._ranges.get(cache_key)
         if hit is not None:
             return hit
         cols = ["class_key", "generator_id", "seed", "write_id", "row_start", "row_count"]
-        t = self.dataset("sets", sets_version).to_table(
-            columns=cols, filter=f"extractor_id = {sql_str(extractor_id)}", with_row_address=True
-        )
+        ds = self.dataset("sets", sets_version)
+        where = f"extractor_id = {sql_str(extractor_id)}"
+        if "recipe_id" in ds.schema.names:
+            t = ds.to_table(columns=[*cols, "recipe_id"], filter=where, with_row_address=True)
+        else:
+            legacy = [*cols, "mask_source", "n"]
+            t = ds.to_table(columns=legacy, filter=where, with_row_address=True)
+            t = with_legacy_recipes(t, [*cols, "recipe_id", "_rowaddr"])
         seeds = pc.cast(t.column("seed"), pa.string())
         keys = pc.binary_join_element_wise(
-            t.column("class_key"), t.column("generator_id"), seeds, "\0"
+            t.column("class_key"), t.column("generator_id"), seeds, t.column("recipe_id"), "\0"
         )
         hit = (t.select(["write_id", "row_start", "row_count", "_rowaddr"]), keys.combine_chunks())
         _bounded_put(self._ranges, cache_key, hit)
@@ -102,14 +109,16 @@ class Reads(RowReads):
         self,
         table: str,
         extractor_id: str,
-        sets: Sequence[tuple[str, str, int]],
+        sets: Sequence[tuple],
         version: int | None = None,
         *,
         sets_version: int | None = None,
     ) -> tuple[np.ndarray, pa.Table]:
         """The prototype rows of completed sets, set by set in the order given.
 
-        sets: (class_key, generator_id, seed) tuples; version / sets_version: the versions of
+        sets: (class_key, generator_id, seed, recipe_id) tuples (a recipe id "" or left out: the
+        one set of that key, as a vocabulary from before schema 3 names it; several are then an
+        error); version / sets_version: the versions of
         the prototype table and of ``sets`` to read (a vocabulary's pins; latest if None).
         Returns (vectors [P, D] in the stored dtype, float16 or float32; the other columns of
         the P rows as an Arrow table). Reads each set's recorded row range (checked against
@@ -126,14 +135,18 @@ class Reads(RowReads):
             int(self.table("sets").version) if sets_version is None else int(sets_version)
         )
         records, keys = self._set_index(extractor_id, sets_version)
-        want = pa.array([f"{k}\0{g}\0{int(s)}" for k, g, s in sets], pa.string())
+        if any(len(t) < 4 or not t[3] for t in sets):
+            known = keys.to_pylist()
+            sets = [_recipe_of(t, known) for t in sets]
+        want = pa.array([f"{k}\0{g}\0{int(s)}\0{r}" for k, g, s, r in sets], pa.string())
         pos = pc.index_in(want, value_set=keys)
         if pos.null_count:
-            k, g, s = sets[pos.is_null().to_pylist().index(True)]
+            k, g, s, r = sets[pos.is_null().to_pylist().index(True)]
             raise NotFoundError(
                 f"no completed {extractor_id} prototype set for class {k!r} "
-                f"(generator {g}, seed {s}); add it with protodb add"
+                f"(generator {g}, seed {s}, recipe {r or 'any'}); add it with protodb add"
             )
+        sets = [(k, g, s) for k, g, s, _ in sets]
         chosen = records.take(pos)
         picked = list(
             zip(
@@ -235,6 +248,22 @@ class Reads(RowReads):
                 columns[c] = pa.DictionaryArray.from_arrays(which, values).cast(kind)
         table = pa.table(columns)
         return (vectors, table) if vectors is not None else split_vectors(table)
+
+
+def _recipe_of(key: tuple, keys: list[str]) -> tuple[str, str, int, str]:
+    """A (class, generator, seed[, recipe]) tuple with its recipe id: given, or the one recipe
+    of that key among ``keys`` (as :meth:`Reads._set_index` joins them); "" when none."""
+    if len(key) == 4 and key[3]:
+        return (key[0], key[1], int(key[2]), key[3])
+    k, g, s = key[0], key[1], int(key[2])
+    prefix = f"{k}\0{g}\0{s}\0"
+    found = sorted({x[len(prefix) :] for x in keys if x.startswith(prefix)})
+    if len(found) > 1:
+        raise NotFoundError(
+            f"class {k!r} (generator {g}, seed {s}) has prototype sets of several recipes "
+            f"({', '.join(found)}); name the recipe"
+        )
+    return (k, g, s, found[0] if found else "")
 
 
 def _bounded_put(cache: dict, key, value, keep: int = 4) -> None:

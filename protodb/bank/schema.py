@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 CORE_TABLES = ("meta", "classes", "supports", "masks", "cells", "sets", "vocabs", "log")
 
 VOCAB_TAG_PREFIX = "vocab."
@@ -89,18 +89,84 @@ def now() -> dt.datetime:
 
 @dataclass(frozen=True)
 class SetKey:
-    """The key of a prototype set: (class, generator, seed, extractor)."""
+    """The key of a prototype set: (class, generator, seed, extractor, recipe).
+
+    recipe_id: ``<mask source>-<12 hex>`` (:mod:`protodb.synthesis.recipe`): mask source and
+    its config, n, K and levels. :meth:`where` leaves the recipe out (a ``sets`` table read at
+    a version from before schema 3 has no such column); :meth:`matches` checks all five."""
 
     class_key: str
     generator_id: str
     seed: int
     extractor_id: str
+    recipe_id: str
 
     def where(self) -> str:
         return (
             f"class_key = {sql_str(self.class_key)} AND generator_id = {sql_str(self.generator_id)}"
             f" AND seed = {int(self.seed)} AND extractor_id = {sql_str(self.extractor_id)}"
         )
+
+    def matches(self, row: dict) -> bool:
+        """Whether a ``sets`` row (with its recipe id) has this key."""
+        return (
+            row["class_key"] == self.class_key
+            and row["generator_id"] == self.generator_id
+            and int(row["seed"]) == int(self.seed)
+            and row["extractor_id"] == self.extractor_id
+            and row.get("recipe_id") == self.recipe_id
+        )
+
+    @classmethod
+    def of(cls, row: dict) -> SetKey:
+        """The key of a ``sets`` row."""
+        return cls(
+            row["class_key"],
+            row["generator_id"],
+            int(row["seed"]),
+            row["extractor_id"],
+            row["recipe_id"],
+        )
+
+
+RECIPE_COLUMNS = ("recipe_id", "recipe")
+
+
+def read_sets(ds, where: str | None, columns: list[str] | None) -> pa.Table:
+    """Rows of the ``sets`` table from its Lance dataset ``ds`` at any version. A version from
+    before schema 3 has no recipe columns: they are filled in with each set's legacy recipe
+    (its mask source and n, K = 32, every level: what ``add`` built then), so every reader
+    sees recipe ids; filters must not name them."""
+    if "recipe_id" in ds.schema.names:
+        return ds.to_table(filter=where, columns=columns)
+    want = list(columns) if columns else None
+    cols = None
+    if want is not None:
+        cols = [c for c in want if c not in RECIPE_COLUMNS]
+        if any(c in RECIPE_COLUMNS for c in want):
+            cols += [c for c in ("mask_source", "n") if c not in cols]
+    table = ds.to_table(filter=where, columns=cols)
+    return with_legacy_recipes(table, want)
+
+
+def with_legacy_recipes(table: pa.Table, columns: list[str] | None = None) -> pa.Table:
+    """``sets`` rows without recipe columns -> with them (see :func:`read_sets`), selected as
+    ``columns`` (all when None)."""
+    if all(c in table.schema.names for c in RECIPE_COLUMNS):
+        return table.select(columns) if columns else table
+    if columns is not None and not any(c in RECIPE_COLUMNS for c in columns):
+        return table.select(columns)
+    from protodb.synthesis.recipe import legacy_recipe
+
+    recipes = [
+        legacy_recipe(m, n)
+        for m, n in zip(
+            table.column("mask_source").to_pylist(), table.column("n").to_pylist(), strict=True
+        )
+    ]
+    table = table.append_column("recipe_id", pa.array([r.id for r in recipes], pa.string()))
+    table = table.append_column("recipe", pa.array([r.to_json() for r in recipes], pa.string()))
+    return table.select(columns) if columns else table
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ reads and fast loads (:mod:`~protodb.bank.reads`), history and tags
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -26,10 +27,14 @@ from protodb.bank.schema import (
     SCHEMA_VERSION,
     now,
     prototype_table_name,
+    read_sets,
+    sql_str,
     table_schema,
 )
 from protodb.bank.writes import KeyedWrites
 from protodb.errors import BankError, NeedsMigrationError, NotFoundError
+
+log = logging.getLogger("protodb.bank")
 
 
 def local_path(uri: str) -> str | None:
@@ -129,20 +134,80 @@ class Bank(Locks, Journaled, KeyedWrites, Reads, History):
                 f"bank {self.uri!r} has schema version {found}, newer than this protodb "
                 f"understands ({SCHEMA_VERSION}); upgrade protodb (pip install -U protodb)"
             )
-        if found == 1:
+        if found in (1, 2):
             if not self._migrate:
                 raise NeedsMigrationError(
-                    f"bank {self.uri!r} has schema version 1; open it once with this protodb "
-                    f"to migrate it (`protodb --bank {self.uri} ls`)"
+                    f"bank {self.uri!r} has schema version {found}; open it once with this "
+                    f"protodb to migrate it (`protodb --bank {self.uri} ls`)"
                 )
-            with self.commit_lock():
-                if int(self.meta().get("schema_version", "0")) == 1:
-                    self._migrate_1_to_2()
+            self._migrate_from(found)
         elif found < SCHEMA_VERSION:
             raise BankError(
                 f"bank {self.uri!r} has schema version {found}; this protodb needs "
                 f"{SCHEMA_VERSION} and has no migration from it: re-create the bank"
             )
+
+    def _migrate_from(self, found: int) -> None:
+        """Migrate an older bank in place, under the commit lock, after finishing (or rolling
+        back) an operation a killed process left; one line is logged (``protodb.bank``). A
+        local bank this process cannot write is read as it is (reads fill in recipe ids,
+        :func:`~protodb.bank.schema.read_sets`; writes are refused as on any read-only bank)."""
+        if self._dir is not None:
+            from protodb.bank.commit import COMMIT_LOCK
+
+            try:
+                os.close(self._lock_file(COMMIT_LOCK))
+            except BankError:
+                return
+        with self.commit_lock():
+            if self.meta().get("journal") is not None:
+                self.recover()
+                if self.meta().get("journal") is not None:
+                    raise BankError(
+                        f"bank {self.uri!r} needs a schema migration but an operation on it is "
+                        "running or was interrupted; wait for it and run this again"
+                    )
+            was = found = int(self.meta().get("schema_version", "0"))
+            if found == 1:
+                self._migrate_1_to_2()
+                found = 2
+            if found == 2:
+                self._migrate_2_to_3()
+                log.warning(
+                    "protodb: migrated bank %s from schema %s to %s (prototype sets are now "
+                    "keyed by recipe id too)",
+                    self.uri,
+                    was,
+                    SCHEMA_VERSION,
+                )
+
+    def _migrate_2_to_3(self) -> None:
+        """Schema 2 -> 3: recipe ids. Every set gets the recipe id and config of the recipe it
+        was built with (its stored mask source and n, K = 32, every level), in one commit of
+        ``sets``; vocabularies are left as they are (a class entry without a recipe id names
+        the one set of its key at the vocabulary's pinned versions)."""
+        self._add_recipe_columns()
+        self.table("meta").update(where="key = 'schema_version'", values={"value": "3"})
+        commit_point()
+        self.log("migrate", {"from": 2, "to": 3})
+
+    def _add_recipe_columns(self) -> None:
+        """Give ``sets`` its ``recipe_id`` / ``recipe`` columns where it has none (a schema-2
+        table, or one ``restore`` took back to a version from before the migration) and fill
+        every empty one with its set's legacy recipe (:func:`~protodb.bank.schema.read_sets`):
+        one commit per (mask source, n) pair; run again, it finishes what a killed run left."""
+        from protodb.synthesis.recipe import legacy_recipe
+
+        tbl = self.table("sets")
+        if "recipe_id" not in tbl.schema.names:
+            fields = [pa.field("recipe_id", pa.string()), pa.field("recipe", pa.string())]
+            retry_commit(lambda: tbl.add_columns(pa.schema(fields)))
+        empty = self.read("sets", "recipe_id IS NULL", columns=["mask_source", "n"]).to_pylist()
+        for m, n in sorted({(p["mask_source"], int(p["n"])) for p in empty}):
+            r = legacy_recipe(m, n)
+            where = f"recipe_id IS NULL AND mask_source = {sql_str(m)} AND n = {n}"
+            values = {"recipe_id": r.id, "recipe": r.to_json()}
+            retry_commit(lambda w=where, v=values: tbl.update(where=w, values=v))
 
     def _migrate_1_to_2(self) -> None:
         """Schema 1 -> 2: write ids and row ranges. A legacy set's rows get a write id made
@@ -167,10 +232,8 @@ class Bank(Locks, Journaled, KeyedWrites, Reads, History):
             if name == "sets" and "row_meta" not in have:
                 field = pa.field("row_meta", pa.binary())
                 retry_commit(lambda t=tbl, f=field: t.add_columns(f))
-        self.table("meta").update(
-            where="key = 'schema_version'", values={"value": str(SCHEMA_VERSION)}
-        )
-        self.log("migrate", {"from": 1, "to": SCHEMA_VERSION})
+        self.table("meta").update(where="key = 'schema_version'", values={"value": "2"})
+        self.log("migrate", {"from": 1, "to": 2})
 
     def table(self, name: str, *, latest: bool = True):
         """An open handle on table ``name``, checked out at its latest version."""
@@ -253,9 +316,10 @@ class Bank(Locks, Journaled, KeyedWrites, Reads, History):
                 empty = schema.empty_table()
                 return empty.select(list(columns)) if columns else empty
         cols = list(columns) if columns else None
-        if version is not None:
-            return self.dataset(name, version).to_table(filter=where, columns=cols)
-        return self.table(name).to_lance().to_table(filter=where, columns=cols)
+        ds = self.dataset(name, version) if version is not None else self.table(name).to_lance()
+        if name == "sets":  # recipe ids also at versions from before schema 3
+            return read_sets(ds, where, cols)
+        return ds.to_table(filter=where, columns=cols)
 
     def versions(self) -> dict[str, int]:
         """The latest version of every table."""

@@ -25,10 +25,19 @@ MAX_CLASSES = 255
 
 @dataclass(frozen=True)
 class VocabClass:
+    """A class of a vocabulary and the prototype set it pins: (generator, seed, recipe) with
+    each of the vocabulary's extractors. recipe_id "": a vocabulary made before recipe ids
+    (schema 3), which names the one set of its key at its pinned versions."""
+
     name: str
     class_key: str
     generator_id: str
     seed: int
+    recipe_id: str = ""
+
+    def set_key(self) -> tuple[str, str, int, str]:
+        """(class_key, generator_id, seed, recipe_id), as ``load_prototypes`` takes it."""
+        return (self.class_key, self.generator_id, int(self.seed), self.recipe_id)
 
 
 @dataclass(frozen=True)
@@ -77,7 +86,7 @@ def vocab_tag(name: str) -> str:
 def _from_row(r: dict) -> Vocabulary:
     return Vocabulary(
         name=r["name"],
-        classes=[VocabClass(**c) for c in json.loads(r["classes"])],
+        classes=[VocabClass(**_class_fields(c)) for c in json.loads(r["classes"])],
         extractors=[
             VocabExtractor(e["extractor_id"], e["prototype_table"], ExtractorConfig(**e["config"]))
             for e in json.loads(r["extractors"])
@@ -86,6 +95,11 @@ def _from_row(r: dict) -> Vocabulary:
         bank_version=int(r["bank_version"]),
         created_at=r["created_at"],
     )
+
+
+def _class_fields(c: dict) -> dict:
+    names = ("name", "class_key", "generator_id", "seed", "recipe_id")
+    return {k: v for k, v in c.items() if k in names}
 
 
 def list_vocabs(bank: Bank) -> list[Vocabulary]:
@@ -111,13 +125,22 @@ def create_vocab(
     extractors: list[str] | None = None,
     seed: int | None = None,
     generator_id: str | None = None,
+    recipes: list[str] | None = None,
 ) -> Vocabulary:
     """Pin a vocabulary of ``classes`` (in label order) under ``name``.
 
     Each class must have a completed prototype set; when a class has sets from several
     (generator, seed) pairs, ``seed`` / ``generator_id`` choose. ``extractors`` (names such as
     "dinov2" or full extractor ids) default to those every class has.
+
+    recipes: ``--recipe`` values, ``ID`` (for every class that has it) or ``CLASS=ID``. A class
+    without a choice uses its only recipe; with several, the one a plain ``add`` makes (otsu
+    masks, K = 32, every level; any n) when exactly one is that; else it is a one-line error
+    naming the class, its recipes and the flag.
     """
+    from protodb.synthesis.recipe import parse_recipe_choices
+
+    everywhere, per_class = parse_recipe_choices(recipes)
     if not isinstance(name, str) or not VOCAB_NAME.fullmatch(name):
         raise ProtodbError(
             f"invalid vocabulary name {name!r}: use 1-64 letters, digits, '_', '.' or '-', "
@@ -136,6 +159,12 @@ def create_vocab(
         raise ProtodbError(
             f"vocabulary {name!r} exists and vocabularies are immutable; choose another name"
         )
+    stray = [k for k in per_class if k not in {class_key(c) for c in classes}]
+    if stray:
+        raise ProtodbError(
+            f"--recipe {stray[0]}={per_class[stray[0]]} names a class that is not in the "
+            "vocabulary; list it among the classes or drop that --recipe"
+        )
     chosen: list[VocabClass] = []
     ext_sets: list[dict[str, dict]] = []
     seen: set[str] = set()
@@ -153,6 +182,9 @@ def create_vocab(
             rows = [r for r in rows if r["seed"] == seed]
         if generator_id is not None:
             rows = [r for r in rows if r["generator_id"] == generator_id]
+        mine = per_class.pop(key, None)
+        if mine is not None or everywhere:  # a recipe named: it may also settle the seed
+            rows = _pick_recipe(rows, display, everywhere, mine)
         pairs = sorted({(r["generator_id"], r["seed"]) for r in rows})
         if not pairs:
             raise NotFoundError(
@@ -163,7 +195,8 @@ def create_vocab(
             raise ProtodbError(f"class {display!r} has several prototype sets; choose one: {opts}")
         gid, s = pairs[0]
         rows = [r for r in rows if (r["generator_id"], r["seed"]) == (gid, s)]
-        chosen.append(VocabClass(rows[0]["name"], key, gid, int(s)))
+        rows = _pick_recipe(rows, display, [], None)
+        chosen.append(VocabClass(rows[0]["name"], key, gid, int(s), rows[0]["recipe_id"]))
         ext_sets.append({r["extractor_id"]: r for r in rows})
 
     common = _without_superseded(sorted(set.intersection(*(set(e) for e in ext_sets))), ext_sets[0])
@@ -234,6 +267,49 @@ def _pin_vocab(bank: Bank, name: str, chosen: list, vexts: list) -> Vocabulary:
     )
     bank.log("vocab create", {"name": name, "classes": [c.name for c in chosen]})
     return vocab
+
+
+def _pick_recipe(
+    rows: list[dict], display: str, everywhere: list[str], mine: str | None
+) -> list[dict]:
+    """The sets rows of the recipe chosen for one class (see :func:`create_vocab`)."""
+    from protodb.synthesis.recipe import make_recipe
+
+    have = sorted({r["recipe_id"] for r in rows})
+    if not have:
+        return rows
+    flag = f"--recipe {display!r}=ID" if " " in display else f"--recipe {display}=ID"
+    if mine is not None:
+        if mine not in have:
+            raise NotFoundError(
+                f"class {display!r} has no prototype set of recipe {mine} (its recipes: "
+                f"{', '.join(have)}); choose one of those with {flag}"
+            )
+        pick = mine
+    elif everywhere:
+        match = [r for r in everywhere if r in have]
+        if len(match) != 1:
+            what = "none of" if not match else "several of"
+            raise ProtodbError(
+                f"class {display!r} has {what} the recipes given ({', '.join(everywhere)}); "
+                f"its recipes: {', '.join(have)}; choose one with {flag}"
+            )
+        pick = match[0]
+    elif len(have) == 1:
+        pick = have[0]
+    else:
+        plain = [
+            r
+            for r in have
+            if r == make_recipe(n=next(x["n"] for x in rows if x["recipe_id"] == r)).id
+        ]
+        if len(plain) != 1:
+            raise ProtodbError(
+                f"class {display!r} has prototype sets of several recipes ({', '.join(have)}); "
+                f"choose one with {flag} (`protodb show {display!r}` describes them)"
+            )
+        pick = plain[0]
+    return [r for r in rows if r["recipe_id"] == pick]
 
 
 def _without_superseded(ids: list[str], sets: dict[str, dict]) -> list[str]:

@@ -87,8 +87,11 @@ class KeyedWrites:
 
         ``prototypes`` / ``cells`` hold the table's columns except ``write_id``; ``record`` holds
         the ``sets`` columns except ``write_id``, ``row_start``, ``row_count``, ``row_meta``.
-        Returns False (writing nothing) when the set already exists."""
+        Returns False (writing nothing) when the set already exists. The record's ``recipe_id``
+        is the key's (set here when absent; ``recipe`` is the recipe's JSON)."""
         self._check_writable()
+        if record.setdefault("recipe_id", key.recipe_id) != key.recipe_id:
+            raise ValueError(f"record recipe {record['recipe_id']} is not the key's {key}")
         table = prototype_table_name(key.extractor_id)
         write_id = uuid.uuid4().hex
         with self.commit_lock():

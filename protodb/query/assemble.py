@@ -63,7 +63,7 @@ def assemble(bank: Bank, vocab: Vocabulary) -> list[ExtractorPrototypes]:
         vectors, meta_table = bank.load_prototypes(
             ext.prototype_table,
             ext.extractor_id,
-            [(c.class_key, c.generator_id, c.seed) for c in vocab.classes],
+            [c.set_key() for c in vocab.classes],
             vocab.versions.get(ext.prototype_table),
             sets_version=vocab.versions.get("sets"),
         )

@@ -100,7 +100,14 @@ def support_regions(bank: Bank, vocab, extractor_id: str, proto: dict) -> list[R
     }
     ext_where = f"{where} AND extractor_id = {sql_str(extractor_id)}"
     sets = bank.read("sets", ext_where, version=v.get("sets")).to_pylist()
-    cells = bank.read("cells", f"{ext_where} AND polarity = {sql_str(pol)}", v.get("cells"))
+    recipe = next((c.recipe_id for c in vocab.classes if c.class_key == proto["class_key"]), "")
+    sets = [s for s in sets if s["recipe_id"] == recipe] if recipe else sets[:1]
+    ids = ", ".join(sql_str(s["write_id"]) for s in sets) or "''"
+    cells = bank.read(
+        "cells",
+        f"{ext_where} AND polarity = {sql_str(pol)} AND write_id IN ({ids})",
+        v.get("cells"),
+    )
     cells = sorted(cells.to_pylist(), key=lambda r: r["support"])
     used = [c["support"] for c in cells]
     out = []

@@ -1,8 +1,18 @@
 """``protodb add``: generate -> masks -> features -> prototypes -> bank, for each class.
 
-Resumable by construction: support images are written as they are generated, prototype rows
-before the set's completion record, and an existing (class, generator, seed, extractor) set is
-never rebuilt. Adding a new extractor for a class reuses its stored support images.
+A prototype set is keyed by (class, generator, seed, extractor, recipe): the recipe
+(:mod:`protodb.synthesis.recipe`) holds the mask source and its config, n, K (``parts``) and
+the levels, so ``add X --mask-source maskcut`` (or another ``--n`` / ``--parts``) after a plain
+``add X`` builds a second set rather than finding the first.
+
+Resumable and all-or-nothing per set: support images and masks are written as they are made
+(keyed by (class, generator, seed, index) and (..., n, mask source, index), so a later run, of
+any recipe, reuses them; a killed run may leave some behind, complete and correct, which is
+intended); each set then lands in one journalled operation (:meth:`Bank.atomic`): the class row
+(with the first set of a class), the prototype rows, the cells, the completion record and the
+set's history row, all or none, so a ``kill -9`` at any moment leaves the bank as before or with
+whole sets only. An existing set is never rebuilt; adding a new extractor for a class reuses its
+stored support images.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from protodb.models.diffusion import sd_dtype
 from protodb.names import canonical, class_key
 from protodb.progress import OFF, NoBar, Progress
 from protodb.synthesis.generate import GENERATORS, GeneratorConfig, SupportImage
+from protodb.synthesis.recipe import DEFAULT_PARTS, MAX_PARTS, Recipe, make_recipe
 
 MAX_N = 1024
 SUPPORT_KEY = ("class_key", "generator_id", "seed", "index")
@@ -36,7 +47,8 @@ class AddResult:
 
     status: "added" (at least one set built) or "exists" (every set was already in the bank);
     generated / reused: support images sampled now / read back from the bank;
-    built / skipped: extractor ids whose sets were built now / already present.
+    built / skipped: extractor ids whose sets were built now / already present;
+    recipe_id: the prototype recipe of the sets (:mod:`protodb.synthesis.recipe`).
     """
 
     name: str
@@ -54,6 +66,7 @@ class AddResult:
     note: str = ""
     kind: str = ""
     kind_source: str = ""
+    recipe_id: str = ""
 
 
 def _runtime(device: str) -> str:
@@ -95,12 +108,15 @@ def add_class(
     mask_source: str = "otsu",
     progress: bool | Progress = True,
     kind: str | None = None,
+    parts: int = DEFAULT_PARTS,
 ) -> AddResult:
     """Build the prototype sets of one class for each extractor (a no-op for existing sets).
 
     kind: "stuff" or "thing" as the user states it (stored with source "user"), or None: then
     the lexicon, else a guess from the support set's fg masks (protodb.synthesis.kinds.decide_kind).
     mask_source: "otsu" (multi-Otsu thresholds) or "maskcut" (eq. (1) over proposals).
+    parts: K, the number of part prototypes per polarity (K-means; REFERENCE 1.5: 32).
+    mask_source, n and parts make the set's recipe, part of its key.
     batch_size: images per generator call (and per bank write); results never depend on it.
     progress: a protodb.progress.Progress (or on / off): a bar of this class's stages
     (generate, masks, then features, prototypes and bank write per extractor) and, below it,
@@ -110,6 +126,8 @@ def add_class(
 
     if not 1 <= n <= MAX_N:
         raise ProtodbError(f"--n {n} is out of range; use 1 to {MAX_N} (paper: 32)")
+    if isinstance(parts, bool) or not isinstance(parts, int) or not 1 <= parts <= MAX_PARTS:
+        raise ProtodbError(f"--parts {parts!r} is out of range; use 1 to {MAX_PARTS} (paper: 32)")
     if not extractors:
         raise ProtodbError("no extractor given; pass --extractor NAME (e.g. dinov2)")
     MASK_SOURCES.get(mask_source)
@@ -119,18 +137,12 @@ def add_class(
     start = time.perf_counter()
     display, key = canonical(name), class_key(name)
     gid = generator.id
-    result = AddResult(display, key, gid, seed, n, status="exists")
+    recipe = make_recipe(mask_source, n, parts)
+    result = AddResult(display, key, gid, seed, n, status="exists", recipe_id=recipe.id)
     todo = []
     for ext in extractors:
-        found = bank.find_set(SetKey(key, gid, seed, ext.id))
-        if found is not None:
+        if bank.find_set(SetKey(key, gid, seed, ext.id, recipe.id)) is not None:
             result.skipped.append(ext.id)
-            stored_n = int(found["n"])
-            if stored_n != n:
-                result.note = (
-                    f"the stored set has n={stored_n}, not {n}; a set is keyed by (class, "
-                    f"generator, seed, extractor): use another --seed for a new set"
-                )
         else:
             todo.append(ext)
     if not todo:
@@ -156,33 +168,59 @@ def add_class(
 
         decision = decide_kind(display, kind, masks.fg)
         result.kind, result.kind_source = decision.kind, decision.source
-        bank.upsert_class(key, display, decision.kind, decision.source)
         for ext in todo:
-            counts = _build_set(
-                bank, key, display, generator, seed, n, ext, supports, masks, device, prog, stages
-            )
-            if counts is None:  # another process committed the same set meanwhile
-                result.skipped.append(ext.id)
+            built = _build_set(
+                bank, key, display, generator, seed, n, ext, supports, masks, device, prog, stages,
+                recipe=recipe,
+            )  # fmt: skip
+            detail = {
+                "class": display,
+                "generator_id": gid,
+                "seed": seed,
+                "n": n,
+                "recipe_id": recipe.id,
+                "extractors": [ext.id],
+                "generated": result.generated if not result.built else 0,
+            }
+            if not _commit_set(bank, built, decision, detail):
+                result.skipped.append(ext.id)  # another process committed it meanwhile
                 continue
             result.built.append(ext.id)
-            result.prototypes[ext.id] = counts
-    if not result.built:
-        result.seconds = time.perf_counter() - start
-        return result
-    result.status = "added"
-    bank.log(
-        "add",
-        {
-            "class": display,
-            "generator_id": gid,
-            "seed": seed,
-            "n": n,
-            "extractors": result.built,
-            "generated": result.generated,
-        },
-    )
+            result.prototypes[ext.id] = built.counts
+    if result.built:
+        result.status = "added"
     result.seconds = time.perf_counter() - start
     return result
+
+
+@dataclass
+class BuiltSet:
+    """One set, computed and not yet written: what :func:`_commit_set` writes."""
+
+    key: SetKey
+    prototypes: pa.Table
+    cells: pa.Table
+    record: dict
+    dim: int
+    store_dtype: str
+    counts: dict[str, int]
+
+
+def _commit_set(bank: Bank, built: BuiltSet, decision, detail: dict) -> bool:
+    """Write one set as one journalled operation: the class row (when it is new, or its kind
+    news), the prototype table (when new), the set's rows and completion record, and its
+    history row (``add``), all or nothing. False (nothing written) when the set is there."""
+    key = built.key
+    with bank.commit_lock():
+        if bank.find_set(key) is not None:
+            return False
+        with bank.atomic("add"):
+            bank.upsert_class(key.class_key, built.record["name"], decision.kind, decision.source)
+            bank.ensure_prototype_table(key.extractor_id, built.dim, built.store_dtype)
+            if not bank.write_set(key, built.prototypes, built.cells, built.record):
+                raise AssertionError("a set appeared under the commit lock")  # rolled back
+            bank.log("add", detail)
+    return True
 
 
 def _supports(bank, display, key, generator, seed, n, device, batch_size, prog, result):
@@ -305,13 +343,12 @@ def _masks(bank, key, gid, seed, n, supports, mask_source, device="cpu"):
 
 
 def _build_set(
-    bank, key, display, generator, seed, n, ext, supports, masks, device, prog=OFF, stages=None
-):
-    """Features -> prototypes -> rows -> completion record, for one extractor; ``stages`` (a
-    bar of ``prog``) moves at each of the three.
-
-    Returns the prototype counts {"fg", "bg", "used"}, or None when another process committed
-    the same set first (nothing written)."""
+    bank, key, display, generator, seed, n, ext, supports, masks, device, prog=OFF, stages=None,
+    *, recipe: Recipe,
+) -> BuiltSet:  # fmt: skip
+    """Features -> prototypes -> rows and completion record, for one extractor (nothing is
+    written; :func:`_commit_set` does); ``stages`` (a bar of ``prog``) moves at each of the
+    three."""
     from protodb.extractors.factory import get_extractor, images_per_call
     from protodb.synthesis.prototypes import PartOptions, extract_prototypes
 
@@ -336,13 +373,15 @@ def _build_set(
             images,
             masks.fg,
             masks.bg,
-            PartOptions(pool_dtype=ext.store_dtype, device=device),
+            PartOptions(parts=recipe.config["parts"], pool_dtype=ext.store_dtype, device=device),
             batch=images_per_call(device),
             on_batch=on_batch,
         )
     stages.update(1)
     stages.set_description_str(f"{display}: bank write {ext.name}")
-    table = bank.ensure_prototype_table(ext.id, dim, ext.store_dtype)
+    from protodb.bank.schema import prototype_table_name
+
+    table = prototype_table_name(ext.id)
     proto_rows, cell_rows = [], []
     for p in (fg, bg):
         m = len(p)
@@ -396,17 +435,18 @@ def _build_set(
         "thresholds": json.dumps(list(masks.thresholds)),
         "generator_config": generator.to_json(),
         "extractor_config": ext.to_json(),
+        "recipe_id": recipe.id,
+        "recipe": recipe.to_json(),
         "created_at": now(),
     }
-    # prototype rows, cell rows, then the completion record that makes the set visible;
+    stages.update(1)
     # promote: a polarity with no rows (e.g. every bg mask empty) has null-typed columns
-    written = bank.write_set(
-        SetKey(key, generator.id, seed, ext.id),
+    return BuiltSet(
+        SetKey(key, generator.id, seed, ext.id, recipe.id),
         pa.concat_tables(proto_rows, promote_options="default"),
         pa.concat_tables(cell_rows, promote_options="default"),
         record,
+        dim,
+        ext.store_dtype,
+        {"fg": len(fg), "bg": len(bg), "used": int(fg.used.sum())},
     )
-    stages.update(1)
-    if not written:
-        return None
-    return {"fg": len(fg), "bg": len(bg), "used": int(fg.used.sum())}

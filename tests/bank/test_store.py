@@ -95,7 +95,7 @@ def test_ensure_prototype_table(any_bank):
     assert bank.ensure_prototype_table("dinov2-abc", 8, "float32") == name
     assert bank.table(name).schema.field("vector").type == pa.list_(pa.float32(), 8)
     assert bank.sets().num_rows == 0
-    assert not bank.has_set(SetKey("grass", "g", 0, "dinov2-abc"))
+    assert not bank.has_set(SetKey("grass", "g", 0, "dinov2-abc", "otsu-0123456789ab"))
 
 
 def test_open_migrates_schema_1(tmp_path):

@@ -156,3 +156,67 @@ def test_a_vocabulary_never_mixes_sets_from_before_and_after_a_fix():
     assert _without_superseded(both, sets) == sorted([new.id, dino.id])
     # a bank holding only sets from before the fix still makes a (consistent) vocabulary
     assert _without_superseded(sorted([old.id, dino.id]), sets) == sorted([old.id, dino.id])
+
+
+# ------------------------------------------------------------------ recipes
+
+
+@pytest.fixture(scope="module")
+def recipe_bank(tmp_path_factory):
+    """sky: the plain recipe (otsu, n=2, K=32), maskcut and K=3; sea: maskcut and K=2 (n=1),
+    no plain one."""
+    from dataclasses import replace
+
+    from protodb.synthesis.add import add_class
+
+    bank = open_bank(str(tmp_path_factory.mktemp("recipes") / "bank"))
+    args = {"generator": replace(GEN, steps=2), "extractors": [EXT], "progress": False}
+    sky = [
+        add_class(bank, "sky", n=2, **args),
+        add_class(bank, "sky", n=2, mask_source="maskcut", **args),
+        add_class(bank, "sky", n=2, parts=3, **args),
+    ]
+    sea = [
+        add_class(bank, "sea", n=1, mask_source="maskcut", **args),
+        add_class(bank, "sea", n=1, parts=2, **args),
+    ]
+    return bank, [r.recipe_id for r in sky], [r.recipe_id for r in sea]
+
+
+def test_a_vocabulary_picks_the_plain_recipe_or_the_one_named(recipe_bank):
+    bank, sky, sea = recipe_bank
+    (only,) = create_vocab(bank, "r-plain", ["sky"]).classes
+    assert only.recipe_id == sky[0]
+    v = create_vocab(bank, "r-named", ["sky", "sea"], recipes=[f"sky={sky[1]}", f"sea={sea[1]}"])
+    assert [c.recipe_id for c in v.classes] == [sky[1], sea[1]]
+    assert [c.recipe_id for c in get_vocab(bank, "r-named").classes] == [sky[1], sea[1]]
+    # an id given for every class: each class that has it takes it
+    v = create_vocab(bank, "r-every", ["sky", "sea"], recipes=[sky[2], sea[0]])
+    assert [c.recipe_id for c in v.classes] == [sky[2], sea[0]]
+    # the vocabulary reads the chosen sets' prototypes
+    rows = {s["recipe_id"]: s for s in bank.sets().to_pylist()}
+    (protos,) = assemble(bank, get_vocab(bank, "r-named"))
+    assert len(protos.rows) == sum(rows[r]["n_fg"] + rows[r]["n_bg"] for r in (sky[1], sea[1]))
+    (protos,) = assemble(bank, get_vocab(bank, "r-plain"))
+    assert len(protos.rows) == rows[sky[0]]["n_fg"] + rows[sky[0]]["n_bg"]
+
+
+@pytest.mark.parametrize(
+    ("classes", "recipes", "message"),
+    [
+        (["sky", "sea"], None, "class 'sea' has prototype sets of several recipes (.*); choose "
+         "one with --recipe sea=ID"),
+        (["sky"], ["sky=otsu-000000000000"], "class 'sky' has no prototype set of recipe "
+         "otsu-000000000000 .*--recipe sky=ID"),
+        (["sky"], ["otsu"], "is not a recipe id"),
+        (["sky"], ["sea=otsu-000000000000"], "names a class that is not in the vocabulary"),
+        (["sea"], ["otsu-000000000000"], "class 'sea' has none of the recipes given"),
+    ],
+)  # fmt: skip
+def test_a_recipe_choice_that_cannot_be_made_is_one_line(recipe_bank, classes, recipes, message):
+    bank, _, _ = recipe_bank
+    before = bank.versions()
+    with pytest.raises(ProtodbError, match=message) as err:
+        create_vocab(bank, "r-bad", classes, recipes=recipes)
+    assert "\n" not in str(err.value)
+    assert bank.versions() == before

@@ -213,11 +213,38 @@ def test_add_from_file(tmp_path):
     assert missing.exit_code != 0 and "cannot read --from file" in missing.stderr
 
 
-def test_readd_with_other_n_says_what_is_stored(cli_bank):
-    bank, _ = cli_bank
-    result = run(bank, "add", "grass", "--n", "5", "-q")
-    assert "nothing generated" in result.stdout
-    assert "stored set has n=3, not 5" in result.stderr
+def test_recipes_make_sets_and_a_vocabulary_picks_one(tmp_path):
+    """Another --mask-source (or --n, --parts) is another set; `show` lists the recipes; a bad
+    --recipe is one line on stderr, exit 2 (a user error), and the bank unchanged."""
+    import re
+
+    from conftest import bank_state
+
+    bank = tmp_path / "bank"
+    first = run(bank, "add", "sky", "--n", "1", "--steps", "2", "-q").stdout
+    second = run(bank, "add", "sky", "--n", "1", "--steps", "2", "--mask-source", "maskcut", "-q")
+    assert "added recipe otsu-" in first and "added recipe maskcut-" in second.stdout
+    again = run(bank, "add", "sky", "--n", "1", "--steps", "2", "--mask-source", "maskcut", "-q")
+    assert "already in the bank" in again.stdout and "recipe maskcut-" in again.stdout
+    shown = run(bank, "show", "sky").stdout
+    plain, cut = re.findall(r"recipe ((?:otsu|maskcut)-[0-9a-f]{12})", shown)
+    assert plain.startswith("otsu-") and cut.startswith("maskcut-") and "parts K=32" in shown
+    state = bank_state(bank)
+    for args, needle in [
+        (["--recipe", "sky=nope"], "is not a recipe id"),
+        (["--recipe", "sky=otsu-000000000000"], "has no prototype set of recipe"),
+        (["--recipe", f"grass={cut}"], "names a class that is not in the vocabulary"),
+    ]:
+        result = run(bank, "vocab", "create", "v", "sky", *args, ok=False)
+        assert result.exit_code == 2, result.output  # a user error
+        assert needle in result.stderr and "--recipe" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert bank_state(bank) == state
+    made = run(bank, "vocab", "create", "v", "sky", "--recipe", f"sky={cut}").stdout
+    assert "vocabulary v: sky" in made
+    assert f"recipe {cut}" in run(bank, "vocab", "show", "v").stdout
+    run(bank, "vocab", "create", "w", "sky")  # the plain recipe by default
+    assert f"recipe {plain}" in run(bank, "vocab", "show", "w").stdout
 
 
 # ---------------------------------------------------------------------- eval and the test world

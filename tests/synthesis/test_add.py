@@ -15,6 +15,7 @@ from protodb.synthesis.add import MAX_N, add_class
 from protodb.synthesis.generate import default_generator_config, generate_sd
 from protodb.synthesis.masks import otsu_masks
 from protodb.synthesis.prototypes import support_prototypes
+from protodb.synthesis.recipe import make_recipe
 
 GEN = default_generator_config("tiny")
 EXT = default_extractor_config("tiny")
@@ -76,7 +77,10 @@ def test_bank_rows_after_add(tiny_bank):
         cells = bank.read("cells", _where(key)).to_pylist()
         assert sum(c["polarity"] == "fg" for c in cells) == row["n_used"]
         assert all((c["grid_h"], c["grid_w"]) == (8, 8) for c in cells)
-        assert bank.has_set(SetKey(key, GEN.id, 0, EXT.id))
+        recipe = make_recipe("otsu", N_SUPPORT)
+        assert (row["recipe_id"], row["recipe"]) == (recipe.id, recipe.to_json())
+        assert bank.has_set(SetKey(key, GEN.id, 0, EXT.id, recipe.id))
+        assert not bank.has_set(SetKey(key, GEN.id, 0, EXT.id, make_recipe("maskcut", 4).id))
 
 
 def test_stored_class_prototype_is_weighted_mean_of_instances(tiny_bank):
@@ -235,3 +239,45 @@ def test_add_records_kind_mask_source_and_several_seeds(tmp_path):
     assert (flagged.kind, flagged.kind_source) == ("thing", "user")
     info = {c.name: (c.kind, c.kind_source) for c in db.classes()}
     assert info["sea"] == ("thing", "user") and info["glaze"][1] == "auto"
+
+
+def test_another_recipe_is_another_set_and_the_same_recipe_one(tmp_path):
+    """mask source, n and K are in the set's key (its recipe): each makes a new set, reusing
+    the support images; the same recipe again is a no-op."""
+    from protodb.synthesis.recipe import check_recipe
+
+    bank = open_bank(str(tmp_path / "bank"))
+    gen = replace(GEN, steps=2)
+    args = {"generator": gen, "extractors": [EXT], "progress": False}
+    plain = add_class(bank, "sky", n=2, **args)
+    cut = add_class(bank, "sky", n=2, mask_source="maskcut", **args)
+    few = add_class(bank, "sky", n=2, parts=3, **args)
+    again = add_class(bank, "sky", n=2, mask_source="maskcut", **args)
+    assert [r.status for r in (plain, cut, few, again)] == ["added", "added", "added", "exists"]
+    assert (cut.generated, cut.reused, few.reused) == (0, 2, 2)
+    assert plain.recipe_id == make_recipe("otsu", 2).id
+    assert cut.recipe_id == make_recipe("maskcut", 2).id == again.recipe_id
+    assert few.recipe_id == make_recipe("otsu", 2, 3).id
+    sets = bank.sets("sky").to_pylist()
+    assert sorted(s["recipe_id"] for s in sets) == sorted(
+        [plain.recipe_id, cut.recipe_id, few.recipe_id]
+    )
+    assert all(check_recipe(s["recipe_id"], s["recipe"]) is None for s in sets)
+    assert {s["mask_source"] for s in sets} == {"otsu", "maskcut"}
+    assert bank.classes().num_rows == 1 and bank.supports("sky", gen.id, 0).num_rows == 2
+    assert [e.detail["recipe_id"] for e in bank.history()] == [
+        plain.recipe_id,
+        cut.recipe_id,
+        few.recipe_id,
+    ]
+    table = "prototypes__" + EXT.id.replace("-", "_")
+    _, rows = bank.load_prototypes(table, EXT.id, [("sky", gen.id, 0, few.recipe_id)])
+    levels = rows["level"].to_pylist()
+    parts = [p for p, lev in zip(rows["part"].to_pylist(), levels, strict=True) if lev == "part"]
+    assert parts and max(parts) <= 2  # K = 3
+    _, rows = bank.load_prototypes(table, EXT.id, [("sky", gen.id, 0, plain.recipe_id)])
+    assert max(rows["part"].to_pylist()) > 2
+    with pytest.raises(ProtodbError, match="several recipes"):
+        bank.load_prototypes(table, EXT.id, [("sky", gen.id, 0)])
+    with pytest.raises(ProtodbError, match="--parts 0 is out of range"):
+        add_class(bank, "sky", n=2, parts=0, **args)

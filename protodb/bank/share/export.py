@@ -47,7 +47,21 @@ def _select(bank: Bank, vocab_name: str | None) -> tuple[dict[str, pa.Table], li
 
     where = f"class_key IN ({in_keys})"
     sets = rows("sets", where)
-    sets = sets.filter(pa.array([e in exts for e in sets.column("extractor_id").to_pylist()]))
+    recipes = {c.class_key: c.recipe_id for c in vocab.classes}  # "": the one of its key
+    sets = sets.filter(
+        pa.array(
+            [
+                e in exts and recipes.get(k) in ("", r)
+                for e, k, r in zip(
+                    sets.column("extractor_id").to_pylist(),
+                    sets.column("class_key").to_pylist(),
+                    sets.column("recipe_id").to_pylist(),
+                    strict=True,
+                )
+            ],
+            pa.bool_(),
+        )
+    )
     ids = ", ".join(sql_str(w) for w in sets.column("write_id").to_pylist()) or "''"
     out = {
         "classes": bank.read("classes", where, version=pins.get("classes")),

@@ -73,7 +73,8 @@ def build_manifest(bank: Bank, tables: dict[str, pa.Table], vocab: str | None) -
     """The manifest of an export. Keys: format, format_version, schema_version,
     protodb_version, created_at (ISO UTC), created_by (user@host), source (bank URI), vocab
     (name or null for a whole bank), generators / extractors (id -> config, which carries the
-    model id and revision), tables (name -> {rows, sha256})."""
+    model id and revision), recipes (recipe id -> prototype recipe; schema 3 on), tables
+    (name -> {rows, sha256})."""
     from protodb.version import __version__
 
     sets = tables["sets"].to_pylist()
@@ -88,6 +89,7 @@ def build_manifest(bank: Bank, tables: dict[str, pa.Table], vocab: str | None) -
         "vocab": vocab,
         "generators": {s["generator_id"]: json.loads(s["generator_config"]) for s in sets},
         "extractors": {s["extractor_id"]: json.loads(s["extractor_config"]) for s in sets},
+        "recipes": {s["recipe_id"]: json.loads(s["recipe"]) for s in sets},
         "tables": {
             name: {"rows": t.num_rows, "sha256": table_sha256(t)} for name, t in tables.items()
         },

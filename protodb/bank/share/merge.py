@@ -85,7 +85,7 @@ def _write(target: Bank, tables: dict, new_sets: list, vocabs: list, result: Sha
             for k, v in s.items()
             if k not in ("write_id", "row_start", "row_count", "row_meta")
         }
-        key = SetKey(s["class_key"], s["generator_id"], s["seed"], s["extractor_id"])
+        key = SetKey.of(s)
         if target.write_set(key, proto, cells.drop_columns(["write_id"]), record):
             result.sets += 1
         else:

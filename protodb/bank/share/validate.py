@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 
 from protodb.bank.schema import (
     CORE_TABLES,
+    RECIPE_COLUMNS,
     SCHEMA_VERSION,
     SetKey,
     prototype_table_name,
@@ -44,6 +45,7 @@ from protodb.bank.share.manifest import (
 )
 from protodb.bank.store import Bank, local_path, open_bank
 from protodb.errors import BankError, NeedsMigrationError, NotFoundError, ProtodbError
+from protodb.synthesis.recipe import check_recipe
 
 
 def _safe_extract(path: str, dest: str) -> None:
@@ -144,6 +146,13 @@ def _check_schema(name: str, have: pa.Schema, source: str) -> list[str]:
     return want.names
 
 
+def _int(value: object) -> int:
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return SCHEMA_VERSION
+
+
 def read_source(src: Bank, label: str, *, require_manifest: bool) -> tuple[dict, dict | None]:
     """All tables of a source (checked) and its manifest."""
     names = src.table_names()
@@ -185,6 +194,8 @@ def read_source(src: Bank, label: str, *, require_manifest: bool) -> tuple[dict,
                     f"{label!r}: table {name!r} has {t.num_rows} rows, the manifest says "
                     f"{info.get('rows') if isinstance(info, dict) else info!r} (truncated?)"
                 )
+            if name == "sets" and _int(manifest.get("schema_version")) < 3:
+                t = t.drop_columns([c for c in RECIPE_COLUMNS if c in t.schema.names])
             if info.get("sha256") != table_sha256(t):
                 raise refuse(
                     f"{label!r}: table {name!r} does not match the sha256 in its manifest "
@@ -232,39 +243,63 @@ def _check_names(tables: dict[str, pa.Table], label: str) -> None:
             )
 
 
+def _check_recipes(tables: dict[str, pa.Table], label: str) -> None:
+    """Every set's recipe id is well-formed and the hash of the recipe stored with it, whose n
+    and mask source are the set's."""
+    for s in tables["sets"].to_pylist():
+        key = f"({s['class_key']!r}, {s['generator_id']}, seed {s['seed']}, {s['extractor_id']})"
+        bad = check_recipe(s.get("recipe_id"), s.get("recipe"))
+        if bad is None:
+            recipe = json.loads(s["recipe"])
+            if (recipe.get("n"), recipe.get("mask_source")) != (s["n"], s["mask_source"]):
+                bad = (
+                    f"recipe {s['recipe_id']} (n={recipe.get('n')}, mask source "
+                    f"{recipe.get('mask_source')}) is not the set's (n={s['n']}, mask source "
+                    f"{s['mask_source']})"
+                )
+        if bad is not None:
+            raise refuse(f"{label!r}: set {key}: {bad}")
+
+
 def _check_vocabs(tables: dict[str, pa.Table], label: str) -> None:
     """Every vocabulary's classes have a set for each of its extractors in the source."""
-    have = {
-        (s["class_key"], s["generator_id"], s["seed"], s["extractor_id"])
-        for s in tables["sets"]
-        .select(["class_key", "generator_id", "seed", "extractor_id"])
-        .to_pylist()
-    }
+    cols = ["class_key", "generator_id", "seed", "extractor_id", "recipe_id"]
+    have = {tuple(s[c] for c in cols) for s in tables["sets"].select(cols).to_pylist()}
+    loose = {k[:4] for k in have}
     for r in tables["vocabs"].to_pylist():
         vname = str(r["name"]).encode("unicode_escape").decode()[:60]
         classes = _json(r["classes"], f"vocabulary {vname!r}'s classes", label)
         exts = _json(r["extractors"], f"vocabulary {vname!r}'s extractors", label)
         _json(r["versions"], f"vocabulary {vname!r}'s versions", label)
         try:
-            keys = [(c["class_key"], c["generator_id"], int(c["seed"])) for c in classes]
+            keys = [
+                (c["class_key"], c["generator_id"], int(c["seed"]), c.get("recipe_id") or "")
+                for c in classes
+            ]
             ext_ids = [e["extractor_id"] for e in exts]
-        except (TypeError, KeyError, ValueError):
+        except (TypeError, KeyError, ValueError, AttributeError):
             raise refuse(f"{label!r}: vocabulary {vname!r} is malformed") from None
-        for key in keys:
+        for *key, recipe in keys:
             for e in ext_ids:
-                if (*key, e) not in have:
+                if (*key, e, recipe) not in have and (recipe or (*key, e) not in loose):
                     raise refuse(
                         f"{label!r}: vocabulary {vname!r} names class {key[0]!r} with "
-                        f"extractor {e}, but the source holds no such prototype set"
+                        f"extractor {e}{f' and recipe {recipe}' if recipe else ''}, but the "
+                        "source holds no such prototype set"
                     )
 
 
 def _check_manifest_provenance(tables: dict[str, pa.Table], manifest: dict, label: str) -> None:
-    """The manifest's generators and extractors are exactly the sets' (ids and configs)."""
+    """The manifest's generators, extractors and recipes (those before schema 3 list none) are
+    exactly the sets' (ids and configs)."""
     sets = tables["sets"].to_pylist()
-    for field, col in (("generators", "generator"), ("extractors", "extractor")):
+    fields = [("generators", "generator", "config"), ("extractors", "extractor", "config")]
+    if "recipes" in manifest or _int(manifest.get("schema_version")) >= 3:
+        fields.append(("recipes", "recipe", ""))
+    for field, col, suffix in fields:
         listed = manifest.get(field)
-        mine = {s[f"{col}_id"]: _json(s[f"{col}_config"], f"a {col} config", label) for s in sets}
+        conf = f"{col}_{suffix}" if suffix else col
+        mine = {s[f"{col}_id"]: _json(s[conf], f"a {col} config", label) for s in sets}
         if not isinstance(listed, dict) or listed != mine:
             raise refuse(
                 f"{label!r}: the manifest's {field} do not match its prototype sets "
@@ -323,6 +358,7 @@ def _check_extractor(s: dict, key: str, dim: int, label: str) -> None:
 def _check_content(tables: dict[str, pa.Table], label: str) -> None:
     """Names, vocabularies, sizes, dims and finite values of a source's rows."""
     _check_names(tables, label)
+    _check_recipes(tables, label)
     _check_vocabs(tables, label)
     _check_supports(tables, label)
     for s in tables["sets"].to_pylist():
@@ -391,8 +427,7 @@ def find_conflicts(target: Bank, tables: dict[str, pa.Table], label: str) -> tup
     refuses a key that exists with other provenance."""
     new, same = [], []
     for s in tables["sets"].to_pylist():
-        key = SetKey(s["class_key"], s["generator_id"], s["seed"], s["extractor_id"])
-        mine = target.find_set(key)
+        mine = target.find_set(SetKey.of(s))
         if mine is None:
             new.append(s)
             continue
@@ -400,7 +435,8 @@ def find_conflicts(target: Bank, tables: dict[str, pa.Table], label: str) -> tup
             if mine[f] != s[f]:
                 raise refuse(
                     f"{label!r}: prototype set (class {s['class_key']!r}, generator "
-                    f"{s['generator_id']}, seed {s['seed']}, extractor {s['extractor_id']}) "
+                    f"{s['generator_id']}, seed {s['seed']}, extractor {s['extractor_id']}, "
+                    f"recipe {s['recipe_id']}) "
                     f"exists in the target with other provenance: {f} is {mine[f]!r} there and "
                     f"{s[f]!r} in the import"
                 )

@@ -10,6 +10,7 @@ import pytest
 from conftest import CLASSES, make_image
 
 import protodb
+from protodb.bank.schema import SCHEMA_VERSION
 from protodb.bank.store import open_bank
 
 
@@ -17,7 +18,7 @@ def test_export_manifest_records_provenance_and_hashes(exported, tiny_bank):
     out, res, _ = exported
     m = res.manifest
     assert (m["format"], m["vocab"], res.vocabs) == ("protodb-export", "v1", ["v1"])
-    assert m["schema_version"] == 2 and m["protodb_version"] == protodb.__version__
+    assert m["schema_version"] == SCHEMA_VERSION and m["protodb_version"] == protodb.__version__
     assert "@" in m["created_by"] and m["created_at"]
     (gen,) = m["generators"].values()
     (ext,) = m["extractors"].values()

@@ -40,6 +40,7 @@ def _rehash(export_dir: Path, provenance: bool = True) -> None:
         for s in bank.read("sets").to_pylist():
             manifest["generators"][s["generator_id"]] = json.loads(s["generator_config"])
             manifest["extractors"][s["extractor_id"]] = json.loads(s["extractor_config"])
+            manifest["recipes"][s["recipe_id"]] = json.loads(s["recipe"])
     bank.table("meta").update(
         where="key = 'manifest'", values={"value": json.dumps(manifest, sort_keys=True)}
     )
@@ -276,3 +277,32 @@ def test_import_refuses_dims_its_extractor_does_not_make(exported, bank_copy, tm
     dim = _with_dim(src, 4)
     _refused(bank_copy, src, rf"holds vectors of dim {dim + 4}, but extractor .* makes dim {dim}")
 
+
+@pytest.mark.parametrize(
+    ("values", "match"),
+    [
+        ({"recipe_id": "otsu-XYZ"}, "recipe id 'otsu-XYZ' is not of the form"),
+        ({"recipe_id": "otsu-0123456789ab"}, "does not match its stored recipe config"),
+        ({"recipe": "{not json"}, "has no readable recipe config"),
+    ],
+)
+def test_import_refuses_recipes_that_are_malformed_or_disagree(
+    exported, bank_copy, tmp_path, values, match
+):
+    src = _copy_export(exported, tmp_path)
+    open_bank(str(src), create=False).table("sets").update(values=values)
+    _rehash(src, provenance=False)
+    _refused(bank_copy, src, match)
+
+
+def test_import_refuses_a_manifest_whose_recipes_differ(exported, bank_copy, tmp_path):
+    src = _copy_export(exported, tmp_path)
+    bank = open_bank(str(src), create=False)
+    manifest = json.loads(bank.meta()["manifest"])
+    assert set(manifest["recipes"]) == set(bank.read("sets").column("recipe_id").to_pylist())
+    for config in manifest["recipes"].values():
+        config["parts"] = 7
+    bank.table("meta").update(
+        where="key = 'manifest'", values={"value": json.dumps(manifest, sort_keys=True)}
+    )
+    _refused(bank_copy, src, "the manifest's recipes do not match")

@@ -1,0 +1,56 @@
+"""Prototype recipes (protodb.synthesis.recipe): ids, their checks and ``--recipe`` parsing."""
+
+import json
+
+import pytest
+
+from protodb.errors import ProtodbError
+from protodb.synthesis.recipe import (
+    RECIPE_ID,
+    check_recipe,
+    default_recipe_id,
+    legacy_recipe,
+    make_recipe,
+    parse_recipe_choices,
+    recipe_id,
+)
+
+
+def test_a_recipe_id_names_its_mask_source_and_hashes_everything_that_changes_a_prototype():
+    base = make_recipe("otsu", 32, 32)
+    assert RECIPE_ID.fullmatch(base.id) and base.id.startswith("otsu-")
+    assert base.config["levels"] == ["class", "instance", "part"]
+    assert base.config["mask"]["bins"] == 256
+    others = [
+        make_recipe("maskcut", 32, 32),
+        make_recipe("otsu", 8, 32),
+        make_recipe("otsu", 32, 4),
+    ]
+    ids = {base.id, *(r.id for r in others)}
+    assert len(ids) == 4
+    assert others[0].id.startswith("maskcut-")
+    assert others[0].config["mask"]["proposals"] == {"tau": 0.15, "masks": 3, "input": 480}
+    assert make_recipe("otsu", 32, 32) == base  # deterministic
+    assert recipe_id(json.loads(base.to_json())) == base.id
+    assert default_recipe_id() == base.id and default_recipe_id(8) == others[1].id
+    assert legacy_recipe("otsu", 8) == others[1]
+
+
+def test_check_recipe_refuses_malformed_or_disagreeing_ids():
+    r = make_recipe("maskcut", 4)
+    assert check_recipe(r.id, r.to_json()) is None
+    assert "not of the form" in check_recipe("otsu-XYZ", r.to_json())
+    assert "not of the form" in check_recipe(None, r.to_json())
+    assert "no readable recipe config" in check_recipe(r.id, "{not json")
+    other = make_recipe("maskcut", 5)
+    assert "does not match" in check_recipe(r.id, other.to_json())
+
+
+def test_parse_recipe_choices():
+    a, b = make_recipe("otsu", 2).id, make_recipe("maskcut", 2).id
+    assert parse_recipe_choices(None) == ([], {})
+    assert parse_recipe_choices([a, f"Red  Apple={b}"]) == ([a], {"red apple": b})
+    with pytest.raises(ProtodbError, match="is not a recipe id"):
+        parse_recipe_choices(["sky=otsu"])
+    with pytest.raises(ProtodbError, match="names no class"):
+        parse_recipe_choices([f"={a}"])
