@@ -184,11 +184,32 @@ def distill(
         "architecture": "SegformerForSemanticSegmentation (MiT-b0 shape at 1/4 width, scratch)",
     }
     Student(model, info.class_names, record).save(out)
+    _record_in_bank(db, out, record)
     return DistillReport(
         str(out), info.name, len(images), steps,
         float(np.mean(losses[:10])), float(np.mean(losses[-10:])),
         time.perf_counter() - start,
     )  # fmt: skip
+
+
+def _record_in_bank(db, out: str | os.PathLike, record: dict) -> None:
+    """A ``distill`` history row in the bank: which student (its directory and the sha256 of its
+    weights) came from which vocabulary at which bank version (``protodb history`` lists it)."""
+    import hashlib
+
+    weights = Path(out) / "model.safetensors"
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else ""
+    db.bank.log(
+        "distill",
+        {
+            "vocab": record["vocab"],
+            "vocab_bank_version": record["vocab_bank_version"],
+            "student": str(Path(out).resolve()),
+            "student_sha256": digest,
+            "images": record["images"],
+            "steps": record["steps"],
+        },
+    )
 
 
 class StudentHandle:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -20,13 +21,36 @@ def cli(bank, *args):
 
 
 @pytest.fixture(scope="module")
-def student(made, tiny_bank, tmp_path_factory):
+def student_bank(tiny_bank, tmp_path_factory):
+    """A copy of the session bank: distill records its student there (a history row)."""
+    bank = tmp_path_factory.mktemp("student-bank") / "bank"
+    shutil.copytree(tiny_bank.path, bank)
+    return bank
+
+
+@pytest.fixture(scope="module")
+def student(made, student_bank, tmp_path_factory):
     out = tmp_path_factory.mktemp("student") / "s"
     data, _ = made
-    res = cli(tiny_bank.path, "distill", "--vocab", "v1", "--data", str(data), "--out", str(out),
+    res = cli(student_bank, "distill", "--vocab", "v1", "--data", str(data), "--out", str(out),
               "--steps", "30", "--batch", "2", "--json")  # fmt: skip
     assert res.exit_code == 0, res.output
     return out, json.loads(res.stdout)
+
+
+def test_the_bank_records_which_student_came_from_which_vocabulary(student, student_bank):
+    import hashlib
+
+    import protodb
+
+    out, _ = student
+    entry = protodb.connect(student_bank, profile="tiny").history()[-1]
+    assert entry.op == "distill"
+    assert entry.detail["vocab"] == "v1" and entry.detail["student"] == str(out.resolve())
+    weights = (out / "model.safetensors").read_bytes()
+    assert entry.detail["student_sha256"] == hashlib.sha256(weights).hexdigest()
+    record = json.loads((out / "student.json").read_text())
+    assert entry.detail["vocab_bank_version"] == record["vocab_bank_version"]
 
 
 def test_distill_fits_and_saves_in_transformers_format(student, tiny_bank):
