@@ -272,11 +272,17 @@ def refcoco_json_items(root: Path, dataset: str, split: str) -> list[RefItem]:
     return items
 
 
+def _parquet_files(root: Path) -> list[Path]:
+    """The parquet files of a dataset folder: ``*.parquet`` in it or in its ``data/`` (the
+    Hugging Face layout); never a deep search (a --root of a large tree stays fast)."""
+    return sorted(root.glob("*.parquet")) + sorted(root.glob("data/*.parquet"))
+
+
 def refcoco_parquet_items(root: Path, split: str) -> list[RefItem]:
     """The items of the parquet form (module docstring)."""
     import pyarrow.parquet as pq
 
-    files = [root] if root.is_file() else sorted(root.glob("**/*.parquet"))
+    files = [root] if root.is_file() else _parquet_files(root)
     items = []
     for f in files:
         try:
@@ -349,7 +355,7 @@ def open_refer_dataset(dataset: str, root, *, split: str = "val", limit: int | N
     elif (
         root.is_file()
         and root.suffix == ".parquet"
-        or (root.is_dir() and any(root.glob("**/*.parquet")))
+        or (root.is_dir() and bool(_parquet_files(root)))
     ):
         items = refcoco_parquet_items(root, split)
     elif root.is_dir() and any((root / n).is_file() for n in REFS_FILES[dataset]):
@@ -360,7 +366,7 @@ def open_refer_dataset(dataset: str, root, *, split: str = "val", limit: int | N
             raise ProtodbError(f"{str(root / pickles[0])!r} {PICKLE_MESSAGE}")
         raise NotFoundError(
             f"{str(root)!r} holds no {dataset} annotations: put refs(unc).json and "
-            "instances.json there (JSON form) or *.parquet files (parquet form)"
+            "instances.json there (JSON form) or *.parquet files, there or in data/ (parquet form)"
         )
     if not items:
         raise ProtodbError(f"{str(root)!r} has no expression in split {split!r}")
