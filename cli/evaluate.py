@@ -95,12 +95,7 @@ def eval_(
             ablations=names,
             progress=not quiet and not as_json,
         )
-        data = result.to_dict()
-        if report is not None:
-            report.parent.mkdir(parents=True, exist_ok=True)
-            report.write_text(json.dumps(data, indent=2) + "\n", "utf-8")
-        if as_json:
-            typer.echo(json.dumps(data, indent=2))
+        if _report_and_json(result.to_dict(), report, as_json):
             return
         full = result.full if isinstance(result, AblationReport) else result
         world = ""
@@ -145,12 +140,7 @@ def _eval_refer(ctx, dataset, root, vocab, limit, split, discriminative, report,
         config=config,
         progress=not quiet and not as_json,
     )
-    data = result.to_dict()
-    if report is not None:
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(json.dumps(data, indent=2) + "\n", "utf-8")
-    if as_json:
-        typer.echo(json.dumps(data, indent=2))
+    if _report_and_json(result.to_dict(), report, as_json):
         return
     prec = "  ".join(f"{k} {_pct(v).strip()}" for k, v in result.precision.items())
     typer.echo(f"dataset {result.dataset}: {result.n} expressions from {result.root}")
@@ -158,3 +148,14 @@ def _eval_refer(ctx, dataset, root, vocab, limit, split, discriminative, report,
     typer.echo(f"{result.seconds.get('total', 0.0):.2f} s per expression")
     if report is not None:
         typer.echo(f"report: {report}")
+
+
+def _report_and_json(data: dict, report: Path | None, as_json: bool) -> bool:
+    """Write ``data`` to the --report file (when given) and, with --json, print it; True when
+    printed (the caller prints nothing more)."""
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(data, indent=2) + "\n", "utf-8")
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+    return as_json
