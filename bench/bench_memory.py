@@ -72,24 +72,9 @@ def build_models(workdir: Path, names: list[str]) -> dict[str, str]:
     if "sd" in names:
         path = workdir / "sd15-random"
         if not (path / "model_index.json").exists():
-            from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
-            from transformers import CLIPTextConfig, CLIPTextModel
+            from protodb.models.architectures import random_sd_pipeline
 
-            from protodb.models.diffusion import sd_scheduler, tiny_tokenizer
-
-            arch = architectures()
-            text_cfg = dict(shipped_config(arch["sd-text-encoder"].config))
-            text_cfg.pop("model_type", None)
-            pipe = StableDiffusionPipeline(
-                unet=UNet2DConditionModel.from_config(shipped_config(arch["sd-unet"].config)),
-                vae=AutoencoderKL.from_config(shipped_config(arch["sd-vae"].config)),
-                text_encoder=CLIPTextModel(CLIPTextConfig(**text_cfg)),
-                tokenizer=tiny_tokenizer(),
-                scheduler=sd_scheduler(),
-                safety_checker=None,
-                feature_extractor=None,
-                requires_safety_checker=False,
-            )
+            pipe = random_sd_pipeline(0)
             pipe.save_pretrained(path)
             del pipe
         out["sd"] = str(path)

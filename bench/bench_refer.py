@@ -129,30 +129,15 @@ def arch512(args) -> None:
     import numpy as np
     import open_clip
     import torch
-    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
 
-    from protodb.models.architectures import shipped_config
-    from protodb.models.diffusion import sd_scheduler, tiny_tokenizer
+    from protodb.models.architectures import random_sd_pipeline
     from protodb.refer.attention import default_attention_config
     from protodb.refer.proposals import ProposalConfig
     from protodb.refer.refer import ReferConfig, Referrer
     from protodb.world.referring import draw_referring_scene
 
     dtype = torch.float16 if args.device.startswith("cuda") else torch.float32
-    torch.manual_seed(0)
-    text_cfg = dict(shipped_config("sd15-text-encoder.json"))
-    text_cfg.pop("model_type", None)
-    pipe = StableDiffusionPipeline(
-        unet=UNet2DConditionModel.from_config(shipped_config("sd15-unet.json")),
-        vae=AutoencoderKL.from_config(shipped_config("sd15-vae.json")),
-        text_encoder=CLIPTextModel(CLIPTextConfig(**text_cfg)),
-        tokenizer=tiny_tokenizer(),
-        scheduler=sd_scheduler(),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    ).to(args.device, dtype)
+    pipe = random_sd_pipeline(0).to(args.device, dtype)
     clip = open_clip.create_model("ViT-B-16-quickgelu", pretrained=None).eval().to(args.device)
     config = ReferConfig(
         attention=default_attention_config("default", size=512),

@@ -45,3 +45,17 @@ def test_a_changed_default_is_caught():
 def test_unknown_architecture():
     with pytest.raises(ProtodbError, match="unknown architecture 'no-such-model'; known: sd-unet"):
         build("no-such-model")
+
+
+@pytest.mark.slow
+def test_random_sd_pipeline_has_the_real_architectures():
+    """The benchmarks' SD 1.5 with random weights (about 1 B parameters; slow on a CPU)."""
+    from protodb.models.architectures import mismatches, random_sd_pipeline
+
+    pipe = random_sd_pipeline(0)
+    for kind, module in (
+        ("sd-unet", pipe.unet),
+        ("sd-vae", pipe.vae),
+        ("sd-text-encoder", pipe.text_encoder),
+    ):
+        assert mismatches(kind, module) == {}, kind
