@@ -271,7 +271,6 @@ class ProtoDB:
         """Before any image is generated: every model the sets still to build need can be
         loaded (protodb.models.preflight), so a missing one fails in seconds, not after
         minutes of sampling. Nothing is checked when every set is already in the bank."""
-        from protodb.bank.schema import SetKey
         from protodb.models.defaults import DINO_DEFAULT, SAM_DEFAULT
         from protodb.models.preflight import ModelNeed, extractor_need, generator_need, preflight
         from protodb.synthesis.recipe import make_recipe
@@ -282,11 +281,14 @@ class ProtoDB:
         except NotFoundError:
             todo = list(exts)
         else:
+            # one read of the sets table, not one lookup per (class, seed, extractor)
+            columns = ["class_key", "generator_id", "seed", "extractor_id", "recipe_id"]
+            have = {tuple(r[c] for c in columns) for r in bank.sets().select(columns).to_pylist()}
             todo = [
                 ext
                 for ext in exts
                 if any(
-                    bank.find_set(SetKey(class_key(name), gen.id, s_, ext.id, recipe_id)) is None
+                    (class_key(name), gen.id, s_, ext.id, recipe_id) not in have
                     for name, s_ in jobs
                 )
             ]
