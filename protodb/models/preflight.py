@@ -53,7 +53,10 @@ def _check_hub(need: ModelNeed, repo: str, files: Iterable[str]) -> str:
     from huggingface_hub import try_to_load_from_cache
 
     for name in files:
-        found = try_to_load_from_cache(repo, name, revision=need.revision)
+        try:
+            found = try_to_load_from_cache(repo, name, revision=need.revision)
+        except ValueError as err:  # not a valid hub id (huggingface_hub's HFValidationError)
+            raise missing_model(need.label, need.model, err) from None
         if isinstance(found, str):
             return "cache"
     if _offline():
@@ -75,7 +78,11 @@ def _check_open_clip(need: ModelNeed) -> str:
         raise missing_model(need.label, need.model, ValueError(f"unknown architecture {arch}"))
     if not tag:
         return "random"
-    if Path(tag).is_file():
+    try:
+        local = Path(tag).is_file()
+    except (OSError, ValueError) as err:
+        raise missing_model(need.label, need.model, err) from None
+    if local:
         return "local"
     cfg = open_clip.get_pretrained_cfg(arch, tag)
     if not cfg:
@@ -89,6 +96,10 @@ def _check_open_clip(need: ModelNeed) -> str:
 def check_model(need: ModelNeed) -> str:
     """Where ``need`` will load from: "tiny", "shipped", "local", "cache", "hub", "random" or
     "url"; raises ModelNotFoundError (one line) when it cannot be loaded."""
+    if not need.model.strip():
+        raise ModelNotFoundError(
+            f"{need.label} model is empty; name a hub id or a local directory (--model)"
+        )
     if need.model == TINY:
         return "tiny"
     if need.kind == "open_clip":
@@ -98,7 +109,11 @@ def check_model(need: ModelNeed) -> str:
         return "shipped"
     config = _CONFIG_FILE.get(need.kind, "config.json")
     path = Path(need.model).expanduser()
-    if path.is_dir():
+    try:
+        is_dir = path.is_dir()
+    except (OSError, ValueError) as err:  # a name too long for a path, or with a NUL
+        raise missing_model(need.label, need.model, err) from None
+    if is_dir:
         if not (path / config).is_file():
             raise missing_model(need.label, need.model, FileNotFoundError(str(path / config)))
         return "local"

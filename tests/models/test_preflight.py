@@ -69,3 +69,14 @@ def test_add_with_a_missing_extractor_fails_before_sampling(offline, tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "DINO" in lines[0] and "facebook/dino-vitb8" in lines[0]
     assert took < 20 and not bank.exists()
+
+
+@pytest.mark.parametrize(
+    "model", ["", "   ", "a" * 5000, "bad\x1b[2Jname", "x" * 300 + "/y", "nul\x00byte"]
+)
+def test_hostile_model_names_are_one_clear_error(offline, model):
+    with pytest.raises(ModelNotFoundError):
+        check_model(ModelNeed("Stable Diffusion", model, kind="diffusers"))
+    if model.strip():  # "ViT-B-16/" (no tag) is open_clip's random weights, asked for
+        with pytest.raises(ModelNotFoundError):
+            check_model(ModelNeed("CLIP", f"ViT-B-16/{model}", kind="open_clip"))
