@@ -72,7 +72,7 @@ def build_models(workdir: Path, names: list[str]) -> dict[str, str]:
     if "sd" in names:
         path = workdir / "sd15-random"
         if not (path / "model_index.json").exists():
-            from protodb.models.architectures import random_sd_pipeline
+            from protodb.models.diffusion import random_sd_pipeline
 
             pipe = random_sd_pipeline(0)
             pipe.save_pretrained(path)

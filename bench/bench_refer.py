@@ -130,7 +130,7 @@ def arch512(args) -> None:
     import open_clip
     import torch
 
-    from protodb.models.architectures import random_sd_pipeline
+    from protodb.models.diffusion import random_sd_pipeline
     from protodb.refer.attention import default_attention_config
     from protodb.refer.proposals import ProposalConfig
     from protodb.refer.refer import ReferConfig, Referrer

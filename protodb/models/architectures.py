@@ -116,33 +116,6 @@ def shipped_config(name: str) -> dict[str, Any]:
     return json.loads(text)
 
 
-def random_sd_pipeline(seed: int = 0):
-    """A StableDiffusionPipeline of SD 1.5's real architectures (UNet, VAE and text encoder from
-    their shipped configs) with random weights seeded by ``seed``, the CLIP BPE tokenizer and
-    protodb's scheduler, on the CPU in float32: for benchmarks that need the real sizes, not the
-    weights."""
-    import torch
-    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    from protodb.models.diffusion import sd_scheduler, tiny_tokenizer
-
-    torch.manual_seed(seed)
-    arch = architectures()
-    text_cfg = dict(shipped_config(arch["sd-text-encoder"].config))
-    text_cfg.pop("model_type", None)
-    return StableDiffusionPipeline(
-        unet=UNet2DConditionModel.from_config(shipped_config(arch["sd-unet"].config)),
-        vae=AutoencoderKL.from_config(shipped_config(arch["sd-vae"].config)),
-        text_encoder=CLIPTextModel(CLIPTextConfig(**text_cfg)),
-        tokenizer=tiny_tokenizer(),
-        scheduler=sd_scheduler(),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-
-
 def build(kind: str):
     """The model of ``kind`` built from its shipped architecture config, without weights, on
     the ``meta`` device (CLIP: on the CPU, from open_clip's config, as ``load_clip`` builds it).

@@ -50,7 +50,8 @@ def test_unknown_architecture():
 @pytest.mark.slow
 def test_random_sd_pipeline_has_the_real_architectures():
     """The benchmarks' SD 1.5 with random weights (about 1 B parameters; slow on a CPU)."""
-    from protodb.models.architectures import mismatches, random_sd_pipeline
+    from protodb.models.architectures import mismatches
+    from protodb.models.diffusion import random_sd_pipeline
 
     pipe = random_sd_pipeline(0)
     for kind, module in (
