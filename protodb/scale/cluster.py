@@ -1,0 +1,98 @@
+"""Join or start a Ray cluster for protodb's work units.
+
+Settings measured on a 2-core machine (REFERENCE 5): ``address="local"`` for a new cluster (a
+stale cluster file otherwise makes ``ray.init`` try to join a dead cluster), token auth off for a
+local one (``RAY_AUTH_MODE=disabled``), no dashboard, no usage stats, a small object store.
+Actors ask for fractional CPUs (:func:`actor_cpus`): an actor pool that takes every CPU starves
+Ray Data's read tasks and hangs without a word.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from protodb.errors import ProtodbError
+
+#: the address that means "start a cluster on this machine" (``--ray`` without a value)
+LOCAL = "local"
+
+
+def require_ray():
+    """The ray module, or one line naming the extra to install."""
+    try:
+        import ray
+    except ImportError:
+        raise ProtodbError(
+            "--ray needs Ray, which is not installed; pip install 'protodb[ray]'"
+        ) from None
+    return ray
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """What the cluster offers: CPUs and GPUs (totals, may be fractional), nodes alive, and
+    whether this call started it (then :func:`shutdown` stops it)."""
+
+    address: str
+    cpus: float
+    gpus: float
+    nodes: int
+    started: bool
+
+
+def connect(address: str | None = LOCAL, *, num_cpus: float | None = None) -> ClusterInfo:
+    """Attach this process to Ray.
+
+    address: "local" (or None / ""): start a cluster of this machine (``num_cpus`` logical CPUs,
+    default the machine's); "auto" or "HOST:PORT": join a running one (``ray start --head``);
+    "ray://HOST:PORT": Ray Client. A process already attached is reused whatever the address.
+    Raises ProtodbError (one line) when the address cannot be reached.
+    """
+    ray = require_ray()
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    started = False
+    if not ray.is_initialized():
+        local = address in (None, "", LOCAL)
+        if local:
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        kw = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        if local:
+            kw.update(
+                num_cpus=int(num_cpus) if num_cpus else None,
+                _node_ip_address="127.0.0.1",
+                object_store_memory=int(os.environ.get("PROTODB_RAY_OBJECT_STORE", 256 * 2**20)),
+            )
+        try:
+            ray.init(address=LOCAL if local else address, **kw)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ProtodbError(
+                f"--ray {address}: cannot reach a Ray cluster there ({first[:160]}); "
+                "give HOST:PORT of a running head (ray start --head), or no address for a local one"
+            ) from None
+        started = local
+    res = ray.cluster_resources()
+    nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+    return ClusterInfo(
+        address=address or LOCAL,
+        cpus=float(res.get("CPU", 0.0)),
+        gpus=float(res.get("GPU", 0.0)),
+        nodes=nodes,
+        started=started,
+    )
+
+
+def shutdown(info: ClusterInfo) -> None:
+    """Stop the cluster :func:`connect` started (a joined one is left running)."""
+    if info.started:
+        require_ray().shutdown()
+
+
+def actor_cpus(cpus: float, actors: int) -> float:
+    """CPUs to ask per actor so that ``actors`` of them leave room for Ray's own tasks
+    (reads, writes): at most half a CPU each on a small cluster, never the whole of it."""
+    if actors < 1:
+        raise ProtodbError(f"--workers {actors} must be >= 1")
+    share = max(cpus - 0.5, 0.25) / actors
+    return round(min(share, 1.0) if cpus > 2 else min(share, 0.5), 3)
