@@ -111,3 +111,25 @@ def crash_message(exc: BaseException, log: Path) -> str:
         f"internal error (a bug in protodb): {type(exc).__name__}: {first}; the traceback is in "
         f"{log}; rerun with --debug to see it here, and please report it"
     )
+
+
+RayOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray",
+        metavar="[ADDRESS]",
+        help=(
+            "Run the work units on Ray (pip install 'protodb[ray]'): alone (last, or before "
+            "another option), a cluster of this machine; with HOST:PORT or 'auto', a running "
+            "cluster's head."
+        ),
+    ),
+]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        min=1,
+        help="With --ray: actors to run (default one per GPU, else 2 CPU actors).",
+    ),
+]

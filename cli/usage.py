@@ -56,12 +56,32 @@ def _one_line(error: click_errors.UsageError, argv: list[str]) -> click_errors.C
     return OneLineUsageError(error, argv)
 
 
+#: options whose value may be left out, and the value they then take (``--ray`` alone: a
+#: cluster of this machine); typer has no optional-value options, so the argv is completed here
+OPTIONAL_VALUE = {"--ray": "local"}
+
+
+def optional_values(args: list[str]) -> list[str]:
+    """``args`` with the implied value after each option of :data:`OPTIONAL_VALUE` given
+    without one (last on the line, or followed by another option or ``--``)."""
+    out: list[str] = []
+    for i, a in enumerate(args):
+        out.append(a)
+        if a == "--":
+            return out + args[i + 1 :]
+        nxt = args[i + 1] if i + 1 < len(args) else None
+        if a in OPTIONAL_VALUE and (nxt is None or nxt.startswith("-")):
+            out.append(OPTIONAL_VALUE[a])
+    return out
+
+
 class OneLineUsageGroup(TyperGroup):
     """The root group: usage errors of the root and of every subcommand become one line."""
 
     def make_context(
         self, info_name: str | None, args: list[str], *rest: Any, **kwargs: Any
     ) -> typer.Context:
+        args = optional_values(list(args))
         self._argv = list(args)
         try:
             return super().make_context(info_name, args, *rest, **kwargs)

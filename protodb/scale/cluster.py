@@ -10,6 +10,7 @@ Ray Data's read tasks and hangs without a word.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from protodb.errors import ProtodbError
@@ -41,6 +42,21 @@ class ClusterInfo:
     started: bool
 
 
+_ADDRESS = re.compile(r"^(local|auto|(ray://)?[A-Za-z0-9_.\-]+:[0-9]{1,5})$")
+
+
+def check_address(address: str | None) -> str:
+    """``address`` as given ("local" for None or ""), or ProtodbError naming it."""
+    if address in (None, ""):
+        return LOCAL
+    if not _ADDRESS.match(address):
+        raise ProtodbError(
+            f"--ray {address!r} is not a Ray address; give HOST:PORT, ray://HOST:PORT or 'auto' "
+            "(--ray alone, last or before another option, starts a cluster of this machine)"
+        )
+    return address
+
+
 def connect(address: str | None = LOCAL, *, num_cpus: float | None = None) -> ClusterInfo:
     """Attach this process to Ray.
 
@@ -49,11 +65,12 @@ def connect(address: str | None = LOCAL, *, num_cpus: float | None = None) -> Cl
     "ray://HOST:PORT": Ray Client. A process already attached is reused whatever the address.
     Raises ProtodbError (one line) when the address cannot be reached.
     """
+    address = check_address(address)
     ray = require_ray()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     started = False
     if not ray.is_initialized():
-        local = address in (None, "", LOCAL)
+        local = address == LOCAL
         if local:
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         kw = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
