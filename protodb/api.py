@@ -191,6 +191,7 @@ class ProtoDB:
         kind: str | None = None,
         mask_source: str = "otsu",
         parts: int = 32,
+        executor=None,
     ):
         """Build prototype sets for each class and seed; existing sets are skipped.
 
@@ -204,6 +205,9 @@ class ProtoDB:
         Models load once and serve every class; when this call loaded any, every cached model
         is released at its end (protodb.extractors.factory.release_models). Returns one
         protodb.synthesis.add.AddResult per (class, seed), classes outer.
+        executor: None (this process) or a protodb.scale.add.RayExecutor: the (class, seed)
+        units are built on Ray actors and committed here, one writer (``executor.stats``: each
+        actor's throughput).
         """
         from protodb.extractors.factory import loaded_extractors
         from protodb.synthesis.add import add_class, default_extractors
@@ -236,6 +240,12 @@ class ProtoDB:
         ]
         jobs = [(name, s_) for name in display for s_ in seeds]
         self._check_add_models(gen, exts, jobs, mask_source, n, parts)
+        if executor is not None:
+            return executor.add(
+                self, jobs, generator=gen, extractors=exts, n=n, batch_size=batch_size,
+                kind=kind, mask_source=mask_source, parts=parts, progress=progress,
+                on_result=on_result,
+            )  # fmt: skip
         results = []
         prog = Progress(progress)
         # models load once and serve every class; what this call loaded is freed at its end

@@ -17,6 +17,7 @@ stored support images.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import time
@@ -95,6 +96,46 @@ def default_extractors(profile: str) -> tuple[str, ...]:
     return tuple(default_extractor_names(profile))
 
 
+def plan_class(
+    bank: Bank,
+    name: str,
+    *,
+    generator: GeneratorConfig,
+    extractors: Sequence[ExtractorConfig],
+    seed: int = 0,
+    n: int = 32,
+    mask_source: str = "otsu",
+    kind: str | None = None,
+    parts: int = DEFAULT_PARTS,
+) -> tuple[AddResult, list[ExtractorConfig], Recipe]:
+    """Check one (class, seed)'s arguments and find which of its sets are missing, without
+    loading a model: (the result so far, status "exists" and the present sets ``skipped``; the
+    extractors still to build; the recipe). Raises ProtodbError on a bad argument."""
+    from protodb.synthesis.masks import MASK_SOURCES
+
+    if not 1 <= n <= MAX_N:
+        raise ProtodbError(f"--n {n} is out of range; use 1 to {MAX_N} (paper: 32)")
+    if isinstance(parts, bool) or not isinstance(parts, int) or not 1 <= parts <= MAX_PARTS:
+        raise ProtodbError(f"--parts {parts!r} is out of range; use 1 to {MAX_PARTS} (paper: 32)")
+    if not extractors:
+        raise ProtodbError("no extractor given; pass --extractor NAME (e.g. dinov2)")
+    MASK_SOURCES.get(mask_source)
+    if kind not in (None, "stuff", "thing"):
+        raise ProtodbError(f"kind {kind!r} is not one of stuff, thing")
+    GENERATORS.get(generator.name)
+    display, key = canonical(name), class_key(name)
+    gid = generator.id
+    recipe = make_recipe(mask_source, n, parts)
+    result = AddResult(display, key, gid, seed, n, status="exists", recipe_id=recipe.id)
+    todo = []
+    for ext in extractors:
+        if bank.find_set(SetKey(key, gid, seed, ext.id, recipe.id)) is not None:
+            result.skipped.append(ext.id)
+        else:
+            todo.append(ext)
+    return result, todo, recipe
+
+
 def add_class(
     bank: Bank,
     name: str,
@@ -109,6 +150,7 @@ def add_class(
     progress: bool | Progress = True,
     kind: str | None = None,
     parts: int = DEFAULT_PARTS,
+    sink: BankSink | UnitSink | None = None,
 ) -> AddResult:
     """Build the prototype sets of one class for each extractor (a no-op for existing sets).
 
@@ -121,30 +163,15 @@ def add_class(
     progress: a protodb.progress.Progress (or on / off): a bar of this class's stages
     (generate, masks, then features, prototypes and bank write per extractor) and, below it,
     the work inside a stage (denoising steps in images' worth, feature batches).
+    sink: where the results go: None (:class:`BankSink`): into ``bank`` as they are made; a
+    :class:`UnitSink`: kept for a driver to commit (``bank`` is then only read).
     """
-    from protodb.synthesis.masks import MASK_SOURCES
-
-    if not 1 <= n <= MAX_N:
-        raise ProtodbError(f"--n {n} is out of range; use 1 to {MAX_N} (paper: 32)")
-    if isinstance(parts, bool) or not isinstance(parts, int) or not 1 <= parts <= MAX_PARTS:
-        raise ProtodbError(f"--parts {parts!r} is out of range; use 1 to {MAX_PARTS} (paper: 32)")
-    if not extractors:
-        raise ProtodbError("no extractor given; pass --extractor NAME (e.g. dinov2)")
-    MASK_SOURCES.get(mask_source)
-    if kind not in (None, "stuff", "thing"):
-        raise ProtodbError(f"kind {kind!r} is not one of stuff, thing")
-    GENERATORS.get(generator.name)
     start = time.perf_counter()
-    display, key = canonical(name), class_key(name)
-    gid = generator.id
-    recipe = make_recipe(mask_source, n, parts)
-    result = AddResult(display, key, gid, seed, n, status="exists", recipe_id=recipe.id)
-    todo = []
-    for ext in extractors:
-        if bank.find_set(SetKey(key, gid, seed, ext.id, recipe.id)) is not None:
-            result.skipped.append(ext.id)
-        else:
-            todo.append(ext)
+    result, todo, recipe = plan_class(
+        bank, name, generator=generator, extractors=extractors, seed=seed, n=n,
+        mask_source=mask_source, kind=kind, parts=parts,
+    )  # fmt: skip
+    display, key, gid = result.name, result.class_key, result.generator_id
     if not todo:
         result.seconds = time.perf_counter() - start
         return result
@@ -153,16 +180,20 @@ def add_class(
 
     device = resolve_device(device)  # only now: resolving imports torch
     prog = Progress.of(progress)
+    if sink is None:
+        sink = BankSink(bank)
+    # gc waits for (and refuses to run during) an active add; a UnitSink writes nothing here
+    writer = bank.writer() if isinstance(sink, BankSink) else contextlib.nullcontext()
     with (
-        bank.writer(),  # gc waits for (and refuses to run during) an active add
+        writer,
         prog.bar(f"{display}: generate", total=2 + 3 * len(todo), unit="stage") as stages,
     ):
         supports = _supports(
-            bank, display, key, generator, seed, n, device, batch_size, prog, result
+            bank, display, key, generator, seed, n, device, batch_size, prog, result, sink
         )
         stages.update(1)
         stages.set_description_str(f"{display}: masks ({mask_source})")
-        masks = _masks(bank, key, gid, seed, n, supports, mask_source, device)
+        masks = _masks(bank, key, gid, seed, n, supports, mask_source, device, sink)
         stages.update(1)
         from protodb.synthesis.kinds import decide_kind
 
@@ -182,7 +213,7 @@ def add_class(
                 "extractors": [ext.id],
                 "generated": result.generated if not result.built else 0,
             }
-            if not _commit_set(bank, built, decision, detail):
+            if not sink.set(built, decision, detail):
                 result.skipped.append(ext.id)  # another process committed it meanwhile
                 continue
             result.built.append(ext.id)
@@ -223,7 +254,66 @@ def _commit_set(bank: Bank, built: BuiltSet, decision, detail: dict) -> bool:
     return True
 
 
-def _supports(bank, display, key, generator, seed, n, device, batch_size, prog, result):
+class BankSink:
+    """Where ``add`` writes, on one machine: each piece lands in the bank as it is made
+    (support images per batch, masks, then each set journalled)."""
+
+    def __init__(self, bank: Bank) -> None:
+        self.bank = bank
+
+    def supports(self, rows: pa.Table) -> None:
+        # keyed: a support another process stored meanwhile is kept, not duplicated
+        self.bank.insert_new("supports", rows, SUPPORT_KEY)
+
+    def masks(self, rows: pa.Table) -> None:
+        self.bank.insert_new("masks", rows, MASK_KEY)
+
+    def set(self, built: BuiltSet, decision, detail: dict) -> bool:
+        return _commit_set(self.bank, built, decision, detail)
+
+
+@dataclass
+class UnitSink:
+    """What ``add`` of one (class, seed) would write, kept instead (a unit of work computed
+    away from the bank, e.g. on a Ray actor): support and mask rows, and each set with its kind
+    decision and history detail. :meth:`commit` writes it all with :class:`BankSink`'s keyed,
+    journalled writes, so the bank's guarantees do not depend on where the unit was computed."""
+
+    support_rows: list[pa.Table] = field(default_factory=list)
+    mask_rows: list[pa.Table] = field(default_factory=list)
+    sets: list[tuple[BuiltSet, object, dict]] = field(default_factory=list)
+
+    def supports(self, rows: pa.Table) -> None:
+        self.support_rows.append(rows)
+
+    def masks(self, rows: pa.Table) -> None:
+        self.mask_rows.append(rows)
+
+    def set(self, built: BuiltSet, decision, detail: dict) -> bool:
+        self.sets.append((built, decision, detail))
+        return True  # the commit decides: see commit()
+
+    def commit(self, bank: Bank, result: AddResult) -> AddResult:
+        """Write the unit into ``bank`` (supports, masks, then each set, each all or nothing)
+        and fix ``result`` (computed away from the bank) to what was written: a set another
+        writer committed meanwhile moves from ``built`` to ``skipped``."""
+        sink = BankSink(bank)
+        with bank.writer():
+            for rows in self.support_rows:
+                sink.supports(rows)
+            for rows in self.mask_rows:
+                sink.masks(rows)
+            for built, decision, detail in self.sets:
+                if not sink.set(built, decision, detail):
+                    ext_id = built.key.extractor_id
+                    result.built = [e for e in result.built if e != ext_id]
+                    result.prototypes.pop(ext_id, None)
+                    result.skipped.append(ext_id)
+        result.status = "added" if result.built else "exists"
+        return result
+
+
+def _supports(bank, display, key, generator, seed, n, device, batch_size, prog, result, sink):
     """Support images 0..n-1: those stored are read back, the rest generated and stored."""
     from protodb.images import decode_png, png_bytes
 
@@ -286,13 +376,12 @@ def _supports(bank, display, key, generator, seed, n, device, batch_size, prog, 
                         ("created_at", now()),
                     ):
                         rows[col].append(val)
-                # keyed: a support another process stored meanwhile is kept, not duplicated
-                bank.insert_new("supports", pa.table(rows), SUPPORT_KEY)
+                sink.supports(pa.table(rows))
                 result.generated += len(made)
     return [images[i] for i in range(n)]
 
 
-def _masks(bank, key, gid, seed, n, supports, mask_source, device="cpu"):
+def _masks(bank, key, gid, seed, n, supports, mask_source, device, sink):
     """fg/bg masks of the support set -> SupportMasks (stored once per set size and source)."""
     from protodb.bank.schema import sql_str
     from protodb.images import decode_png, png_bytes
@@ -322,8 +411,7 @@ def _masks(bank, key, gid, seed, n, supports, mask_source, device="cpu"):
         )
         done = {r["index"] for r in rows}
         new = [i for i in range(n) if i not in done]
-        bank.insert_new(
-            "masks",
+        sink.masks(
             pa.table(
                 {
                     "class_key": [key] * len(new),
@@ -336,8 +424,7 @@ def _masks(bank, key, gid, seed, n, supports, mask_source, device="cpu"):
                     "bg_png": [png_bytes(masks.bg[i]) for i in new],
                     "thresholds": [json.dumps(list(masks.thresholds))] * len(new),
                 }
-            ),
-            MASK_KEY,
+            )
         )
     return masks
 

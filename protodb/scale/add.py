@@ -1,0 +1,269 @@
+"""``add --ray``: one (class, seed) a unit of work on Ray actors, one writer committing.
+
+The driver (the process that runs ``add``) opens the bank, finds the units whose sets are all
+there (they are skipped before anything is scheduled), starts the actors and hands each a unit
+at a time. An actor keeps its models loaded between units; it reads the bank (support images
+and masks already stored are reused) but writes nothing: it runs the same
+:func:`protodb.synthesis.add.add_class` as one machine does, into a
+:class:`protodb.synthesis.add.UnitSink`, and returns that. The driver commits each returned unit
+with the keyed, journalled writes of ``add`` (:meth:`UnitSink.commit`), so the bank's guarantees
+do not change: a killed driver loses the units in flight and nothing else (every committed set
+is whole), a lost worker loses its unit (Ray restarts the actor and retries it, up to
+``retries`` times), and a re-run does only the units not yet in the bank.
+
+Actors: one per GPU (``num_gpus=1``, device cuda) when the cluster has GPUs, else ``workers``
+CPU actors (default 2) at fractional CPUs (:func:`protodb.scale.cluster.actor_cpus`). They get
+the driver's ``AWS_*``, ``HF_*`` and ``PROTODB_*`` environment (an object-store bank needs the
+same credentials and endpoint on every node).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from protodb.errors import ProtodbError
+from protodb.progress import Progress
+from protodb.scale.cluster import LOCAL, actor_cpus, connect, shutdown
+
+#: tests: with this set to a file path, the first actor to build a unit (when the file does not
+#: exist yet) creates the file and exits at once, a worker lost mid-run
+FAULT_WORKER_ENV = "PROTODB_FAULT_KILL_WORKER"
+_FORWARD = ("AWS_", "HF_", "PROTODB_", "TRANSFORMERS_", "DIFFUSERS_")
+_NOT_FORWARDED = ("PROTODB_FAULT_KILL_AFTER_COMMITS",)  # the driver's own fault point
+
+
+@dataclass
+class WorkerStats:
+    """One actor's share of the run: units returned, seconds spent building them (inside the
+    actor) and where it ran."""
+
+    worker: int
+    node: str = ""
+    units: int = 0
+    seconds: float = 0.0
+
+    @property
+    def units_per_s(self) -> float:
+        return self.units / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class RayExecutor:
+    """Run ``ProtoDB.add``'s (class, seed) units on Ray (see the module docstring).
+
+    address: "local" (a cluster of this machine, started and stopped by the call), "auto" or
+    "HOST:PORT" (a running cluster's head). workers: actors (default one per GPU, else 2).
+    cpus_per_worker: CPUs each CPU actor asks for (default :func:`actor_cpus`: fractional, so
+    Ray's own tasks keep room). retries: times a unit whose actor died is retried on its
+    restarted actor. reorder: finished units per actor held back at most while an earlier
+    unit is still in flight; units commit in job order (the bank then reads as a one-process
+    run's, row order and history included) unless that many wait. After a run, ``stats`` has
+    one :class:`WorkerStats` per actor and ``seconds`` the wall time from the first unit
+    scheduled to the last committed.
+    """
+
+    address: str | None = LOCAL
+    workers: int | None = None
+    cpus_per_worker: float | None = None
+    retries: int = 1
+    reorder: int = 4
+    stats: list[WorkerStats] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def add(
+        self,
+        db,
+        jobs: Sequence[tuple[str, int]],
+        *,
+        generator,
+        extractors,
+        n: int,
+        batch_size: int,
+        kind: str | None,
+        mask_source: str,
+        parts: int,
+        progress: bool | Progress = True,
+        on_result: Callable | None = None,
+    ) -> list:
+        """Build the missing sets of ``jobs`` ((class, seed) pairs) on the actors and commit
+        them into ``db``'s bank. Returns one AddResult per job, in job order."""
+        from protodb.synthesis.add import plan_class
+
+        bank = db.bank  # made here if new: actors open it, they never create it
+        results: list = [None] * len(jobs)
+        todo: list[int] = []
+        for i, (name, seed) in enumerate(jobs):
+            res, missing, _ = plan_class(
+                bank, name, generator=generator, extractors=extractors, seed=seed, n=n,
+                mask_source=mask_source, kind=kind, parts=parts,
+            )  # fmt: skip
+            if missing:
+                todo.append(i)
+            else:
+                results[i] = res
+        prog = Progress.of(progress)
+        for i in range(len(jobs)):
+            if results[i] is not None and on_result is not None:
+                on_result(results[i])
+        if not todo:
+            return results
+        info = connect(self.address)
+        try:
+            self._run(
+                db, jobs, todo, results, info, prog, on_result,
+                dict(generator=generator, extractors=list(extractors), n=n,
+                     batch_size=batch_size, kind=kind, mask_source=mask_source, parts=parts),
+            )  # fmt: skip
+        finally:
+            shutdown(info)
+        return results
+
+    def _run(self, db, jobs, todo, results, info, prog, on_result, options) -> None:
+        import ray
+        from ray.exceptions import RayActorError, RayTaskError
+
+        gpus = int(info.gpus)
+        n_workers = self.workers or (gpus if gpus else 2)
+        n_workers = min(n_workers, len(todo))
+        if gpus:
+            resources = dict(num_gpus=1, num_cpus=self.cpus_per_worker or 1)
+            device, threads = "cuda", 0
+        else:
+            cpus = self.cpus_per_worker or actor_cpus(info.cpus, n_workers)
+            resources = dict(num_cpus=cpus)
+            # torch threads as the CPUs asked (at least one): no oversubscription, and a
+            # one-thread actor computes bit for bit what a one-thread process does
+            device, threads = db.settings.device, max(1, int(cpus))
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k.startswith(_FORWARD) and k not in _NOT_FORWARDED
+        }
+        worker_cls = ray.remote(
+            max_restarts=self.retries, max_task_retries=self.retries, **resources
+        )(UnitWorker)
+        actors = [
+            worker_cls.options(runtime_env={"env_vars": env}).remote(
+                db.settings.bank, db.settings.profile, device, w, threads
+            )
+            for w in range(n_workers)
+        ]
+        self.stats = [WorkerStats(w) for w in range(n_workers)]
+        queue = deque(todo)
+        pending: dict = {}
+        idle = list(range(n_workers))
+        lost: list[str] = []
+        failure: str | None = None
+        start = time.perf_counter()
+
+        def submit() -> None:
+            while idle and queue and failure is None:
+                w, i = idle.pop(0), queue.popleft()
+                name, seed = jobs[i]
+                pending[actors[w].build.remote(name, seed, options)] = (w, i)
+
+        done: dict[int, tuple] = {}  # job index -> (result, sink), awaiting its turn
+        order = deque(todo)  # commit order: the jobs' (see reorder)
+
+        def commit(i: int, res, sink) -> None:
+            sink.commit(db.bank, res)
+            results[i] = res
+            bar.update(1)
+            bar.set_postfix_str(res.name)
+            if on_result is not None:
+                with prog.interrupt():
+                    on_result(res)
+
+        def flush(limit: int) -> None:
+            """Commit the finished units whose turn it is, then the earliest finished while
+            more than ``limit`` wait."""
+            while done:
+                if order[0] in done:
+                    i = order.popleft()
+                elif len(done) > limit:
+                    i = next(j for j in order if j in done)
+                    order.remove(i)
+                else:
+                    return
+                commit(i, *done.pop(i))
+
+        with prog.bar("units", len(todo), "unit") as bar:
+            submit()
+            while pending:
+                [ref], _ = ray.wait(list(pending), num_returns=1)
+                w, i = pending.pop(ref)
+                name, seed = jobs[i]
+                try:
+                    res, sink, node, seconds = ray.get(ref)
+                except RayActorError:  # the actor died and its retries are spent: it is gone
+                    lost.append(f"{name} (seed {seed})")
+                    order.remove(i)
+                    bar.update(1)
+                    flush(self.reorder * n_workers)
+                    submit()  # its share goes to the other actors
+                    continue
+                except RayTaskError as e:
+                    if not isinstance(e.cause, ProtodbError):
+                        raise
+                    failure = failure or str(e.cause)
+                    order.remove(i)
+                    idle.append(w)
+                    flush(self.reorder * n_workers)
+                    continue
+                stats = self.stats[w]
+                stats.node = node
+                stats.units += 1
+                stats.seconds += seconds
+                done[i] = (res, sink)
+                # commits go in job order (the bank then reads as a one-process run's), unless
+                # a slow unit holds back more than `reorder` finished ones
+                flush(self.reorder * n_workers)
+                idle.append(w)
+                submit()
+            flush(0)
+        self.seconds = time.perf_counter() - start
+        for a in actors:
+            ray.kill(a)
+        if failure is not None:
+            raise ProtodbError(failure)
+        if lost:
+            raise ProtodbError(
+                f"{len(lost)} unit(s) lost with their worker: {', '.join(lost[:5])}; "
+                "the rest is in the bank: run the same add again to do only these"
+            )
+
+
+class UnitWorker:
+    """A Ray actor's body: builds (class, seed) units with models kept loaded between them.
+    ``build`` returns (AddResult, UnitSink, node id, seconds). threads: torch intra-op
+    threads (0: torch's default)."""
+
+    def __init__(self, bank_uri: str, profile: str, device: str, index: int, threads: int) -> None:
+        self.bank_uri, self.profile, self.device, self.index = bank_uri, profile, device, index
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+
+    def build(self, name: str, seed: int, options: dict):
+        import ray
+
+        from protodb.bank.store import open_bank
+        from protodb.synthesis.add import UnitSink, add_class
+
+        start = time.perf_counter()
+        bank = open_bank(self.bank_uri, create=False)  # each unit sees the latest commits
+        sink = UnitSink()
+        res = add_class(
+            bank, name, seed=seed, device=self.device, progress=False, sink=sink, **options
+        )
+        marker = os.environ.get(FAULT_WORKER_ENV)
+        if marker and not os.path.exists(marker):
+            with open(marker, "w") as f:
+                f.write(f"{name} {seed}\n")
+            os._exit(1)  # a lost worker, mid-unit: its result never reaches the driver
+        return res, sink, ray.get_runtime_context().get_node_id(), time.perf_counter() - start
