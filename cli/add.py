@@ -8,7 +8,15 @@ from typing import Annotated
 
 import typer
 
-from protodb.cli.common import JsonOpt, err, open_db, profile_notice, user_errors
+from protodb.cli.common import (
+    JsonOpt,
+    RayOpt,
+    WorkersOpt,
+    err,
+    open_db,
+    profile_notice,
+    user_errors,
+)
 
 
 def add(
@@ -87,6 +95,8 @@ def add(
             help="Images per generator call (results never depend on it).",
         ),
     ] = 8,
+    ray: RayOpt = None,
+    workers: WorkersOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -94,6 +104,9 @@ def add(
 
     Re-adding an existing (class, generator, seed, extractor, recipe) set generates nothing;
     another --mask-source, --n or --parts is another recipe, so another set.
+
+    With --ray, each (class, seed) is a unit of work on a Ray actor that keeps its models
+    loaded; this process alone writes the bank, as it does without Ray.
 
     Example: protodb --bank bank/ add "red apple" grass --n 4
     """
@@ -112,6 +125,15 @@ def add(
                 ) from None
         if not names:
             raise ProtodbError("no class given: protodb add CLASS [CLASS...] (or --from FILE)")
+        if workers is not None and ray is None:
+            raise ProtodbError(f"--workers {workers} needs --ray; add --ray (a local cluster)")
+        executor = None
+        if ray is not None:
+            from protodb.scale.add import RayExecutor
+            from protodb.scale.cluster import check_address, require_ray
+
+            executor = RayExecutor(address=check_address(ray), workers=workers)
+            require_ray()
         db = open_db(ctx)
         profile_notice(db)
 
@@ -151,6 +173,17 @@ def add(
             kind=None if stuff is None else ("stuff" if stuff else "thing"),
             mask_source=mask_source,
             parts=parts,
+            executor=executor,
         )
+        if executor is not None and executor.stats and not as_json:
+            for w in executor.stats:
+                err(
+                    f"worker {w.worker}: {w.units} units in {w.seconds:.1f} s "
+                    f"({w.units_per_s:.3f} units/s)"
+                )
+            done = sum(w.units for w in executor.stats)
+            if executor.seconds > 0:
+                err(f"all workers: {done} units in {executor.seconds:.1f} s "
+                    f"({done / executor.seconds:.3f} units/s)")
         if as_json:
             typer.echo(json.dumps([r.__dict__ for r in results], indent=2))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from dataclasses import dataclass
 
 from protodb.errors import ProtodbError
@@ -73,6 +74,8 @@ def connect(address: str | None = LOCAL, *, num_cpus: float | None = None) -> Cl
         local = address == LOCAL
         if local:
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        if not local and address != "auto":
+            _probe(address)
         kw = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         if local:
             kw.update(
@@ -81,7 +84,12 @@ def connect(address: str | None = LOCAL, *, num_cpus: float | None = None) -> Cl
                 object_store_memory=int(os.environ.get("PROTODB_RAY_OBJECT_STORE", 256 * 2**20)),
             )
         try:
-            ray.init(address=LOCAL if local else address, **kw)
+            with warnings.catch_warnings():
+                # ray.init starts its processes with fork + exec at once (subprocess), which
+                # Lance's fork hooks warn about; nothing of Lance runs in them (REFERENCE 5)
+                warnings.filterwarnings("ignore", message=".*fork.*", category=UserWarning)
+                warnings.filterwarnings("ignore", message=".*fork.*", category=RuntimeWarning)
+                ray.init(address=LOCAL if local else address, **kw)
         except (ConnectionError, RuntimeError, ValueError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ProtodbError(
@@ -98,6 +106,21 @@ def connect(address: str | None = LOCAL, *, num_cpus: float | None = None) -> Cl
         nodes=nodes,
         started=started,
     )
+
+
+def _probe(address: str, timeout: float = 5.0) -> None:
+    """One TCP connection to HOST:PORT, so that a wrong address fails in seconds (``ray.init``
+    retries a dead one for minutes)."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ProtodbError(
+            f"--ray {address}: nothing answers there ({e.strerror or type(e).__name__}); "
+            "give HOST:PORT of a running head (ray start --head), or no address for a local one"
+        ) from None
 
 
 def shutdown(info: ClusterInfo) -> None:
