@@ -19,6 +19,7 @@ same credentials and endpoint on every node).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections import deque
@@ -91,9 +92,13 @@ class RayExecutor:
     ) -> list:
         """Build the missing sets of ``jobs`` ((class, seed) pairs) on the actors and commit
         them into ``db``'s bank. Returns one AddResult per job, in job order."""
+        from protodb.errors import NotFoundError
         from protodb.synthesis.add import plan_class
 
-        bank = db.bank  # made here if new: actors open it, they never create it
+        try:
+            bank = db.open_existing()
+        except NotFoundError:
+            bank = None  # made below once the cluster answers (actors never create it)
         results: list = [None] * len(jobs)
         todo: list[int] = []
         for i, (name, seed) in enumerate(jobs):
@@ -112,6 +117,7 @@ class RayExecutor:
         if not todo:
             return results
         info = connect(self.address)
+        db.bank  # noqa: B018 (opens, or makes, the bank the actors will read)
         try:
             self._run(
                 db, jobs, todo, results, info, prog, on_result,
@@ -264,6 +270,6 @@ class UnitWorker:
         marker = os.environ.get(FAULT_WORKER_ENV)
         if marker and not os.path.exists(marker):
             with open(marker, "w") as f:
-                f.write(f"{name} {seed}\n")
+                f.write(json.dumps([name, seed]))
             os._exit(1)  # a lost worker, mid-unit: its result never reaches the driver
         return res, sink, ray.get_runtime_context().get_node_id(), time.perf_counter() - start

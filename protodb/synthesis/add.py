@@ -97,7 +97,7 @@ def default_extractors(profile: str) -> tuple[str, ...]:
 
 
 def plan_class(
-    bank: Bank,
+    bank: Bank | None,
     name: str,
     *,
     generator: GeneratorConfig,
@@ -110,7 +110,8 @@ def plan_class(
 ) -> tuple[AddResult, list[ExtractorConfig], Recipe]:
     """Check one (class, seed)'s arguments and find which of its sets are missing, without
     loading a model: (the result so far, status "exists" and the present sets ``skipped``; the
-    extractors still to build; the recipe). Raises ProtodbError on a bad argument."""
+    extractors still to build; the recipe). ``bank`` None: a bank not made yet (every set is
+    missing). Raises ProtodbError on a bad argument."""
     from protodb.synthesis.masks import MASK_SOURCES
 
     if not 1 <= n <= MAX_N:
@@ -129,7 +130,7 @@ def plan_class(
     result = AddResult(display, key, gid, seed, n, status="exists", recipe_id=recipe.id)
     todo = []
     for ext in extractors:
-        if bank.find_set(SetKey(key, gid, seed, ext.id, recipe.id)) is not None:
+        if bank is not None and bank.find_set(SetKey(key, gid, seed, ext.id, recipe.id)):
             result.skipped.append(ext.id)
         else:
             todo.append(ext)
