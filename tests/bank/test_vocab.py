@@ -39,8 +39,9 @@ def test_session_vocab(tiny_bank):
     assert ext.prototype_table == "prototypes__" + EXT.id.replace("-", "_")
 
 
-def test_vocab_pins_table_versions(tiny_bank):
-    bank = open_bank(str(tiny_bank.path), create=False)
+def test_vocab_pins_table_versions(bank_copy_uri):
+    """On a local directory and on the emulated S3 (``store``)."""
+    bank = open_bank(bank_copy_uri, create=False)
     v = get_vocab(bank, "v1")
     entry = bank.history()[-1]
     assert entry.op == "vocab create" and entry.detail == {"name": "v1", "classes": CLASSES}
@@ -71,8 +72,8 @@ def test_unknown_vocab_lists_known(tiny_bank):
         get_vocab(bank, "nope")
 
 
-def test_create_with_order_case_and_extractor_forms(bank_copy):
-    bank = open_bank(str(bank_copy), create=False)
+def test_create_with_order_case_and_extractor_forms(bank_copy_uri):
+    bank = open_bank(bank_copy_uri, create=False)
     v = create_vocab(bank, "rev", ["GRASS", "Red Apple"], extractors=["dinov2"])
     assert v.class_names == ["grass", "red apple"]  # the bank's display names
     assert [e.extractor_id for e in v.extractors] == [EXT.id]
@@ -80,6 +81,9 @@ def test_create_with_order_case_and_extractor_forms(bank_copy):
     assert [e.extractor_id for e in w.extractors] == [EXT.id]
     assert [x.name for x in list_vocabs(bank)] == ["by-id", "rev", "v1"]
     assert [e.op for e in bank.history()][-2:] == ["vocab create", "vocab create"]
+    # a pin reads what was there when it was made, whatever comes after
+    v1 = get_vocab(bank, "v1")
+    assert v1.versions == get_vocab(open_bank(bank_copy_uri, create=False), "v1").versions
 
 
 @pytest.mark.parametrize("name", ["", "-v", ".v", "v 1", "v1\n", "a/b", "x" * 65, "v1;drop"])

@@ -1,0 +1,85 @@
+"""``add --ray`` throughput: units ((class, seed)) per second with 1 and 2 Ray workers against
+one process, all measured in the same run on the same classes, each into a fresh bank.
+
+    python bench/bench_scale.py [--classes 6] [--n 2] [--steps 4] [--profile tiny] [--quick]
+
+Each configuration builds the same units: the one-process run (``db.add`` on one torch thread,
+as each actor runs) is the baseline; the Ray runs use a cluster of this machine started once
+(4 logical CPUs, actors at fractional CPUs; its start-up is printed, not counted) and count from
+the first unit scheduled to the last committed (``RayExecutor.seconds``), so an actor's model
+load is in it, as it is in the one-process run. The figures: units/s per configuration, and
+the ratios 2 workers / 1 worker and each against one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+try:
+    from common import figure
+except ImportError:  # run as bench.bench_scale
+    from bench.common import figure
+
+NAMES = [
+    "red apple", "grass", "blue cup", "sky", "dog", "tree", "car", "road", "cat", "water",
+    "chair", "wall", "boat", "sand", "bird", "cloud",
+]  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--classes", type=int, default=6, help="units (one seed each)")
+    parser.add_argument("--n", type=int, default=2, help="support images per unit")
+    parser.add_argument("--steps", type=int, default=4, help="sampling steps")
+    parser.add_argument("--profile", default="tiny", choices=["tiny", "world-learned"])
+    parser.add_argument("--quick", action="store_true", help="4 units, n=1, 2 steps")
+    args = parser.parse_args()
+    if args.quick:
+        args.classes, args.n, args.steps = 4, 1, 2
+    if not 1 <= args.classes <= len(NAMES):
+        parser.error(f"--classes must be 1 to {len(NAMES)}")
+
+    import protodb
+    from protodb.scale.add import RayExecutor
+    from protodb.scale.cluster import connect, shutdown
+    from protodb.settings import torch_threads
+
+    names = NAMES[: args.classes]
+    extractors = ("dinov2",) if args.profile == "tiny" else ("sd",)
+    kw = dict(n=args.n, steps=args.steps, extractors=extractors, progress=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        db = protodb.connect(root / "one", profile=args.profile, device="cpu")
+        start = time.perf_counter()
+        with torch_threads(1):
+            db.add(names, **kw)
+        one = len(names) / (time.perf_counter() - start)
+        start = time.perf_counter()
+        info = connect("local", num_cpus=4)
+        print(f"Ray cluster of this machine started in {time.perf_counter() - start:.1f} s "
+              f"({info.cpus:g} logical CPUs)")  # fmt: skip
+        try:
+            rates = {}
+            for workers in (1, 2):
+                db = protodb.connect(root / f"ray{workers}", profile=args.profile, device="cpu")
+                ex = RayExecutor(address="local", workers=workers)
+                db.add(names, executor=ex, **kw)
+                rates[workers] = len(names) / ex.seconds
+                for w in ex.stats:
+                    print(f"  {workers} worker(s): worker {w.worker} built {w.units} units "
+                          f"in {w.seconds:.1f} s")  # fmt: skip
+        finally:
+            shutdown(info)
+    what = f"{len(names)} units, n={args.n}, {args.steps} steps, {args.profile}"
+    figure("add units/s, one process", one, "units/s", f"- ({what})")
+    for workers, rate in rates.items():
+        figure(f"add --ray units/s, {workers} worker(s)", rate, "units/s",
+               f"one process ({rate / one:.2f}x)")  # fmt: skip
+    figure("add --ray, 2 workers / 1 worker", rates[2] / rates[1], "x", "1 worker (1.00x)")
+
+
+if __name__ == "__main__":
+    main()
