@@ -64,7 +64,8 @@ class RayExecutor:
     unit is still in flight; units commit in job order (the bank then reads as a one-process
     run's, row order and history included) unless that many wait. After a run, ``stats`` has
     one :class:`WorkerStats` per actor and ``seconds`` the wall time from the first unit
-    scheduled to the last committed.
+    scheduled to the last committed, ``commit_seconds`` the driver's time in commits (its
+    capacity: units / commit_seconds).
     """
 
     address: str | None = LOCAL
@@ -74,6 +75,7 @@ class RayExecutor:
     reorder: int = 4
     stats: list[WorkerStats] = field(default_factory=list)
     seconds: float = 0.0
+    commit_seconds: float = 0.0
 
     def add(
         self,
@@ -159,6 +161,7 @@ class RayExecutor:
             for w in range(n_workers)
         ]
         self.stats = [WorkerStats(w) for w in range(n_workers)]
+        self.commit_seconds = 0.0
         queue = deque(todo)
         pending: dict = {}
         idle = list(range(n_workers))
@@ -176,7 +179,9 @@ class RayExecutor:
         order = deque(todo)  # commit order: the jobs' (see reorder)
 
         def commit(i: int, res, sink) -> None:
+            t0 = time.perf_counter()
             sink.commit(db.bank, res)
+            self.commit_seconds += time.perf_counter() - t0
             results[i] = res
             bar.update(1)
             bar.set_postfix_str(res.name)
