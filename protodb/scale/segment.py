@@ -144,6 +144,7 @@ def expand_s3(uri: str, client=None) -> list[str]:
         keys = _s3_call(uri, "listing", lambda: _list_keys(client, bucket, key, delimiter="/"))
         if key in keys:
             return [uri]
+        raise NotFoundError(f"image {uri!r} does not exist; check the bucket and key")
     prefix = key if not key or key.endswith("/") else key + "/"
     keys = _s3_call(uri, "listing", lambda: _list_keys(client, bucket, prefix, delimiter="/"))
     found = sorted(k for k in keys if k.lower().endswith(IMAGE_SUFFIXES))
