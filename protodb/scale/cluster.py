@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from dataclasses import dataclass
 
 from protodb.errors import ProtodbError
@@ -81,7 +82,9 @@ def connect(address: str | None = LOCAL, *, num_cpus: float | None = None) -> Cl
                 object_store_memory=int(os.environ.get("PROTODB_RAY_OBJECT_STORE", 256 * 2**20)),
             )
         try:
-            ray.init(address=LOCAL if local else address, **kw)
+            with warnings.catch_warnings():  # Ray's processes are exec'd, not forked (REFERENCE 5)
+                warnings.filterwarnings("ignore", message=".*(lance is not|lancedb) fork")
+                ray.init(address=LOCAL if local else address, **kw)
         except (ConnectionError, RuntimeError, ValueError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ProtodbError(

@@ -430,9 +430,7 @@ def _no_restarts(ds_map) -> dict:
 
 def _run(db, sources, todo, sink, vocab, config, save_scores, address, workers):
     """Yield (index, summary) of the images ``todo`` as the actor pool finishes them."""
-    with warnings.catch_warnings():  # Ray's processes are exec'd, not forked (REFERENCE 5)
-        warnings.filterwarnings("ignore", message=".*(lance is not|lancedb) fork")
-        info = connect(address)
+    info = connect(address)
     try:
         import ray.data
         from ray.data import ActorPoolStrategy
