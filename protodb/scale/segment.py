@@ -449,7 +449,11 @@ def _run(db, sources, todo, sink, vocab, config, save_scores, address, workers):
             remote["runtime_env"] = {"env_vars": env}
         extra = _no_restarts(ds_map=ray.data.Dataset.map_batches)
         items = [{"i": i, "src": sources[i].uri, "stem": sources[i].stem} for i in todo]
-        ds = ray.data.from_items(items, override_num_blocks=min(len(items), 64 * n))
+        # small blocks: an actor takes one block at a time, so they balance the load and keep
+        # the progress moving (one image a block for short lists, at most 32 for long ones)
+        per_block = min(max(len(items) // (8 * n), 1), 32)
+        blocks = -(-len(items) // per_block)
+        ds = ray.data.from_items(items, override_num_blocks=blocks)
         with warnings.catch_warnings():  # max_restarts goes through the deprecated **kwargs
             warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
             ds = ds.map_batches(
