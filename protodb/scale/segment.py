@@ -81,6 +81,13 @@ def split_s3(uri: str) -> tuple[str, str]:
 
 
 def _client():
+    """A boto3 S3 client configured as for a bank on S3 (protodb.bank.objlock.s3_client)."""
+    try:
+        import boto3  # noqa: F401
+    except ImportError:
+        raise ProtodbError(
+            "s3:// inputs and outputs need boto3; pip install 'protodb[s3]'"
+        ) from None
     from protodb.bank.objlock import s3_client
 
     return s3_client()

@@ -222,13 +222,19 @@ def test_bad_input_is_one_line(tiny_bank, images, tmp_path, args, message):
     assert not (tmp_path / "out").exists()
 
 
-def test_an_s3_prefix_without_images_is_one_line(s3_server, tiny_bank, tmp_path):
+def test_an_s3_prefix_without_images_or_bucket_is_one_line(s3_server, tiny_bank, images, tmp_path):
     base = f"s3://{S3_BUCKET}/{uuid.uuid4().hex[:12]}"
     with pytest.raises(NotFoundError, match="holds no images") as err:
         tiny_bank.db.segment([f"{base}/none/"], vocab="v1", out=tmp_path, ray="local")
     assert "\n" not in str(err.value)
     with pytest.raises(NotFoundError, match="matches no image"):
         tiny_bank.db.segment([f"{base}/none/*.jpg"], vocab="v1", out=tmp_path, ray="local")
+    with pytest.raises(ProtodbError, match="s3://no-such-bucket/x") as err:
+        tiny_bank.db.segment(["s3://no-such-bucket/x/"], vocab="v1", out=tmp_path, ray="local")
+    assert "\n" not in str(err.value)
+    with pytest.raises(ProtodbError, match="--out 's3://no-such-bucket/out' failed") as err:
+        tiny_bank.db.segment([images], vocab="v1", out="s3://no-such-bucket/out", ray="local")
+    assert "\n" not in str(err.value)
 
 
 def test_s3_listing_is_a_folder_an_object_or_a_pattern(s3_server):
