@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import json
 import logging
 import os
@@ -315,22 +316,14 @@ class SegmentActor:
     is a row's "error", never an exception, so that the driver reports it as one line."""
 
     def __init__(
-        self,
-        *,
-        bank: str,
-        profile: str,
-        device: str,
-        at: int | None,
-        vocab: str,
-        config,
-        out: str,
-        save_scores: bool,
+        self, *, open_db: Callable, vocab: str, config, out: str, save_scores: bool
     ) -> None:
+        """``open_db()``: the session on the bank (a protodb.api.ProtoDB; the driver passes
+        ``functools.partial(ProtoDB, bank, profile=..., device=..., at=...)``, so that this
+        module need not import the API that imports it)."""
         self.vocab, self.save_scores, self.error = vocab, save_scores, ""
         try:
-            from protodb.api import ProtoDB
-
-            db = ProtoDB(bank, profile=profile, device=device, at=at)
+            db = open_db()
             self.handle = db.vocab(vocab, config)
             self.handle.segmenter  # noqa: B018 - assemble the prototypes now, once per actor
             self.sink = Sink(out)
@@ -466,10 +459,13 @@ def _run(db, sources, todo, sink, vocab, config, save_scores, address, workers):
             ds = ds.map_batches(
                 SegmentActor,
                 fn_constructor_kwargs=dict(
-                    bank=db.settings.bank,
-                    profile=db.settings.profile,
-                    device=db.settings.device if gpu else "cpu",
-                    at=db.at,
+                    open_db=functools.partial(
+                        type(db),
+                        db.settings.bank,
+                        profile=db.settings.profile,
+                        device=db.settings.device if gpu else "cpu",
+                        at=db.at,
+                    ),
                     vocab=vocab,
                     config=config,
                     out=sink.out,
