@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from protodb.cli.common import JsonOpt, err, open_db, user_errors
+from protodb.cli.common import JsonOpt, RayOpt, WorkersOpt, err, open_db, user_errors
 
 PrefilterOpt = Annotated[
     bool | None,
@@ -64,11 +64,11 @@ def segment(
     ],
     vocab: Annotated[str, typer.Option("--vocab", help="Vocabulary name.")],
     out: Annotated[
-        Path,
+        str,
         typer.Option(
             "--out",
             help="Output directory: <stem>.png (labels), <stem>_overlay.png, <stem>_rle.json "
-            "(COCO RLE), <stem>.json (summary).",
+            "(COCO RLE), <stem>.json (summary). With --ray also s3://BUCKET/PREFIX.",
         ),
     ],
     windows: WindowsOpt = True,
@@ -89,12 +89,17 @@ def segment(
             "--student", help="Segment with this student (from `protodb distill` on --vocab)."
         ),
     ] = None,
+    ray: RayOpt = None,
+    workers: WorkersOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Segment images with a vocabulary: palette PNG labels (0 = background, i = i-th class).
 
     Example: protodb segment photos/ 'more/*.jpg' --vocab v1 --out labels/ --skip-existing
+
+    On Ray (inputs and --out may be s3://BUCKET/PREFIX there):
+    protodb segment s3://b/photos/ --vocab v1 --out s3://b/labels/ --ray HOST:PORT --workers 4
     """
     with user_errors():
         db = open_db(ctx)
@@ -125,6 +130,8 @@ def segment(
             skip_existing=skip_existing,
             save_scores=save_scores,
             student=student,
+            ray=ray,
+            workers=workers,
         )
         if as_json:
             typer.echo(json.dumps(summaries, indent=2))

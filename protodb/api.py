@@ -444,6 +444,8 @@ class ProtoDB:
         skip_existing: bool = False,
         save_scores: bool = False,
         student: str | os.PathLike | None = None,
+        ray: str | None = None,
+        workers: int | None = None,
     ) -> list[dict]:
         """Segment image files and write their outputs (protodb.query.outputs) to ``out``.
 
@@ -455,9 +457,41 @@ class ProtoDB:
         (default: :meth:`default_query_config`). Returns one summary per image (see
         protodb.query.outputs.write_outputs, plus "image", "vocab" and "skipped").
         ``student``: segment with the student distilled from ``vocab`` (protodb.synth.student)
-        instead of prototype matching."""
+        instead of prototype matching.
+
+        ``ray``: a Ray address ("local" starts a cluster of this machine; "auto", HOST:PORT):
+        segment on an actor pool of ``workers`` actors there (protodb.scale.segment, Ray Data;
+        ``paths`` and ``out`` may then also be ``s3://bucket/prefix``), same files, same
+        summaries, in input order; ``on_image`` is then called as images finish."""
         from protodb.query.batch import segment_files
 
+        if workers is not None and ray is None:
+            raise ProtodbError(f"--workers {workers} needs --ray (actors run on a Ray cluster)")
+        if ray is not None:
+            from protodb.scale.segment import segment_ray
+
+            if student is not None:
+                raise ProtodbError(
+                    "--student runs in this process only; drop --ray/--workers to use it"
+                )
+            return segment_ray(
+                self,
+                paths,
+                vocab=vocab,
+                out=out,
+                address=ray,
+                workers=workers,
+                config=config,
+                skip_existing=skip_existing,
+                save_scores=save_scores,
+                progress=progress,
+                on_image=on_image,
+            )
+        for p in [*paths, out]:
+            if str(p).startswith("s3://"):
+                raise ProtodbError(
+                    f"{str(p)!r}: s3:// inputs and outputs need Ray (--ray, or ray= here)"
+                )
         if student is not None:
             from protodb.synth.student import Student, StudentHandle
 
