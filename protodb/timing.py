@@ -24,17 +24,20 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 
 class StageTimer:
     """Exclusive seconds per stage (``seconds``: name -> float), see the module docstring.
 
     device: where the timed work runs; on "cuda..." every boundary synchronises the device
-    (only once torch has initialised CUDA: a timer never initialises it)."""
+    (only once torch has initialised CUDA: a timer never initialises it). clock: seconds now
+    (default time.perf_counter, wall time; time.process_time counts this process's CPU
+    seconds, steadier than wall time on a shared machine)."""
 
-    def __init__(self, device: str = "cpu") -> None:
+    def __init__(self, device: str = "cpu", clock: Callable[[], float] | None = None) -> None:
         self.seconds: dict[str, float] = {}
+        self._clock = clock or time.perf_counter
         self._sync = str(device).startswith("cuda")
         self._stack: list[str] = []
         self._since = 0.0
@@ -45,7 +48,7 @@ class StageTimer:
 
             if torch.cuda.is_initialized():
                 torch.cuda.synchronize()
-        return time.perf_counter()
+        return self._clock()
 
     def _charge(self, now: float) -> None:
         if self._stack:

@@ -51,6 +51,7 @@ def _check(out: dict, n: int, steps: int, size: int) -> None:
     assert out["images_identical_without_capture"] is True
     assert out["peak_memory_bytes"] >= out["memory_before_bytes"] > 0
     assert out["memory_kind"] == "peak RSS" and out["device"] == "cpu"
+    assert out["resampling_clock"] == "cpu"
     assert out["denoiser_calls"] == 1 and out["padded_images"] == 0
     assert set(out["prototypes"]) and all(c["fg"] >= 1 for c in out["prototypes"].values())
 
@@ -73,7 +74,8 @@ def test_table_and_figures(capsys):
         "size_note": "REDUCED", "seconds_per_class": 10.0, "unet_batch": 2, "denoiser_calls": 1,
         "padded_images": 0, "build_s": 0.0, "load_s": 1.0, "warmup_s": 0.0,
         "stages": {"sampling": 6.0, "masks": 1.0, "features sd": 2.0, "other": 1.0},
-        "repeats": 2, "resampled_images": 2, "resampling_without_capture_s": 5.0,
+        "repeats": 2, "resampled_images": 2, "resampling_clock": "cpu",
+        "resampling_without_capture_s": 5.0,
         "resampling_with_capture_s": 5.25,
         "capture_overhead_s": 0.25, "capture_overhead": 0.05,
         "images_identical_without_capture": True, "peak_memory_bytes": 3 << 20,
@@ -84,7 +86,10 @@ def test_table_and_figures(capsys):
     assert "sampling (denoising, with capture)      6.00   60.0%" in text
     assert "total (seconds per class)              10.00  100.0%" in text
     assert "capture overhead +0.25 s (+5.0%; target <= 10 %)" in text
-    assert "2 images sampled again (best of 2): without capture 5.00 s, with 5.25 s" in text
+    assert (
+        "2 images sampled again (best of 2, cpu seconds): without capture 5.00 s, with 5.25 s"
+        in text
+    )
     lines = [x for x in text.splitlines() if x.count("\t") == 3]
     assert (
         lines[0] == "synthesis_s_per_class\t10.00\ts\tbaseline: - (REDUCED: N=2, 2 steps, 256 px)"

@@ -59,6 +59,18 @@ def test_module_level_stage_and_switch_charge_the_active_timer_only():
     assert "after" not in timer.seconds
 
 
+def test_a_given_clock_is_read_at_every_boundary():
+    ticks = iter([0.0, 1.0, 3.0, 6.0, 10.0, 15.0])
+    timer = StageTimer(clock=lambda: next(ticks))
+    with timer.stage("a"):  # read at 0
+        with timer.stage("b"):  # at 1
+            timer.switch("c")  # at 3: b 2 s
+        # at 6: c 3 s
+        pass
+    # at 10: a 1 + 4 s
+    assert timer.seconds == {"a": 5.0, "b": 2.0, "c": 3.0}
+
+
 def test_an_exception_closes_the_stage():
     timer = StageTimer()
     with pytest.raises(ValueError), timer.stage("failing"):

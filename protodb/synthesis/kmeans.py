@@ -228,9 +228,7 @@ def _kmeans_pp(data, m: int, k: int, rs: np.random.RandomState, chunk_rows: int)
     def dists(c):  # float64 [len(c), m] on the CPU (one copy from the device per pass)
         cn = (c * c).sum(1)
         parts = [_sq_dist(x, xn, c, cn).T.double() for _, x, xn in data]
-        out = torch.cat(parts, dim=1).cpu().numpy()
-        assert out.shape == (len(c), m)
-        return out
+        return torch.cat(parts, dim=1).cpu().numpy()
 
     closest = dists(centres[0])[0]
     pot = closest.sum()
