@@ -145,15 +145,18 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from protodb import timing
+    from protodb.errors import ProtodbError
     from protodb.models.diffusion import load_sd, sd_dtype
     from protodb.models.loading import TINY, TINY_VERSION
     from protodb.names import class_key
+    from protodb.settings import resolve_device
     from protodb.synthesis.add import add_class
     from protodb.synthesis.generate import GeneratorConfig, generate_sd
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        print("--device cuda: torch sees no CUDA device; use --device cpu", file=sys.stderr)
+    try:
+        device = resolve_device(args.device or "auto")  # as add resolves it
+    except ProtodbError as err:
+        print(err, file=sys.stderr)
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
