@@ -44,9 +44,18 @@ import time
 from pathlib import Path
 
 try:
-    from common import build_models, extractor_configs, figure, peak_rss, reset_peak_rss, rss
+    from common import (
+        DEFAULT_WORKDIR,
+        build_models,
+        extractor_configs,
+        figure,
+        peak_rss,
+        reset_peak_rss,
+        rss,
+    )
 except ImportError:  # run as bench.bench_memory
     from bench.common import (
+        DEFAULT_WORKDIR,
         build_models,
         extractor_configs,
         figure,
@@ -59,9 +68,6 @@ ROOT = Path(__file__).resolve().parents[1]
 # feature dims and stride per extractor at the real architectures (REFERENCE 1.4)
 GEOMETRY = {"sd": (7680, 8), "dino": (768, 8), "clip": (768, 16)}
 MB = 1 << 20
-
-
-# --------------------------------------------------------------------------- models
 
 
 # --------------------------------------------------------------------------- inputs
@@ -273,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workdir",
         type=Path,
-        default=Path.home() / ".cache" / "protodb-bench" / "random-weights",
+        default=DEFAULT_WORKDIR,
         help="where the random-weight models are saved (once)",
     )
     args = parser.parse_args(argv)
