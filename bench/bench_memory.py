@@ -39,75 +39,35 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import resource
 import sys
 import time
 from pathlib import Path
 
 try:
-    from common import figure
+    from common import (
+        DEFAULT_WORKDIR,
+        build_models,
+        extractor_configs,
+        figure,
+        peak_rss,
+        reset_peak_rss,
+        rss,
+    )
 except ImportError:  # run as bench.bench_memory
-    from bench.common import figure
+    from bench.common import (
+        DEFAULT_WORKDIR,
+        build_models,
+        extractor_configs,
+        figure,
+        peak_rss,
+        reset_peak_rss,
+        rss,
+    )
 
 ROOT = Path(__file__).resolve().parents[1]
-CLIP_ARCH = "ViT-B-16-quickgelu"
 # feature dims and stride per extractor at the real architectures (REFERENCE 1.4)
 GEOMETRY = {"sd": (7680, 8), "dino": (768, 8), "clip": (768, 16)}
 MB = 1 << 20
-
-
-# --------------------------------------------------------------------------- models
-
-
-def build_models(workdir: Path, names: list[str]) -> dict[str, str]:
-    """Save each real architecture with seeded random weights under ``workdir`` (once) and
-    return extractor name -> the ``model`` its config names (a local directory or file)."""
-    import torch
-
-    from protodb.models.architectures import architectures, shipped_config
-
-    workdir.mkdir(parents=True, exist_ok=True)
-    out = {}
-    torch.manual_seed(0)
-    if "sd" in names:
-        path = workdir / "sd15-random"
-        if not (path / "model_index.json").exists():
-            from protodb.models.diffusion import random_sd_pipeline
-
-            pipe = random_sd_pipeline(0)
-            pipe.save_pretrained(path)
-            del pipe
-        out["sd"] = str(path)
-    if "dino" in names:
-        path = workdir / "dino-vitb8-random"
-        if not (path / "config.json").exists():
-            from transformers import ViTConfig, ViTModel
-
-            cfg = dict(shipped_config(architectures()["dino"].config))
-            cfg.pop("model_type", None)
-            ViTModel(ViTConfig(**cfg), add_pooling_layer=False).save_pretrained(path)
-        out["dino"] = str(path)
-    if "clip" in names:
-        path = workdir / "clip-vitb16-random.pt"
-        if not path.exists():
-            import open_clip
-
-            net = open_clip.create_model(CLIP_ARCH, pretrained=None)
-            torch.save(net.state_dict(), path)
-        out["clip"] = f"{CLIP_ARCH}/{path}"
-    return out
-
-
-def extractor_configs(models: dict[str, str], size: int) -> list:
-    """The extractor configs: name -> model ("tiny" for the tiny twins)."""
-    from protodb.extractors.factory import default_extractor_config
-
-    return [
-        default_extractor_config("tiny", name, input_size=size)
-        if model == "tiny"
-        else default_extractor_config("default", name, model=model, input_size=size)
-        for name, model in models.items()
-    ]
 
 
 # --------------------------------------------------------------------------- inputs
@@ -147,27 +107,6 @@ def target_image():
 
 
 # --------------------------------------------------------------------------- one configuration
-
-
-def _status(key: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) * 1024
-    raise KeyError(key)
-
-
-def _reset_peak() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak(reset: bool) -> int:
-    if reset:
-        return _status("VmHWM")
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def synthetic_features(start: int, stop: int, dim: int, grid: int):
@@ -234,8 +173,8 @@ def run_config(job: dict, queue) -> None:
     for ext in extractors:
         ext.extract(warm)
     gc.collect()
-    base = _status("VmRSS")
-    reset = _reset_peak()
+    base = rss()
+    reset = reset_peak_rss()
     t = time.perf_counter()
     rows = 0
     if job["kind"] == "stage":
@@ -260,7 +199,7 @@ def run_config(job: dict, queue) -> None:
         res = segmenter.segment(image)
         rows = int(res.labels.max())
     seconds = time.perf_counter() - t
-    peak = _peak(reset)
+    peak = peak_rss(reset)
     queue.put({"base": base, "peak": peak, "seconds": seconds, "rows": rows, "reset": reset})
 
 
@@ -340,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workdir",
         type=Path,
-        default=Path.home() / ".cache" / "protodb-bench" / "random-weights",
+        default=DEFAULT_WORKDIR,
         help="where the random-weight models are saved (once)",
     )
     args = parser.parse_args(argv)

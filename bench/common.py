@@ -7,6 +7,12 @@ where TEXT names the baseline measured in the same run (and the ratio against it
 
 from __future__ import annotations
 
+import resource
+from pathlib import Path
+
+CLIP_ARCH = "ViT-B-16-quickgelu"
+DEFAULT_WORKDIR = Path.home() / ".cache" / "protodb-bench" / "random-weights"
+
 
 def figure(name: str, value: float, unit: str, baseline: str = "-", digits: int = 3) -> str:
     """Print (and return) one figure line, e.g. ``figure("segment", 10.5, "ms/image")``."""
@@ -73,3 +79,90 @@ def append_synthetic_sets(bank, table: str, keys: list[str], per_class: int, dim
         for col, val in record.items():
             sets[col].append(val)
     bank.append("sets", pa.table(sets, schema=table_schema("sets")))
+
+
+# --------------------------------------------------------------------------- random-weight models
+
+
+def build_models(workdir: Path, names: list[str]) -> dict[str, str]:
+    """Save each real architecture with seeded random weights under ``workdir`` (once) and
+    return extractor name -> the ``model`` its config names (a local directory or file)."""
+    import torch
+
+    from protodb.models.architectures import architectures, shipped_config
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    out = {}
+    torch.manual_seed(0)
+    if "sd" in names:
+        path = workdir / "sd15-random"
+        if not (path / "model_index.json").exists():
+            from protodb.models.diffusion import random_sd_pipeline
+
+            pipe = random_sd_pipeline(0)
+            pipe.save_pretrained(path)
+            del pipe
+        out["sd"] = str(path)
+    if "dino" in names:
+        path = workdir / "dino-vitb8-random"
+        if not (path / "config.json").exists():
+            from transformers import ViTConfig, ViTModel
+
+            cfg = dict(shipped_config(architectures()["dino"].config))
+            cfg.pop("model_type", None)
+            ViTModel(ViTConfig(**cfg), add_pooling_layer=False).save_pretrained(path)
+        out["dino"] = str(path)
+    if "clip" in names:
+        path = workdir / "clip-vitb16-random.pt"
+        if not path.exists():
+            import open_clip
+
+            net = open_clip.create_model(CLIP_ARCH, pretrained=None)
+            torch.save(net.state_dict(), path)
+        out["clip"] = f"{CLIP_ARCH}/{path}"
+    return out
+
+
+def extractor_configs(models: dict[str, str], size: int) -> list:
+    """The extractor configs: name -> model ("tiny" for the tiny twins)."""
+    from protodb.extractors.factory import default_extractor_config
+
+    return [
+        default_extractor_config("tiny", name, input_size=size)
+        if model == "tiny"
+        else default_extractor_config("default", name, model=model, input_size=size)
+        for name, model in models.items()
+    ]
+
+
+# --------------------------------------------------------------------------- host memory
+
+
+def proc_status(key: str) -> int:
+    """A /proc/self/status size field in bytes (e.g. "VmRSS", "VmHWM")."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's resident high-water mark (VmHWM); False where not allowed."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss(reset: bool) -> int:
+    """Peak resident bytes since :func:`reset_peak_rss` (``reset``: what it returned; else
+    since the process started)."""
+    if reset:
+        return proc_status("VmHWM")
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def rss() -> int:
+    """Resident bytes now."""
+    return proc_status("VmRSS")

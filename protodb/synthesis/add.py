@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from protodb import timing
 from protodb.bank.schema import SetKey, now, vectors_to_arrow
 from protodb.bank.store import Bank
 from protodb.errors import ProtodbError
@@ -49,7 +50,14 @@ class AddResult:
     status: "added" (at least one set built) or "exists" (every set was already in the bank);
     generated / reused: support images sampled now / read back from the bank;
     built / skipped: extractor ids whose sets were built now / already present;
-    recipe_id: the prototype recipe of the sets (:mod:`protodb.synthesis.recipe`).
+    recipe_id: the prototype recipe of the sets (:mod:`protodb.synthesis.recipe`);
+    timings: where ``seconds`` went, exclusive seconds per stage (:mod:`protodb.timing`):
+    "supports read", "text encoder", "sampling" (denoising, with the attention capture),
+    "vae decode", "capture" (reading the attribution maps out), "supports write", "masks",
+    and per extractor NAME "load NAME", "features NAME" (the extractor's calls), "prototypes
+    NAME" (folding features in, K-means), "bank write NAME" (rows and the set's commit);
+    "other" is the rest of ``seconds`` (the set lookups, the kind decision). On CUDA every
+    stage boundary synchronises the device, so the kernels' time lands in their stage.
     """
 
     name: str
@@ -68,6 +76,7 @@ class AddResult:
     kind: str = ""
     kind_source: str = ""
     recipe_id: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def _runtime(device: str) -> str:
@@ -185,7 +194,9 @@ def add_class(
         sink = BankSink(bank)
     # gc waits for (and refuses to run during) an active add; a UnitSink writes nothing here
     writer = bank.writer() if isinstance(sink, BankSink) else contextlib.nullcontext()
+    timer = timing.StageTimer(device)
     with (
+        timing.active(timer),
         writer,
         prog.bar(f"{display}: generate", total=2 + 3 * len(todo), unit="stage") as stages,
     ):
@@ -194,27 +205,31 @@ def add_class(
         )
         stages.update(1)
         stages.set_description_str(f"{display}: masks ({mask_source})")
-        masks = _masks(bank, key, gid, seed, n, supports, mask_source, device, sink)
+        with timing.stage("masks"):
+            masks = _masks(bank, key, gid, seed, n, supports, mask_source, device, sink)
         stages.update(1)
         from protodb.synthesis.kinds import decide_kind
 
         decision = decide_kind(display, kind, masks.fg)
         result.kind, result.kind_source = decision.kind, decision.source
         for ext in todo:
-            built = _build_set(
-                bank, key, display, generator, seed, n, ext, supports, masks, device, prog, stages,
-                recipe=recipe,
-            )  # fmt: skip
-            detail = {
-                "class": display,
-                "generator_id": gid,
-                "seed": seed,
-                "n": n,
-                "recipe_id": recipe.id,
-                "extractors": [ext.id],
-                "generated": result.generated if not result.built else 0,
-            }
-            if not sink.set(built, decision, detail):
+            # the rows and the commit; loading, features and prototypes charge their own stages
+            with timing.stage(f"bank write {ext.name}"):
+                built = _build_set(
+                    bank, key, display, generator, seed, n, ext, supports, masks, device, prog,
+                    stages, recipe=recipe,
+                )  # fmt: skip
+                detail = {
+                    "class": display,
+                    "generator_id": gid,
+                    "seed": seed,
+                    "n": n,
+                    "recipe_id": recipe.id,
+                    "extractors": [ext.id],
+                    "generated": result.generated if not result.built else 0,
+                }
+                committed = sink.set(built, decision, detail)
+            if not committed:
                 result.skipped.append(ext.id)  # another process committed it meanwhile
                 continue
             result.built.append(ext.id)
@@ -222,6 +237,8 @@ def add_class(
     if result.built:
         result.status = "added"
     result.seconds = time.perf_counter() - start
+    result.timings = dict(timer.seconds)
+    result.timings["other"] = max(0.0, result.seconds - timer.total())
     return result
 
 
@@ -318,13 +335,13 @@ def _supports(bank, display, key, generator, seed, n, device, batch_size, prog, 
     """Support images 0..n-1: those stored are read back, the rest generated and stored."""
     from protodb.images import decode_png, png_bytes
 
-    stored = {
-        r["index"]: r for r in bank.supports(key, generator.id, seed).to_pylist() if r["index"] < n
-    }
-    images: dict[int, SupportImage] = {}
-    for i, r in stored.items():
-        attr = np.frombuffer(r["attribution"], dtype="<f4").reshape(r["attr_h"], r["attr_w"])
-        images[i] = SupportImage(i, decode_png(r["image_png"]), attr.copy())
+    with timing.stage("supports read"):
+        found = bank.supports(key, generator.id, seed).to_pylist()
+        stored = {r["index"]: r for r in found if r["index"] < n}
+        images: dict[int, SupportImage] = {}
+        for i, r in stored.items():
+            attr = np.frombuffer(r["attribution"], dtype="<f4").reshape(r["attr_h"], r["attr_w"])
+            images[i] = SupportImage(i, decode_png(r["image_png"]), attr.copy())
     result.reused = len(images)
     missing = [i for i in range(n) if i not in images]
     if missing:
@@ -333,51 +350,53 @@ def _supports(bank, display, key, generator, seed, n, device, batch_size, prog, 
         with prog.bar(f"generate {display}", len(missing), "img", fractional=True) as bar:
             for start in range(0, len(missing), max(batch_size, 1)):
                 chunk = missing[start : start + max(batch_size, 1)]
-                made = gen(
-                    display,
-                    key,
-                    generator,
-                    seed,
-                    chunk,
-                    device=device,
-                    batch_size=batch_size,
-                    on_step=bar.update,
-                )
-                rows = {
-                    "class_key": [],
-                    "generator_id": [],
-                    "seed": [],
-                    "index": [],
-                    "image_png": [],
-                    "height": [],
-                    "width": [],
-                    "attribution": [],
-                    "attr_h": [],
-                    "attr_w": [],
-                    "generator_config": [],
-                    "runtime": [],
-                    "created_at": [],
-                }
-                for s in made:
-                    images[s.index] = s
-                    h, w = s.attribution.shape
-                    for col, val in (
-                        ("class_key", key),
-                        ("generator_id", generator.id),
-                        ("seed", seed),
-                        ("index", s.index),
-                        ("image_png", png_bytes(s.image)),
-                        ("height", s.image.shape[0]),
-                        ("width", s.image.shape[1]),
-                        ("attribution", s.attribution.astype("<f4").tobytes()),
-                        ("attr_h", h),
-                        ("attr_w", w),
-                        ("generator_config", generator.to_json()),
-                        ("runtime", runtime),
-                        ("created_at", now()),
-                    ):
-                        rows[col].append(val)
-                sink.supports(pa.table(rows))
+                with timing.stage("sampling"):  # see generate_sd for the split
+                    made = gen(
+                        display,
+                        key,
+                        generator,
+                        seed,
+                        chunk,
+                        device=device,
+                        batch_size=batch_size,
+                        on_step=bar.update,
+                    )
+                with timing.stage("supports write"):
+                    rows = {
+                        "class_key": [],
+                        "generator_id": [],
+                        "seed": [],
+                        "index": [],
+                        "image_png": [],
+                        "height": [],
+                        "width": [],
+                        "attribution": [],
+                        "attr_h": [],
+                        "attr_w": [],
+                        "generator_config": [],
+                        "runtime": [],
+                        "created_at": [],
+                    }
+                    for s in made:
+                        images[s.index] = s
+                        h, w = s.attribution.shape
+                        for col, val in (
+                            ("class_key", key),
+                            ("generator_id", generator.id),
+                            ("seed", seed),
+                            ("index", s.index),
+                            ("image_png", png_bytes(s.image)),
+                            ("height", s.image.shape[0]),
+                            ("width", s.image.shape[1]),
+                            ("attribution", s.attribution.astype("<f4").tobytes()),
+                            ("attr_h", h),
+                            ("attr_w", w),
+                            ("generator_config", generator.to_json()),
+                            ("runtime", runtime),
+                            ("created_at", now()),
+                        ):
+                            rows[col].append(val)
+                    sink.supports(pa.table(rows))
                 result.generated += len(made)
     return [images[i] for i in range(n)]
 
@@ -442,7 +461,8 @@ def _build_set(
 
     stages = stages if stages is not None else NoBar()
     stages.set_description_str(f"{display}: features {ext.name}")
-    extractor = get_extractor(ext, device)
+    with timing.stage(f"load {ext.name}"):
+        extractor = get_extractor(ext, device)
     images = np.stack([s.image for s in supports])
     # each call's features are folded into the prototypes at once (only the masked rows stay);
     # the stage bar moves on to "prototypes" (K-means) after the last call

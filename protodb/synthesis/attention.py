@@ -78,10 +78,19 @@ class AttributionStore:
         b_all = probs.shape[0] // heads
         self.add_cond(probs[(b_all // 2) * heads :], heads)
 
+    def columns(self, t: torch.Tensor) -> torch.Tensor:
+        """The class's token columns of ``t`` [..., K] -> [..., T], in order. Consecutive
+        positions (what :func:`class_token_positions` gives) are a slice, a view: no index
+        tensor is copied to the device, which on CUDA would synchronise it at every layer."""
+        p = self.token_positions
+        if p and p == list(range(p[0], p[0] + len(p))):
+            return t[..., p[0] : p[0] + len(p)]
+        return t[..., p]
+
     def add_cond(self, probs: torch.Tensor, heads: int) -> None:
         """Fold in one layer's conditional-half probabilities: [B*heads, N, K], softmaxed over
         all K keys; only the class's token columns are read."""
-        self.add_columns(probs[:, :, self.token_positions], heads)
+        self.add_columns(self.columns(probs), heads)
 
     def add_columns(self, cols: torch.Tensor, heads: int) -> None:
         """Fold in the class columns of one layer: [B*heads, N, T] (T = class tokens, in order)."""
@@ -159,7 +168,7 @@ class CaptureCrossAttnProcessor:
         # p[:, :, j] = exp(s_j - logsumexp_k s_k), the same numbers softmax gives
         scores = torch.bmm(query, key.transpose(-1, -2)).float() * attn.scale
         lse = scores.logsumexp(dim=-1, keepdim=True)
-        cols = (scores[:, :, self.store.token_positions] - lse).exp()
+        cols = (self.store.columns(scores) - lse).exp()
         self.store.add_columns(cols, attn.heads)
 
 

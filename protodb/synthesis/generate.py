@@ -142,18 +142,20 @@ def generate_sd(
 
     import torch
 
+    from protodb import timing
     from protodb.models.diffusion import load_sd
     from protodb.synthesis.attention import capture_cross_attention, class_token_positions
 
-    pipe = load_sd(
-        config.model, config.revision, device, sd_dtype(device), config.final_sigmas_type
-    )
+    with timing.stage("load sd"):
+        pipe = load_sd(
+            config.model, config.revision, device, sd_dtype(device), config.final_sigmas_type
+        )
     positions = class_token_positions(pipe.tokenizer, config.template, class_name)
     factor = pipe.vae_scale_factor
     latent_hw = (config.size // factor, config.size // factor)
     channels = pipe.unet.config.in_channels
     rows = config.unet_batch
-    with torch.inference_mode():
+    with timing.stage("text encoder"), torch.inference_mode():
         cond, uncond = pipe.encode_prompt(
             config.prompt(class_name), device, 1, True, config.negative_prompt
         )
@@ -173,12 +175,14 @@ def generate_sd(
             else contextlib.nullcontext()
         )
 
-        def step_done(_pipe, _i, _t, kwargs, n=len(batch)):
+        def step_done(_pipe, i, _t, kwargs, n=len(batch)):
             if on_step is not None:
                 on_step(n / config.steps)
+            if i == _pipe.num_timesteps - 1:  # what is left of the call is the VAE decode
+                timing.switch("vae decode")
             return kwargs
 
-        with torch.inference_mode(), tracer as s:
+        with timing.stage("sampling"), torch.inference_mode(), tracer as s:
             result = pipe(
                 callback_on_step_end=step_done,
                 prompt_embeds=cond,
@@ -190,10 +194,11 @@ def generate_sd(
                 latents=latents,
                 output_type="np",
             )
-        if capture:
-            maps = s.maps().cpu().numpy().astype(np.float32)
-        else:
-            maps = np.zeros((rows, *latent_hw), np.float32)
+        with timing.stage("capture"):
+            if capture:
+                maps = s.maps().cpu().numpy().astype(np.float32)
+            else:
+                maps = np.zeros((rows, *latent_hw), np.float32)
         images = (np.clip(result.images, 0.0, 1.0) * 255.0).round().astype(np.uint8)
         for j, i in enumerate(batch):
             out.append(SupportImage(index=i, image=images[j], attribution=maps[j]))

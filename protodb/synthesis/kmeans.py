@@ -33,6 +33,10 @@ DEFAULT_BUDGET = 1 << 15
 CHUNK_VALUES = 1 << 23
 # Bytes of pooled rows kept in memory before the pool spills to a temporary file.
 DEFAULT_POOL_MEMORY = 256 << 20
+# On a GPU the fitted rows stay on the device, converted once, when their float32 copy holds
+# at most this many bytes (the paper's size: 34,952 rows of 7680 dims, 1 GiB); beyond it, or
+# on the CPU (where no float32 copy of the pool may exist), every pass converts them again.
+RESIDENT_BYTES = 2 << 30
 
 
 class RowPool:
@@ -152,19 +156,33 @@ def sample_index(m: int, budget: int, seed: int = 0) -> np.ndarray:
 
 class _Chunks:
     """The fitted rows as float32 chunks on the device, centred on their mean (as scikit-learn
-    centres the data), with their squared norms; converted from storage a chunk at a time."""
+    centres the data), with their squared norms; converted from storage a chunk at a time.
+    ``resident``: the chunks of the first complete pass are kept (on the device) and every
+    later pass reuses them: the same numbers, without reading and copying the pool again."""
 
-    def __init__(self, pool: RowPool, device: str, mean, chunk_rows: int) -> None:
+    def __init__(
+        self, pool: RowPool, device: str, mean, chunk_rows: int, resident: bool = False
+    ) -> None:
         self.pool, self.device, self.mean, self.chunk_rows = pool, device, mean, chunk_rows
+        self.resident = resident
+        self._kept: list | None = None
 
     def __iter__(self):
         import torch
 
+        if self._kept is not None:
+            yield from self._kept
+            return
+        kept = [] if self.resident else None
         start = 0
         for block in self.pool.chunks(self.chunk_rows):
             x = torch.from_numpy(block).to(self.device, torch.float32) - self.mean
-            yield start, x, (x * x).sum(1)
+            item = (start, x, (x * x).sum(1))
+            if kept is not None:
+                kept.append(item)
+            yield item
             start += len(block)
+        self._kept = kept
 
 
 def _moments(pool: RowPool, chunk_rows: int) -> tuple[np.ndarray, float]:
@@ -207,12 +225,10 @@ def _kmeans_pp(data, m: int, k: int, rs: np.random.RandomState, chunk_rows: int)
     first = rs.choice(m, p=np.full(m, 1.0 / m))
     centres = [_to_centres(data, np.array([first]), chunk_rows)]
 
-    def dists(c):  # float64 [len(c), m] on the CPU
+    def dists(c):  # float64 [len(c), m] on the CPU (one copy from the device per pass)
         cn = (c * c).sum(1)
-        out = np.empty((len(c), m), np.float64)
-        for start, x, xn in data:
-            out[:, start : start + len(x)] = _sq_dist(x, xn, c, cn).T.double().cpu().numpy()
-        return out
+        parts = [_sq_dist(x, xn, c, cn).T.double() for _, x, xn in data]
+        return torch.cat(parts, dim=1).cpu().numpy()
 
     closest = dists(centres[0])[0]
     pot = closest.sum()
@@ -231,23 +247,26 @@ def _kmeans_pp(data, m: int, k: int, rs: np.random.RandomState, chunk_rows: int)
 
 def _estep(data, centres, k: int, m: int, want_sums: bool):
     """Labels int64 [m] (CPU), per-row squared distance float32 [m], and (optionally) per
-    cluster sums float64 [k, D] and counts float64 [k] of the rows."""
+    cluster sums float64 [k, D] and counts float64 [k] of the rows. Everything is gathered on
+    the centres' device and copied to the CPU once (no synchronisation per chunk)."""
     import torch
 
+    dev = centres.device
     cn = (centres * centres).sum(1)
-    labels = torch.empty(m, dtype=torch.long)
-    dist = torch.empty(m, dtype=torch.float32)
-    sums = torch.zeros(k, centres.shape[1], dtype=torch.float64) if want_sums else None
+    labels = torch.empty(m, dtype=torch.long, device=dev)
+    dist = torch.empty(m, dtype=torch.float32, device=dev)
+    sums = torch.zeros(k, centres.shape[1], dtype=torch.float64, device=dev) if want_sums else None
     for start, x, xn in data:
         d = _sq_dist(x, xn, centres, cn)
         best, lab = d.min(1)
-        labels[start : start + len(x)] = lab.cpu()
-        dist[start : start + len(x)] = best.cpu()
+        labels[start : start + len(x)] = lab
+        dist[start : start + len(x)] = best
         if want_sums:
             part = torch.zeros(k, x.shape[1], device=x.device).index_add_(0, lab, x)
-            sums += part.double().cpu()
+            sums += part.double()
+    labels, dist = labels.cpu(), dist.cpu()
     counts = torch.bincount(labels, minlength=k).double()
-    return labels, dist, sums, counts
+    return labels, dist, None if sums is None else sums.cpu(), counts
 
 
 def kmeans(
@@ -260,6 +279,7 @@ def kmeans(
     budget: int = DEFAULT_BUDGET,
     device: str = "cpu",
     chunk_values: int = CHUNK_VALUES,
+    resident: bool | None = None,
 ) -> KMeansResult:
     """K-means of the pooled rows (scikit-learn's algorithm, float32 distances in chunks).
 
@@ -268,7 +288,10 @@ def kmeans(
     relative to the mean feature variance); budget: the most rows fitted: a larger pool is
     fitted on :func:`sample_index` rows, then every row is assigned to its nearest centre;
     device: where the chunks are computed ("cpu", "cuda"); chunk_values: float32 values per
-    chunk. Centres are the mean of their members over the whole pool (float64 sums).
+    chunk; resident: keep the fitted rows' float32 chunks after the first pass rather than
+    converting them from the pool at every pass (the same result; None: on a GPU when they
+    hold at most RESIDENT_BYTES, never on the CPU). Centres are the mean of their members over
+    the whole pool (float64 sums).
     """
     import torch
 
@@ -289,7 +312,9 @@ def kmeans(
         mean, var = _moments(fit, chunk_rows)
         tol_abs = var * tol
         centre_of = torch.from_numpy(mean).to(device, torch.float32)
-        data = _Chunks(fit, device, centre_of, chunk_rows)
+        if resident is None:
+            resident = str(device) != "cpu" and n * dim * 4 <= RESIDENT_BYTES
+        data = _Chunks(fit, device, centre_of, chunk_rows, resident)
         rs = np.random.RandomState(seed)
         centres = _kmeans_pp(data, n, k, rs, chunk_rows)
         labels_old = None

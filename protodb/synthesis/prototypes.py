@@ -391,15 +391,25 @@ def extract_prototypes(
     call, each call's features folded into a :class:`PrototypeStream` and dropped.
 
     extractor: a protodb.extractors.base.Extractor; images: uint8 [N, H, W, 3]; fg, bg: bool
-    [N, H, W]; on_batch(b): called after each call with its number of images.
+    [N, H, W]; on_batch(b): called after each call with its number of images. Under an active
+    :mod:`protodb.timing` timer, the extractor's calls are charged to "features NAME", the
+    folding in and K-means to "prototypes NAME" (NAME: the extractor config's name).
     """
+    from protodb import timing
+
+    name = getattr(getattr(extractor, "config", None), "name", "extractor")
     stream = PrototypeStream(fg, bg, options)
     for start in range(0, len(images), max(1, batch)):
         chunk = images[start : start + max(1, batch)]
-        stream.add(start, extractor.extract(chunk))
+        with timing.stage(f"features {name}"):
+            features = extractor.extract(chunk)
+        with timing.stage(f"prototypes {name}"):
+            stream.add(start, features)
+        del features
         if on_batch is not None:
             on_batch(len(chunk))
-    fg_p, bg_p = stream.finish()
+    with timing.stage(f"prototypes {name}"):
+        fg_p, bg_p = stream.finish()
     return fg_p, bg_p, stream.dim
 
 

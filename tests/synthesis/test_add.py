@@ -45,6 +45,22 @@ def test_add_results(tiny_bank):
         assert 1 <= counts["used"] <= N_SUPPORT
         assert counts["fg"] >= 2 and counts["bg"] >= 1
         assert res.seconds > 0
+        # where the seconds went (protodb.timing): exclusive stage times adding up to them
+        name = EXT.name
+        for stage in (
+            "sampling",
+            "vae decode",
+            "text encoder",
+            "supports write",
+            "masks",
+            f"features {name}",
+            f"prototypes {name}",
+            f"bank write {name}",
+            "other",
+        ):
+            assert res.timings[stage] >= 0, stage  # fmt: skip
+        assert res.timings["sampling"] > 0 and res.timings[f"features {name}"] > 0
+        assert sum(res.timings.values()) == pytest.approx(res.seconds, rel=1e-6)
 
 
 def test_bank_rows_after_add(tiny_bank):
@@ -148,6 +164,7 @@ def test_second_add_is_a_no_op(bank_copy):
     assert res.skipped == [EXT.id]
     assert res.class_key == "red apple" and res.name == "Red Apple"
     assert bank.versions() == before and len(bank.history()) == hist
+    assert res.timings == {}  # nothing to do: no stage ran
 
 
 def test_new_extractor_reuses_support_images(bank_copy):

@@ -124,6 +124,16 @@ def test_store_sums_layers_and_upsamples_bicubic():
     assert (store.maps() >= 0).all()
 
 
+def test_store_columns_slice_consecutive_positions_and_index_others():
+    """Consecutive token positions are read as a slice (a view: no index tensor to copy to the
+    device), others by index; the values are the same either way."""
+    t = torch.randn(3, 5, 9)
+    view = AttributionStore([2, 3, 4], (2, 2)).columns(t)
+    assert view.data_ptr() == t[..., 2:].data_ptr() and torch.equal(view, t[:, :, [2, 3, 4]])
+    assert torch.equal(AttributionStore([1, 3], (2, 2)).columns(t), t[:, :, [1, 3]])
+    assert torch.equal(AttributionStore([4, 3], (2, 2)).columns(t), t[:, :, [4, 3]])
+
+
 def test_store_maps_before_add_raises():
     with pytest.raises(RuntimeError, match="no cross-attention"):
         AttributionStore([1], (2, 2)).maps()

@@ -372,6 +372,25 @@ def test_kmeans_budget_sample_is_seeded_and_measured():
     assert inertia(a) <= 1.02 * inertia(full)
 
 
+def test_kmeans_with_resident_rows_is_the_same_computation():
+    """resident=True (the GPU default: the fitted rows converted once and kept) gives exactly
+    what converting them from the pool at every pass gives, over a spilled pool and a sample."""
+    from protodb.synthesis.kmeans import kmeans
+
+    rng = np.random.default_rng(5)
+    centres = rng.normal(0, 4, (10, 24))
+    rows = (centres[rng.integers(0, 10, 1500)] + rng.normal(0, 1, (1500, 24))).astype(np.float16)
+    for budget in (1500, 400):
+        ref = kmeans(_pool(rows, memory_bytes=rows.nbytes // 3), 8, budget=budget,
+                     chunk_values=24 * 97, resident=False)  # fmt: skip
+        got = kmeans(_pool(rows, memory_bytes=rows.nbytes // 3), 8, budget=budget,
+                     chunk_values=24 * 97, resident=True)  # fmt: skip
+        np.testing.assert_array_equal(got.labels, ref.labels)
+        np.testing.assert_array_equal(got.centres, ref.centres)
+        assert (got.inertia, got.n_iter, got.fitted) == (ref.inertia, ref.n_iter, ref.fitted)
+        assert ref.n_iter > 1  # the later passes did reuse the kept chunks
+
+
 def test_kmeans_single_and_empty():
     from protodb.synthesis.kmeans import kmeans
 
