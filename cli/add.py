@@ -183,7 +183,10 @@ def add(
                 )
             done = sum(w.units for w in executor.stats)
             if executor.seconds > 0:
-                err(f"all workers: {done} units in {executor.seconds:.1f} s "
-                    f"({done / executor.seconds:.3f} units/s)")
+                err(
+                    f"all workers: {done} units in {executor.seconds:.1f} s "
+                    f"({done / executor.seconds:.3f} units/s); the driver spent "
+                    f"{executor.commit_seconds:.1f} s committing them"
+                )
         if as_json:
             typer.echo(json.dumps([r.__dict__ for r in results], indent=2))

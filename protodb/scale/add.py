@@ -230,11 +230,11 @@ class RayExecutor:
                 stats.units += 1
                 stats.seconds += seconds
                 done[i] = (res, sink)
+                idle.append(w)
+                submit()  # the actor builds its next unit while the driver commits this one
                 # commits go in job order (the bank then reads as a one-process run's), unless
                 # a slow unit holds back more than `reorder` finished ones
                 flush(self.reorder * n_workers)
-                idle.append(w)
-                submit()
             flush(0)
         self.seconds = time.perf_counter() - start
         for a in actors:
