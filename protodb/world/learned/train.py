@@ -371,7 +371,7 @@ def train_unet(vae, unet, text_encoder, tokenizer, cfg: TrainConfig, log: _Log, 
         running_ground = g if running_ground is None else 0.99 * running_ground + 0.01 * g
         if step % 50 == 0:
             log.write("ground", step, running_ground)
-        d = float(denoise)
+        d = float(denoise.detach())
         running = d if running is None else 0.99 * running + 0.01 * d
         if step % 50 == 0:
             log.write("unet", step, running)
