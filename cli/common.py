@@ -119,9 +119,9 @@ RayOpt = Annotated[
         "--ray",
         metavar="[ADDRESS]",
         help=(
-            "Run the work units on Ray (pip install 'protodb[ray]'): alone (last, or before "
-            "another option), a cluster of this machine; with HOST:PORT or 'auto', a running "
-            "cluster's head."
+            "Run the work units on Ray (pip install 'protodb[ray]'): alone, a cluster of "
+            "this machine; with HOST:PORT, ray://HOST:PORT or 'auto', a running cluster's "
+            "head (a value that is not an address is the next argument)."
         ),
     ),
 ]

@@ -61,16 +61,26 @@ def _one_line(error: click_errors.UsageError, argv: list[str]) -> click_errors.C
 OPTIONAL_VALUE = {"--ray": "local"}
 
 
+def _is_value(option: str, token: str) -> bool:
+    """Whether ``token`` after ``option`` is its value: for ``--ray``, a Ray address ("local",
+    "auto", HOST:PORT, ray://HOST:PORT); anything else is the next argument (``--ray photos/``
+    means a local cluster and the input photos/). ``--ray=VALUE`` is always taken as given."""
+    from protodb.scale.cluster import looks_like_address
+
+    return looks_like_address(token)
+
+
 def optional_values(args: list[str]) -> list[str]:
     """``args`` with the implied value after each option of :data:`OPTIONAL_VALUE` given
-    without one (last on the line, or followed by another option or ``--``)."""
+    without one (last on the line, or followed by another option, ``--`` or a token that is
+    not its value)."""
     out: list[str] = []
     for i, a in enumerate(args):
         out.append(a)
         if a == "--":
             return out + args[i + 1 :]
         nxt = args[i + 1] if i + 1 < len(args) else None
-        if a in OPTIONAL_VALUE and (nxt is None or nxt.startswith("-")):
+        if a in OPTIONAL_VALUE and (nxt is None or nxt.startswith("-") or not _is_value(a, nxt)):
             out.append(OPTIONAL_VALUE[a])
     return out
 

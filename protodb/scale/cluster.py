@@ -46,6 +46,11 @@ class ClusterInfo:
 _ADDRESS = re.compile(r"^(local|auto|(ray://)?[A-Za-z0-9_.\-]+:[0-9]{1,5})$")
 
 
+def looks_like_address(token: str) -> bool:
+    """Whether ``token`` has the form of a Ray address (see :func:`check_address`)."""
+    return bool(_ADDRESS.match(token))
+
+
 def check_address(address: str | None) -> str:
     """``address`` as given ("local" for None or ""), or ProtodbError naming it."""
     if address in (None, ""):
@@ -53,7 +58,7 @@ def check_address(address: str | None) -> str:
     if not _ADDRESS.match(address):
         raise ProtodbError(
             f"--ray {address!r} is not a Ray address; give HOST:PORT, ray://HOST:PORT or 'auto' "
-            "(--ray alone, last or before another option, starts a cluster of this machine)"
+            "(--ray alone starts a cluster of this machine)"
         )
     return address
 

@@ -136,7 +136,7 @@ def test_ray_usage_errors_are_one_line(tmp_path):
     base = [sys.executable, "-c", "from protodb.cli.app import main; main()", "--bank",
             str(tmp_path / "b"), "--profile", "tiny", "add", "x", "--n", "1"]  # fmt: skip
     for extra, needle in (
-        (["--ray", "images/"], "is not a Ray address"),
+        (["--ray=images/"], "is not a Ray address"),
         (["--ray", "127.0.0.1:1"], "nothing answers there"),
         (["--workers", "2"], "needs --ray"),
         (["--ray", "--workers", "0"], "--workers"),

@@ -190,7 +190,7 @@ runner = CliRunner()
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["IMGS", "--ray", "IMGS"], "is not a Ray address"),
+        (["IMGS", "--ray=IMGS"], "is not a Ray address"),
         (["IMGS", "MISSING", "--ray"], "does not exist"),
         (["IMGS", "--workers", "2"], "--workers 2 needs --ray"),
         (["IMGS", "--ray", "--student", "s.pt"], "--student runs in this process only"),
