@@ -98,14 +98,14 @@ class RayExecutor:
         from protodb.synthesis.add import plan_class
 
         try:
-            bank = db.open_existing()
+            known = _KnownSets(db.open_existing())  # one read of the sets table, not one a set
         except NotFoundError:
-            bank = None  # made below once the cluster answers (actors never create it)
+            known = None  # the bank is made below once the cluster answers (actors never do)
         results: list = [None] * len(jobs)
         todo: list[int] = []
         for i, (name, seed) in enumerate(jobs):
             res, missing, _ = plan_class(
-                bank, name, generator=generator, extractors=extractors, seed=seed, n=n,
+                known, name, generator=generator, extractors=extractors, seed=seed, n=n,
                 mask_source=mask_source, kind=kind, parts=parts,
             )  # fmt: skip
             if missing:
@@ -246,6 +246,20 @@ class RayExecutor:
                 f"{len(lost)} unit(s) lost with their worker: {', '.join(lost[:5])}; "
                 "the rest is in the bank: run the same add again to do only these"
             )
+
+
+class _KnownSets:
+    """The sets a bank holds, from one read of its ``sets`` table: the ``find_set`` that
+    :func:`protodb.synthesis.add.plan_class` asks, for every (class, seed, extractor) of a run."""
+
+    COLUMNS = ("class_key", "generator_id", "seed", "extractor_id", "recipe_id")
+
+    def __init__(self, bank) -> None:
+        rows = bank.sets().select(list(self.COLUMNS)).to_pylist()
+        self.keys = {tuple(r[c] for c in self.COLUMNS) for r in rows}
+
+    def find_set(self, key) -> bool:
+        return tuple(getattr(key, c) for c in self.COLUMNS) in self.keys
 
 
 class UnitWorker:

@@ -106,7 +106,7 @@ def default_extractors(profile: str) -> tuple[str, ...]:
 
 
 def plan_class(
-    bank: Bank | None,
+    bank: Bank | None,  # or anything with find_set(SetKey) (scale.add: one read of sets)
     name: str,
     *,
     generator: GeneratorConfig,
