@@ -2,7 +2,7 @@
 
     python bench/bench_memory.py [--size 512] [--n 8,16,32] [--extractors sd,dino,clip]
                                  [--reduced] [--quick] [--segment/--no-segment]
-                                 [--workdir DIR] [--before-limit-gb 12]
+                                 [--workdir DIR] [--before-limit-gb GiB]
 
 Models: the real architectures (Stable Diffusion 1.5's UNet / VAE / text encoder, DINO
 ViT-B/8, CLIP ViT-B/16 with QuickGELU), built from the shipped configs (schemas/models,
@@ -31,8 +31,10 @@ the kernel's high-water mark (/proc/self/clear_refs), does the work, and reports
 and the windows' input; grids shrink by the square); the output states the size it ran at.
 ``--quick``: the smallest run (tests/test_bench.py runs it): the tiny twins at 64 px, N = 2
 and 4, the figures meaningless beyond showing that every path runs.
-A "before" configuration whose float32 features alone would exceed ``--before-limit-gb`` is
-skipped (it would push this machine out of memory).
+A "before" configuration whose estimated peak (5.4x its float32 features, as measured at N = 8,
+plus about 6 GiB of models) would exceed ``--before-limit-gb`` (default: the available memory
+less 1.5 GiB) is skipped, saying so: it would push this machine out of memory. A configuration
+whose process dies anyway is reported as such and the run goes on.
 """
 
 from __future__ import annotations
@@ -68,6 +70,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # feature dims and stride per extractor at the real architectures (REFERENCE 1.4)
 GEOMETRY = {"sd": (7680, 8), "dino": (768, 8), "clip": (768, 16)}
 MB = 1 << 20
+# the all-at-once path's peak beyond the models over its float32 features, measured at N = 8,
+# 512 px (5,716 MiB for 1.06 GiB), and the models' and libraries' resident GiB at 512 px
+BEFORE_FACTOR, MODELS_GB = 5.4, 6.0
 
 
 # --------------------------------------------------------------------------- inputs
@@ -232,16 +237,42 @@ def _segmenter(extractors, configs, job):
     return Segmenter(vocab, parts, "cpu", QueryConfig(prefilter=False), batch=batch)
 
 
-def measure(job: dict) -> dict:
+def measure(job: dict) -> dict | None:
+    """Run one configuration in a fresh ``spawn`` process; its result dict, or None when the
+    process died (e.g. killed by the kernel for memory), which the caller reports."""
+    import queue as queues
+
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=run_config, args=(job, queue))
     proc.start()
-    result = queue.get()
+    while True:
+        try:
+            result = queue.get(timeout=5)
+            break
+        except queues.Empty:
+            if not proc.is_alive():
+                print(
+                    f"configuration {job['kind']} {job['variant']} N={job['n']} died "
+                    f"(exit {proc.exitcode}; -9 is the kernel's out-of-memory kill)",
+                    flush=True,
+                )
+                return None
     proc.join()
     if proc.exitcode:
         raise SystemExit(f"configuration {job} failed (exit {proc.exitcode})")
     return result
+
+
+def available_gb() -> float:
+    """The kernel's MemAvailable in GiB (16 where /proc/meminfo is absent)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / (1 << 20)
+    except OSError:
+        pass
+    return 16.0
 
 
 # --------------------------------------------------------------------------- main
@@ -275,7 +306,13 @@ def main(argv: list[str] | None = None) -> int:
         help="prototype building with the models (--no-models --no-segment: --stage only)",
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
-    parser.add_argument("--before-limit-gb", type=float, default=12.0)
+    parser.add_argument(
+        "--before-limit-gb",
+        type=float,
+        default=None,
+        help="skip a 'before' configuration whose estimated peak exceeds this many GiB "
+        "(default: this machine's available memory less 1.5 GiB)",
+    )
     parser.add_argument(
         "--workdir",
         type=Path,
@@ -283,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
         help="where the random-weight models are saved (once)",
     )
     args = parser.parse_args(argv)
+    if args.before_limit_gb is None:
+        args.before_limit_gb = round(available_gb() - 1.5, 1)
     size, ns, names = args.size, [int(x) for x in args.n.split(",")], args.extractors.split(",")
     if size is None:
         import torch
@@ -322,10 +361,22 @@ def main(argv: list[str] | None = None) -> int:
             feat_gb = sum(n * GEOMETRY[x][0] * (size // GEOMETRY[x][1]) ** 2 * 4 for x in names) / (
                 1 << 30
             )
-            if variant == "before" and feat_gb > args.before_limit_gb:
-                print(f"skipped before at N={n}: {feat_gb:.1f} GiB of float32 features")
+            # "before" peaks at about 5.4x its float32 features beyond the models (5,716 MiB
+            # for 1.06 GiB at N = 8, 512 px) on top of about 6 GiB of models and libraries
+            est = BEFORE_FACTOR * feat_gb + MODELS_GB
+            if variant == "before" and est > args.before_limit_gb:
+                print(
+                    f"skipped before at N={n}: estimated peak {est:.0f} GiB ({feat_gb:.1f} GiB "
+                    f"of float32 features x {BEFORE_FACTOR} + {MODELS_GB:.0f} GiB of models) "
+                    f"> --before-limit-gb {args.before_limit_gb:g}",
+                    flush=True,
+                )
                 continue
-            res[variant] = measure({**job0, "kind": "protos", "variant": variant, "n": n})
+            got = measure({**job0, "kind": "protos", "variant": variant, "n": n})
+            if got is not None:
+                res[variant] = got
+        if "after" not in res:
+            raise SystemExit(f"prototype building after at N={n} died; see above")
         _report(f"protos_n{n}", res, size)
         after_peaks[n] = res["after"]["peak"] - res["after"]["base"]
     if len(ns) > 1 and args.models:
@@ -337,10 +388,13 @@ def main(argv: list[str] | None = None) -> int:
             f"peak beyond the models at N={hi} over N={lo} (flat = 1.0; target: flat)",
         )
     if args.segment:
-        res = {
-            v: measure({**job0, "kind": "segment", "variant": v, "n": 0})
-            for v in ("before", "after")
-        }
+        res = {}
+        for v in ("before", "after"):
+            got = measure({**job0, "kind": "segment", "variant": v, "n": 0})
+            if got is not None:
+                res[v] = got
+        if "after" not in res:
+            raise SystemExit("segment after died; see above")
         _report("segment_640x427", res, size)
     return 0
 
@@ -360,12 +414,21 @@ def _stage_figures(args, ns: list[int]) -> None:
     for n in ns:
         res = {}
         for variant in ("before", "after"):
-            # before: the features, the pooled rows and scikit-learn's float64 copies
-            est = n * GEOMETRY["sd"][0] * grid * grid * 4 * 3.5 / (1 << 30)
+            # before: the features, the pooled rows and scikit-learn's float64 copies, about
+            # 5.5x the float32 features (11,325 MiB for 1.9 GiB at N = 16, 512 px)
+            est = n * GEOMETRY["sd"][0] * grid * grid * 4 * 5.5 / (1 << 30) + 1
             if variant == "before" and est > args.before_limit_gb:
-                print(f"skipped stage before at N={n}: about {est:.0f} GiB")
+                print(
+                    f"skipped stage before at N={n}: estimated peak {est:.0f} GiB > "
+                    f"--before-limit-gb {args.before_limit_gb:g}",
+                    flush=True,
+                )
                 continue
-            res[variant] = measure({**job, "variant": variant, "n": n})
+            got = measure({**job, "variant": variant, "n": n})
+            if got is not None:
+                res[variant] = got
+        if "after" not in res:
+            raise SystemExit(f"the prototype stage after at N={n} died; see above")
         _report(f"stage_n{n}", res, size)
         extras[n] = res["after"]["peak"] - res["after"]["base"]
     if len(ns) > 1:
