@@ -112,3 +112,15 @@ def test_memory_bench_quick_prints_every_figure():
     assert "protos_after_extra_growth" in figures
     assert "segment_640x427_after_peak_extra" in figures
     assert "64 px (REDUCED size" in out.stdout
+
+
+def test_memory_bench_reports_a_configuration_that_dies(monkeypatch, capsys):
+    """measure() returns None and says so when its child process dies before answering (the
+    kernel's out-of-memory kill in a real run; here a job the child cannot read), instead of
+    waiting on the queue for ever."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import bench_memory
+
+    assert bench_memory.measure({"kind": "protos", "variant": "before", "n": 32}) is None
+    assert "configuration protos before N=32 died (exit 1;" in capsys.readouterr().out
+    assert 0 < bench_memory.available_gb() < 1 << 20
