@@ -40,6 +40,7 @@ whose process dies anyway is reported as such and the run goes on.
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing as mp
 import sys
 import time
@@ -73,6 +74,9 @@ MB = 1 << 20
 # the all-at-once path's peak beyond the models over its float32 features, measured at N = 8,
 # 512 px (5,716 MiB for 1.06 GiB), and the models' and libraries' resident GiB at 512 px
 BEFORE_FACTOR, MODELS_GB = 5.4, 6.0
+# the same for the prototype stage alone (features, pooled rows, scikit-learn's float64
+# copies: 11,325 MiB for 1.9 GiB at N = 16, 512 px) over about 1 GiB of libraries
+STAGE_FACTOR, LIBS_GB = 5.5, 1.0
 
 
 # --------------------------------------------------------------------------- inputs
@@ -264,6 +268,37 @@ def measure(job: dict) -> dict | None:
     return result
 
 
+def before_and_after(job: dict, name: str, limit: float, estimate: float, why: str = "") -> dict:
+    """Measure ``job``'s "before" and "after" variants: {"before"?: result, "after": result}.
+
+    "before" is skipped, saying so, when its ``estimate`` (GiB) is over ``limit``, and left out
+    when its process dies; a dead "after" ends the run (it is the figure the bench is for)."""
+    res = {}
+    if estimate > limit:
+        print(
+            f"skipped {name}: estimated peak {estimate:.0f} GiB{why} > --before-limit-gb {limit:g}",
+            flush=True,
+        )
+    elif (got := measure({**job, "variant": "before"})) is not None:
+        res["before"] = got
+    res["after"] = measure({**job, "variant": "after"})
+    if res["after"] is None:
+        at = f" at N={job['n']}" if job["n"] else ""
+        raise SystemExit(f"{job['kind']} after{at} died; see above")
+    return res
+
+
+def _gib(text: str) -> float:
+    """``--before-limit-gb``: a positive, finite number of GiB."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of GiB (e.g. 12)")
+    return value
+
+
 def available_gb() -> float:
     """The kernel's MemAvailable in GiB (16 where /proc/meminfo is absent)."""
     try:
@@ -308,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument(
         "--before-limit-gb",
-        type=float,
+        type=_gib,
         default=None,
         help="skip a 'before' configuration whose estimated peak exceeds this many GiB "
         "(default: this machine's available memory less 1.5 GiB)",
@@ -356,27 +391,16 @@ def main(argv: list[str] | None = None) -> int:
         _stage_figures(args, ns)
     after_peaks = {}
     for n in ns if args.models else ():
-        res = {}
-        for variant in ("before", "after"):
-            feat_gb = sum(n * GEOMETRY[x][0] * (size // GEOMETRY[x][1]) ** 2 * 4 for x in names) / (
-                1 << 30
-            )
-            # "before" peaks at about 5.4x its float32 features beyond the models (5,716 MiB
-            # for 1.06 GiB at N = 8, 512 px) on top of about 6 GiB of models and libraries
-            est = BEFORE_FACTOR * feat_gb + MODELS_GB
-            if variant == "before" and est > args.before_limit_gb:
-                print(
-                    f"skipped before at N={n}: estimated peak {est:.0f} GiB ({feat_gb:.1f} GiB "
-                    f"of float32 features x {BEFORE_FACTOR} + {MODELS_GB:.0f} GiB of models) "
-                    f"> --before-limit-gb {args.before_limit_gb:g}",
-                    flush=True,
-                )
-                continue
-            got = measure({**job0, "kind": "protos", "variant": variant, "n": n})
-            if got is not None:
-                res[variant] = got
-        if "after" not in res:
-            raise SystemExit(f"prototype building after at N={n} died; see above")
+        feat_gb = sum(n * GEOMETRY[x][0] * (size // GEOMETRY[x][1]) ** 2 * 4 for x in names)
+        feat_gb /= 1 << 30
+        res = before_and_after(
+            {**job0, "kind": "protos", "n": n},
+            f"before at N={n}",
+            args.before_limit_gb,
+            BEFORE_FACTOR * feat_gb + MODELS_GB,
+            f" ({feat_gb:.1f} GiB of float32 features x {BEFORE_FACTOR} + {MODELS_GB:.0f} GiB "
+            "of models)",
+        )
         _report(f"protos_n{n}", res, size)
         after_peaks[n] = res["after"]["peak"] - res["after"]["base"]
     if len(ns) > 1 and args.models:
@@ -388,13 +412,9 @@ def main(argv: list[str] | None = None) -> int:
             f"peak beyond the models at N={hi} over N={lo} (flat = 1.0; target: flat)",
         )
     if args.segment:
-        res = {}
-        for v in ("before", "after"):
-            got = measure({**job0, "kind": "segment", "variant": v, "n": 0})
-            if got is not None:
-                res[v] = got
-        if "after" not in res:
-            raise SystemExit("segment after died; see above")
+        res = before_and_after(
+            {**job0, "kind": "segment", "n": 0}, "segment before", args.before_limit_gb, 0.0
+        )
         _report("segment_640x427", res, size)
     return 0
 
@@ -412,23 +432,13 @@ def _stage_figures(args, ns: list[int]) -> None:
     job = {"models": {}, "size": size, "threads": args.threads, "kind": "stage"}
     extras = {}
     for n in ns:
-        res = {}
-        for variant in ("before", "after"):
-            # before: the features, the pooled rows and scikit-learn's float64 copies, about
-            # 5.5x the float32 features (11,325 MiB for 1.9 GiB at N = 16, 512 px)
-            est = n * GEOMETRY["sd"][0] * grid * grid * 4 * 5.5 / (1 << 30) + 1
-            if variant == "before" and est > args.before_limit_gb:
-                print(
-                    f"skipped stage before at N={n}: estimated peak {est:.0f} GiB > "
-                    f"--before-limit-gb {args.before_limit_gb:g}",
-                    flush=True,
-                )
-                continue
-            got = measure({**job, "variant": variant, "n": n})
-            if got is not None:
-                res[variant] = got
-        if "after" not in res:
-            raise SystemExit(f"the prototype stage after at N={n} died; see above")
+        feat_gb = n * GEOMETRY["sd"][0] * grid * grid * 4 / (1 << 30)
+        res = before_and_after(
+            {**job, "n": n},
+            f"stage before at N={n}",
+            args.before_limit_gb,
+            STAGE_FACTOR * feat_gb + LIBS_GB,
+        )
         _report(f"stage_n{n}", res, size)
         extras[n] = res["after"]["peak"] - res["after"]["base"]
     if len(ns) > 1:
