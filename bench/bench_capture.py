@@ -1,6 +1,6 @@
 """Cost of attention capture: generation with vs without it, same model, settings and inputs.
 
-    python bench/bench_capture.py [--images 8] [--steps 10] [--repeats 3] [--size 64]
+    python -m bench.bench_capture [--images 8] [--steps 10] [--repeats 3] [--size 64]
 
 Runs the tiny-profile Stable Diffusion twin on the CPU (or --profile default --device cuda for
 the real SD 1.5). Alternates the two modes and keeps each mode's best time, so the ratio is
@@ -15,10 +15,7 @@ import time
 
 import numpy as np
 
-try:
-    from common import figure
-except ImportError:  # run as bench.bench_capture
-    from bench.common import figure
+from bench.common import figure
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """End-to-end figures on the tiny profile: add, re-add, segment.
 
-    python bench/bench_e2e.py [--n 4] [--images 5]
+    python -m bench.bench_e2e [--n 4] [--images 5]
 
 Prints one line per figure: name, value, unit, and the baseline it is compared with (measured in
 the same run; these machines are noisy, so read ratios, not absolute seconds).
@@ -15,10 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-try:
-    from common import figure
-except ImportError:  # run as bench.bench_e2e
-    from bench.common import figure
+from bench.common import figure
 
 
 def main() -> None:

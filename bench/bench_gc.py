@@ -1,6 +1,6 @@
 """gc's memory: a clustered rewrite of a large prototype table, streamed vs. read whole.
 
-    python bench/bench_gc.py [--classes 2000] [--per-class 100] [--dim 768] [--quick]
+    python -m bench.bench_gc [--classes 2000] [--per-class 100] [--dim 768] [--quick]
 
 Builds a bank with one float16 prototype table of --classes sets (appended in shuffled class
 order, so gc has to reorder them) plus the rows of one killed add (orphans), copies it, and
@@ -30,12 +30,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-try:
-    from common import BENCH_EXTRACTOR as EXTRACTOR
-    from common import append_synthetic_sets, figure
-except ImportError:  # run as bench.bench_gc
-    from bench.common import BENCH_EXTRACTOR as EXTRACTOR
-    from bench.common import append_synthetic_sets, figure
+from bench.common import BENCH_EXTRACTOR as EXTRACTOR
+from bench.common import append_synthetic_sets, figure
+
+ROOT = Path(__file__).resolve().parents[1]  # children run `-m bench.bench_gc` from here
 
 
 def build(path: Path, classes: int, per_class: int, dim: int, batch: int = 250) -> None:
@@ -109,8 +107,8 @@ def main() -> None:
             bank = Path(tmp) / mode
             shutil.copytree(src, bank)
             run = subprocess.run(
-                [sys.executable, __file__, "--child", str(bank), mode],
-                capture_output=True, text=True, check=False,
+                [sys.executable, "-m", "bench.bench_gc", "--child", str(bank), mode],
+                capture_output=True, text=True, check=False, cwd=ROOT,
             )  # fmt: skip
             if run.returncode:
                 sys.exit(f"{mode} rewrite failed:\n{run.stderr}")

@@ -1,6 +1,6 @@
 """The grounding head on the learned TEST WORLD: seen vs unseen classes (REFERENCE 3 in miniature).
 
-    python bench/bench_grounding.py [--quick] [--per-class 4] [--steps 300] [--scenes 24]
+    python -m bench.bench_grounding [--quick] [--per-class 4] [--steps 300] [--scenes 24]
                                     [--bank DIR] [--masks attention]
 
 Trains a head (protodb.synth.train.train_grounding) on synthetic images of six seen world classes
@@ -19,10 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-try:
-    from common import figure
-except ImportError:  # run as bench.bench_grounding
-    from bench.common import figure
+from bench.common import figure
 
 SEEN = ["red disc", "yellow star", "purple square", "grass", "sky", "sand"]
 

@@ -1,6 +1,6 @@
 """The matching step against one matrix product of the same size, and its peak extra memory.
 
-    python bench/bench_match.py [--classes 150] [--protos 65] [--dim 768] [--grid 64] [--reps 5]
+    python -m bench.bench_match [--classes 150] [--protos 65] [--dim 768] [--grid 64] [--reps 5]
 
 A vocabulary of ``classes`` classes with ``protos`` fg and ``protos`` bg prototypes each (the
 background class is the union of the bg ones: 150 x 65 = 9750 rows), ``dim``-dimensional, matched
@@ -20,10 +20,7 @@ import statistics
 import time
 from pathlib import Path
 
-try:
-    from common import figure
-except ImportError:  # run as bench.bench_match
-    from bench.common import figure
+from bench.common import figure
 
 
 def _status(key: str) -> int:

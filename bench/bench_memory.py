@@ -1,6 +1,6 @@
 """Peak host memory and time of prototype building and of segment at the paper's sizes.
 
-    python bench/bench_memory.py [--size 512] [--n 8,16,32] [--extractors sd,dino,clip]
+    python -m bench.bench_memory [--size 512] [--n 8,16,32] [--extractors sd,dino,clip]
                                  [--reduced] [--quick] [--segment/--no-segment]
                                  [--workdir DIR] [--before-limit-gb GiB]
 
@@ -46,28 +46,16 @@ import sys
 import time
 from pathlib import Path
 
-try:
-    from common import (
-        DEFAULT_WORKDIR,
-        build_models,
-        extractor_configs,
-        figure,
-        peak_rss,
-        reset_peak_rss,
-        rss,
-    )
-except ImportError:  # run as bench.bench_memory
-    from bench.common import (
-        DEFAULT_WORKDIR,
-        build_models,
-        extractor_configs,
-        figure,
-        peak_rss,
-        reset_peak_rss,
-        rss,
-    )
+from bench.common import (
+    DEFAULT_WORKDIR,
+    build_models,
+    extractor_configs,
+    figure,
+    peak_rss,
+    reset_peak_rss,
+    rss,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
 # feature dims and stride per extractor at the real architectures (REFERENCE 1.4)
 GEOMETRY = {"sd": (7680, 8), "dino": (768, 8), "clip": (768, 16)}
 MB = 1 << 20
@@ -166,7 +154,6 @@ def run_config(job: dict, queue) -> None:
     import torch
 
     torch.set_num_threads(job["threads"])
-    sys.path.insert(0, str(ROOT))
     from protodb.extractors.factory import get_extractor
 
     configs = extractor_configs(job["models"], job["size"]) if job["kind"] != "stage" else []
@@ -369,7 +356,6 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [x for x in names if x not in GEOMETRY]
     if unknown:
         parser.error(f"--extractors {','.join(unknown)}: known {', '.join(GEOMETRY)}")
-    sys.path.insert(0, str(ROOT))
     t = time.perf_counter()
     if args.quick:
         models, what = dict.fromkeys(names, "tiny"), "the tiny twins (QUICK: a smoke run)"

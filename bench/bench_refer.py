@@ -1,8 +1,8 @@
 """Referring segmentation (Ref-Diff, REFERENCE 2) on the test world's referring set: mIoU and
 oIoU per mode, seconds per (image, expression) and the share of each stage.
 
-    python bench/bench_refer.py [--images 24] [--seed 0] [--profile world-learned] [--bank DIR]
-    python bench/bench_refer.py --arch512 [--device cuda] [--pairs 2]
+    python -m bench.bench_refer [--images 24] [--seed 0] [--profile world-learned] [--bank DIR]
+    python -m bench.bench_refer --arch512 [--device cuda] [--pairs 2]
 
 Profile ``world-learned`` (default): the attention is the shipped learned Stable Diffusion's own
 (nothing drawn from ground truth); CLIP is the tiny random-weight twin, so every
@@ -26,10 +26,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-try:
-    from common import figure
-except ImportError:  # run as bench.bench_refer
-    from bench.common import figure
+from bench.common import figure
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """``add --ray`` throughput: units ((class, seed)) per second with 1 and 2 Ray workers against
 one process, all measured in the same run on the same classes, each into a fresh bank.
 
-    python bench/bench_scale.py [--classes 6] [--n 2] [--steps 4] [--profile tiny] [--quick]
+    python -m bench.bench_scale [--classes 6] [--n 2] [--steps 4] [--profile tiny] [--quick]
                                 [--s3]
 
 Each configuration builds the same units: the one-process run (``db.add`` on one torch thread,
@@ -21,10 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-try:
-    from common import figure
-except ImportError:  # run as bench.bench_scale
-    from bench.common import figure
+from bench.common import figure
 
 NAMES = [
     "red apple", "grass", "blue cup", "sky", "dog", "tree", "car", "road", "cat", "water",

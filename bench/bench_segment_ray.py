@@ -1,6 +1,6 @@
 """``segment --ray`` against the single-process ``segment``, on the tiny profile, in one run.
 
-    python bench/bench_segment_ray.py [--images 20] [--workers 1 2] [--quick]
+    python -m bench.bench_segment_ray [--images 20] [--workers 1 2] [--quick]
 
 Builds a small bank (tiny profile: two classes, n=4, dinov2; about 20 s) and --images
 deterministic PNGs (gradients, a disc, noise; 48-105 px), then times, each from a fresh start
@@ -29,10 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-try:
-    from common import figure
-except ImportError:  # run as bench.bench_segment_ray
-    from bench.common import figure
+from bench.common import figure
 
 
 def make_images(folder: Path, n: int) -> None:

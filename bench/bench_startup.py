@@ -1,7 +1,7 @@
 """CLI start-up: ``protodb --help``, ``ls``, ``history``, ``show`` and ``vocab ls`` as whole
 processes, this checkout's code against a base commit's, in one run.
 
-    python bench/bench_startup.py [--runs 7] [--base e753e6b] [--quick]
+    python -m bench.bench_startup [--runs 7] [--base e753e6b] [--quick]
 
 Extracts the base commit's code (``git archive``, default e753e6b: the listings opened the
 bank through lancedb and parsed through typer) into a temporary directory and builds a small
@@ -33,10 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-try:
-    from common import figure
-except ImportError:  # run as bench.bench_startup
-    from bench.common import figure
+from bench.common import figure
 
 ROOT = Path(__file__).resolve().parents[1]
 

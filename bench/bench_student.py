@@ -1,6 +1,6 @@
 """The student against the prototype matcher of the same vocabulary, on the learned TEST WORLD.
 
-    python bench/bench_student.py [--quick] [--per-class 4] [--steps 600] [--scenes 24]
+    python -m bench.bench_student [--quick] [--per-class 4] [--steps 600] [--scenes 24]
                                   [--bank DIR] [--data DIR]
 
 A synthetic dataset of the world vocabulary (``protodb synth``: per-class compositions, seed 1,
@@ -18,10 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-try:
-    from common import figure
-except ImportError:  # run as bench.bench_student
-    from bench.common import figure
+from bench.common import figure
 
 
 def main() -> None:

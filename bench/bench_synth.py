@@ -1,6 +1,6 @@
 """Mask quality of synthetic images per source, on the learned TEST WORLD.
 
-    python bench/bench_synth.py [--quick] [--per-class 4] [--n 8] [--seed 0] [--bank DIR]
+    python -m bench.bench_synth [--quick] [--per-class 4] [--n 8] [--seed 0] [--bank DIR]
 
 Builds the learned world's bank (``protodb world bank``: every world class, n support images,
 sd extractor, otsu masks; or reuses --bank), samples ``per-class`` compositions per class (1-3
@@ -19,10 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-try:
-    from common import figure
-except ImportError:  # run as bench.bench_synth
-    from bench.common import figure
+from bench.common import figure
 
 
 def main() -> None:

@@ -1,9 +1,9 @@
 """Seconds per class of ``add`` (generate, masks, features, prototypes, bank write), by stage.
 
-    python bench/bench_synthesis.py --random-weights [--device cpu|cuda] [--n 32] [--steps 30]
+    python -m bench.bench_synthesis --random-weights [--device cpu|cuda] [--n 32] [--steps 30]
                                     [--size 512] [--extractors sd,dino,clip] [--json]
                                     [--repeats 2] [--workdir DIR] [--threads T]
-    python bench/bench_synthesis.py --tiny | --quick     # the tiny twins (a smoke run)
+    python -m bench.bench_synthesis --tiny | --quick     # the tiny twins (a smoke run)
 
 Models (``--random-weights``, the default): the real architectures (Stable Diffusion 1.5's
 UNet / VAE / text encoder, DINO ViT-B/8, CLIP ViT-B/16 with QuickGELU) built from the
@@ -52,28 +52,16 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-try:
-    from common import (
-        DEFAULT_WORKDIR,
-        build_models,
-        extractor_configs,
-        figure,
-        peak_rss,
-        reset_peak_rss,
-        rss,
-    )
-except ImportError:  # run as bench.bench_synthesis
-    from bench.common import (
-        DEFAULT_WORKDIR,
-        build_models,
-        extractor_configs,
-        figure,
-        peak_rss,
-        reset_peak_rss,
-        rss,
-    )
+from bench.common import (
+    DEFAULT_WORKDIR,
+    build_models,
+    extractor_configs,
+    figure,
+    peak_rss,
+    reset_peak_rss,
+    rss,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
 FULL = {"n": 32, "steps": 30, "size": 512}
 REDUCED = {"n": 2, "steps": 2, "size": 256}
 QUICK = {"n": 2, "steps": 1, "size": 64}
@@ -140,7 +128,6 @@ def resolve_size(args, device: str) -> tuple[dict, str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    sys.path.insert(0, str(ROOT))
     import numpy as np
     import torch
 

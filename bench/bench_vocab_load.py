@@ -1,6 +1,6 @@
 """Vocabulary load: the prototypes of a 200-class vocabulary from a bank of 20,000 classes.
 
-    python bench/bench_vocab_load.py [--classes 20000] [--per-class 100] [--dim 768]
+    python -m bench.bench_vocab_load [--classes 20000] [--per-class 100] [--dim 768]
         [--vocab 200] [--repeats 20] [--cache DIR] [--rebuild]
 
 Builds (once, into --cache; about 3 GB at the default size, several minutes) a bank with one
@@ -27,14 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-try:
-    from common import BENCH_EXTRACTOR as EXTRACTOR
-    from common import BENCH_GENERATOR as GENERATOR
-    from common import append_synthetic_sets, figure
-except ImportError:  # run as bench.bench_vocab_load
-    from bench.common import BENCH_EXTRACTOR as EXTRACTOR
-    from bench.common import BENCH_GENERATOR as GENERATOR
-    from bench.common import append_synthetic_sets, figure
+from bench.common import BENCH_EXTRACTOR as EXTRACTOR
+from bench.common import BENCH_GENERATOR as GENERATOR
+from bench.common import append_synthetic_sets, figure
 
 
 def build(path: Path, classes: int, per_class: int, dim: int, batch: int = 500) -> None:

@@ -2,7 +2,7 @@
 the drawn-attention oracle beside it (protodb.world.report, the same rows as
 ``protodb world report``).
 
-    python bench/bench_world.py [--quick] [--n 8] [--images 24] [--seed 0]
+    python -m bench.bench_world [--quick] [--n 8] [--images 24] [--seed 0]
 
 Builds the banks (learned: sd + world extractors, otsu; learned with MaskCut masks; oracle) and
 the labelled scenes in a temporary directory and prints one line per figure: name, value, unit
@@ -17,10 +17,7 @@ import argparse
 import re
 import tempfile
 
-try:
-    from common import figure
-except ImportError:  # run as bench.bench_world
-    from bench.common import figure
+from bench.common import figure
 
 # protodb world report --n 8 --images 24 --seed 0 (README "The test world")
 README_LEARNED = 27.3

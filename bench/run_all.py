@@ -1,8 +1,10 @@
 """Run every benchmark of the project and print one line per figure.
 
-    python bench/run_all.py [--quick] [--only SUBSTRING] [--timeout SECONDS]
+    python -m bench.run_all [--quick] [--only SUBSTRING] [--timeout SECONDS]
 
-Discovers ``bench_*.py`` next to this file (or in ``--dir``), runs each in its own process with
+Discovers ``bench_*.py`` next to this file (or in ``--dir``), runs each in its own process as a
+module of its folder's package from the folder's parent (``python -m bench.bench_x`` from the
+repository root, so that ``bench.common`` and this tree's ``protodb`` are the ones imported) with
 its own defaults, passing ``--quick`` only to benchmarks that accept it, and prints each figure
 line (``name<TAB>value<TAB>unit<TAB>baseline: ...``, see bench/common.py) to stdout as it comes.
 Everything else a benchmark prints goes to stderr, with a header per benchmark naming the
@@ -59,10 +61,11 @@ class BenchRun:
 def run_bench(
     path: Path, *, quick: bool = False, timeout: float = 1800, echo=print, log=None
 ) -> BenchRun:
-    """Run one benchmark script; figure lines go to ``echo`` as they arrive, the rest to
-    ``log`` (default: stderr)."""
+    """Run one benchmark script as ``python -m <folder>.<script>`` from the folder's parent;
+    figure lines go to ``echo`` as they arrive, the rest to ``log`` (default: stderr)."""
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
-    cmd = [sys.executable, str(path)] + (["--quick"] if quick and accepts_quick(path) else [])
+    module = f"{path.parent.name}.{path.stem}"  # bench/bench_x.py -> bench.bench_x
+    cmd = [sys.executable, "-m", module] + (["--quick"] if quick and accepts_quick(path) else [])
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     start = time.perf_counter()
     run = BenchRun(path, 0)

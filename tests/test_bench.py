@@ -66,18 +66,14 @@ def test_run_all_reports_a_failing_bench(tmp_path, capsys):
     assert run_all.main(["--dir", str(d), "--only", "nothing"]) == 1
 
 
-def test_startup_bench_runs_the_named_trees_cli(tmp_path):
+def test_startup_bench_runs_the_named_trees_cli(tmp_path, monkeypatch):
     """bench_startup.py's runs import the CLI of the tree they name, not the installed one: a
     copy of this tree whose --help says something else is the one that answers."""
     import shutil
 
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec = importlib.util.spec_from_file_location("bench_startup", BENCH / "bench_startup.py")
-        bench = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(bench)
-    finally:
-        sys.path.remove(str(BENCH))
+    monkeypatch.syspath_prepend(str(BENCH.parent))
+    from bench import bench_startup as bench
+
     tree = tmp_path / "tree"
     for part in ("protodb", "cli", "schemas"):
         shutil.copytree(bench.ROOT / part, tree / part, symlinks=True)
@@ -97,7 +93,7 @@ def test_memory_bench_quick_prints_every_figure():
     import subprocess
 
     out = subprocess.run(
-        [sys.executable, str(BENCH / "bench_memory.py"), "--quick"],
+        [sys.executable, "-m", "bench.bench_memory", "--quick"],
         capture_output=True,
         text=True,
         timeout=900,
@@ -118,8 +114,8 @@ def test_memory_bench_reports_a_configuration_that_dies(monkeypatch, capsys):
     """measure() returns None and says so when its child process dies before answering (the
     kernel's out-of-memory kill in a real run; here a job the child cannot read), instead of
     waiting on the queue for ever."""
-    monkeypatch.syspath_prepend(str(BENCH))
-    import bench_memory
+    monkeypatch.syspath_prepend(str(BENCH.parent))
+    from bench import bench_memory
 
     assert bench_memory.measure({"kind": "protos", "variant": "before", "n": 32}) is None
     assert "configuration protos before N=32 died (exit 1;" in capsys.readouterr().out

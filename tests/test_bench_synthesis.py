@@ -3,7 +3,7 @@ real models: the tiny twins by default, the random-weight real architectures whe
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import subprocess
 import sys
@@ -20,16 +20,11 @@ STAGES = (
 
 
 def _bench():
-    sys.path.insert(0, str(BENCH))
+    sys.path.insert(0, str(BENCH.parent))
     try:
-        spec = importlib.util.spec_from_file_location(
-            "bench_synthesis", BENCH / "bench_synthesis.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        return importlib.import_module("bench.bench_synthesis")
     finally:
-        sys.path.remove(str(BENCH))
-    return module
+        sys.path.remove(str(BENCH.parent))
 
 
 def _check(out: dict, n: int, steps: int, size: int) -> None:
@@ -117,7 +112,7 @@ def test_random_weights_at_64px():
     """The real architectures with random weights (built once under the bench's work
     directory: about 5 GB, minutes the first time) at 64 px, N = 2, 1 step, on the CPU."""
     out = subprocess.run(
-        [sys.executable, str(BENCH / "bench_synthesis.py"), "--random-weights", "--device", "cpu",
+        [sys.executable, "-m", "bench.bench_synthesis", "--random-weights", "--device", "cpu",
          "--size", "64", "--n", "2", "--steps", "1", "--json"],
         capture_output=True, text=True, timeout=1200, cwd=BENCH.parent,
     )  # fmt: skip

@@ -4,6 +4,7 @@ back through others (no import circle, function-level imports included)."""
 import ast
 import subprocess
 import sys
+from collections.abc import Collection
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,20 +53,26 @@ def _modules() -> dict[str, Path]:
     return mods
 
 
+def _imports(source: str, mods: Collection[str]) -> set[str]:
+    """The modules of ``mods`` that ``source`` imports anywhere: at module level, inside
+    functions, under ``if TYPE_CHECKING``. ``from protodb.x import y`` counts as an import of
+    ``protodb.x.y`` when that is a module, else of ``protodb.x``."""
+    deps = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("protodb"):
+            for alias in node.names:
+                full = f"{node.module}.{alias.name}"
+                deps.add(full if full in mods else node.module)
+        elif isinstance(node, ast.Import):
+            deps.update(a.name for a in node.names if a.name.startswith("protodb"))
+    return {d for d in deps if d in mods}
+
+
 def _import_graph() -> dict[str, set[str]]:
+    """Every protodb module (protodb/ and cli/ as protodb.cli) -> the protodb modules it
+    imports (see :func:`_imports`)."""
     mods = _modules()
-    graph = {}
-    for name, path in mods.items():
-        deps = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("protodb"):
-                for alias in node.names:
-                    full = f"{node.module}.{alias.name}"
-                    deps.add(full if full in mods else node.module)
-            elif isinstance(node, ast.Import):
-                deps.update(a.name for a in node.names if a.name.startswith("protodb"))
-        graph[name] = {d for d in deps if d in mods and d != name}
-    return graph
+    return {name: _imports(path.read_text(), mods) - {name} for name, path in mods.items()}
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:

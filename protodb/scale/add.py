@@ -13,8 +13,8 @@ is whole), a lost worker loses its unit (Ray restarts the actor and retries it, 
 
 Actors: one per GPU (``num_gpus=1``, device cuda) when the cluster has GPUs, else ``workers``
 CPU actors (default 2) at fractional CPUs (:func:`protodb.scale.cluster.actor_cpus`). They get
-the driver's ``AWS_*``, ``HF_*`` and ``PROTODB_*`` environment (an object-store bank needs the
-same credentials and endpoint on every node).
+the driver's environment that :func:`protodb.scale.cluster.actor_env` forwards (an object-store
+bank needs the same credentials and endpoint on every node, the models the same caches).
 """
 
 from __future__ import annotations
@@ -28,13 +28,11 @@ from dataclasses import dataclass, field
 
 from protodb.errors import ProtodbError
 from protodb.progress import Progress
-from protodb.scale.cluster import LOCAL, actor_cpus, connect, shutdown
+from protodb.scale.cluster import LOCAL, actor_cpus, actor_env, connect, shutdown
 
 #: tests: with this set to a file path, the first actor to build a unit (when the file does not
 #: exist yet) creates the file and exits at once, a worker lost mid-run
 FAULT_WORKER_ENV = "PROTODB_FAULT_KILL_WORKER"
-_FORWARD = ("AWS_", "HF_", "PROTODB_", "TRANSFORMERS_", "DIFFUSERS_")
-_NOT_FORWARDED = ("PROTODB_FAULT_KILL_AFTER_COMMITS",)  # the driver's own fault point
 
 
 @dataclass
@@ -146,11 +144,7 @@ class RayExecutor:
             # torch threads as the CPUs asked (at least one): no oversubscription, and a
             # one-thread actor computes bit for bit what a one-thread process does
             device, threads = db.settings.device, max(1, int(cpus))
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k.startswith(_FORWARD) and k not in _NOT_FORWARDED
-        }
+        env = actor_env()
         worker_cls = ray.remote(
             max_restarts=self.retries, max_task_retries=self.retries, **resources
         )(UnitWorker)

@@ -5,6 +5,8 @@ stale cluster file otherwise makes ``ray.init`` try to join a dead cluster), tok
 local one (``RAY_AUTH_MODE=disabled``), no dashboard, no usage stats, a small object store.
 Actors ask for fractional CPUs (:func:`actor_cpus`): an actor pool that takes every CPU starves
 Ray Data's read tasks and hangs without a word.
+Every actor, of ``add --ray`` and ``segment --ray`` alike, gets the driver's environment that
+:func:`actor_env` forwards (object store, model hubs, protodb's settings).
 """
 
 from __future__ import annotations
@@ -12,12 +14,19 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from protodb.errors import ProtodbError
 
 #: the address that means "start a cluster on this machine" (``--ray`` without a value)
 LOCAL = "local"
+
+#: prefixes of the driver's environment variables every actor inherits (:func:`actor_env`)
+ACTOR_ENV_PREFIXES = ("AWS_", "HF_", "TRANSFORMERS_", "DIFFUSERS_", "PROTODB_")
+#: the driver's own variables, never forwarded: the commit fault point of the tests
+#: (``protodb.bank.commit.FAULT_ENV``) kills the process that commits, which is the driver alone
+ACTOR_ENV_EXCLUDED = frozenset({"PROTODB_FAULT_KILL_AFTER_COMMITS"})
 
 
 def require_ray():
@@ -141,3 +150,31 @@ def actor_cpus(cpus: float, actors: int) -> float:
         raise ProtodbError(f"--workers {actors} must be >= 1")
     share = max(cpus - 0.5, 0.25) / actors
     return round(min(share, 1.0) if cpus > 2 else min(share, 0.5), 3)
+
+
+def actor_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment variables a Ray actor of ``add --ray`` or ``segment --ray`` gets from the
+    driver (``environ``, default ``os.environ``), for ``runtime_env={"env_vars": ...}``.
+
+    Forwarded, so that every node reads the same bank and models the driver would:
+
+    - ``AWS_*``: the object store (endpoint, region, ``AWS_ALLOW_HTTP``, keys, profile) of an
+      ``s3://`` bank, input or output;
+    - ``HF_*``, ``TRANSFORMERS_*``, ``DIFFUSERS_*``: the model hubs' cache folders, token and
+      offline switches (``HF_HOME``, ``HF_HUB_OFFLINE``, ...), so that an actor loads the models
+      the driver found and never downloads what the driver would not;
+    - ``PROTODB_*``: protodb's own settings (bank, profile, device, cache, the workers' fault
+      point of the tests), except :data:`ACTOR_ENV_EXCLUDED`.
+
+    Not forwarded: thread counts (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``): Ray sets an
+    actor's ``OMP_NUM_THREADS`` from the CPUs it asks for (at least 1) unless the actor's
+    environment sets it, and ``add``'s CPU actors set torch's threads from those CPUs too, so
+    that actors sharing a node do not oversubscribe it (a driver's value would override that);
+    nor anything else (``PATH``, ``HOME``, ``CUDA_VISIBLE_DEVICES``: the node's own, or Ray's).
+    """
+    environ = os.environ if environ is None else environ
+    return {
+        k: v
+        for k, v in environ.items()
+        if k.startswith(ACTOR_ENV_PREFIXES) and k not in ACTOR_ENV_EXCLUDED
+    }

@@ -20,10 +20,10 @@ file), segment it, and write the files of :mod:`protodb.query.outputs`:
 The actors return one small row per image (its index and summary as JSON, or the one-line error
 a bad image gave); the driver draws a progress bar over them and returns the summaries in input
 order. Object-store settings: ``AWS_ENDPOINT`` (or ``AWS_ENDPOINT_URL[_S3]``), ``AWS_REGION``,
-``AWS_ALLOW_HTTP`` and the keys, as for a bank on S3; the driver's values (and its
-``PROTODB_*`` variables) travel to the actors in the job's runtime environment, so that both
-read and write the same store. The bank itself must be reachable from every node (a path all
-nodes share, or an ``s3://`` bank).
+``AWS_ALLOW_HTTP`` and the keys, as for a bank on S3; the driver's values (with the rest of
+:func:`protodb.scale.cluster.actor_env`) travel to the actors in the job's runtime environment,
+so that both read and write the same store. The bank itself must be reachable from every node
+(a path all nodes share, or an ``s3://`` bank).
 """
 
 from __future__ import annotations
@@ -48,24 +48,11 @@ from protodb.query.outputs import summary_path, write_outputs
 from protodb.scale.cluster import (
     LOCAL,
     actor_cpus,
+    actor_env,
     check_address,
     connect,
     require_ray,
     shutdown,
-)
-
-#: environment variables the actors get from the driver (object-store settings; protodb's own)
-FORWARD_ENV = (
-    "AWS_ENDPOINT",
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_S3",
-    "AWS_ALLOW_HTTP",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_PROFILE",
 )
 
 
@@ -444,7 +431,7 @@ def _run(db, sources, todo, sink, vocab, config, save_scores, address, workers):
         remote: dict = {"num_cpus": actor_cpus(info.cpus, n)}
         if gpu:
             remote["num_gpus"] = round(min(1.0, info.gpus / n), 3)
-        env = {k: v for k, v in os.environ.items() if k in FORWARD_ENV or k.startswith("PROTODB_")}
+        env = actor_env()
         if env:
             remote["runtime_env"] = {"env_vars": env}
         extra = _no_restarts(ds_map=ray.data.Dataset.map_batches)
