@@ -73,10 +73,13 @@ def world_bank(
         from protodb.errors import ProtodbError
 
         o = ctx.obj or {}
+        from protodb.profiles import PROFILES, get_profile
+
         profile = o.get("profile") or "world-learned"
-        if profile not in ("world", "world-learned"):
+        if not get_profile(profile).test_world:
+            worlds = [p for p in PROFILES.names() if get_profile(p).test_world]
             raise ProtodbError(
-                f"`world bank` runs on profile world or world-learned, not {profile!r}"
+                f"`world bank` runs on profile {' or '.join(worlds)}, not {profile!r}"
             )
         db = protodb.connect(o.get("bank"), profile=profile, device=o.get("device"))
         profile_notice(db)
