@@ -45,7 +45,9 @@ class TestWorld:
     class_names: the world's classes in label order; class_kind(name) -> "thing" or "stuff";
     colour_region(image uint8 [H, W, 3], name) -> bool [H, W], the pixels nearest the class's
     colour; draw_training_scene(rng) -> a scene with .image, .caption and .masks (name -> bool
-    [H, W]); make_dataset(root, n=, seed=) -> a labelled dataset in the VOC layout (.root)."""
+    [H, W]); make_dataset(root, n=, seed=) -> a labelled dataset in the VOC layout (.root,
+    .ids, .classes); make_referring_set(root, n=, seed=) -> the path of its pairs.jsonl;
+    report(workdir, n=, images=, seed=, device=, say=) -> the world report."""
 
     __test__ = False  # not a pytest class, despite the name
 
@@ -54,6 +56,8 @@ class TestWorld:
     colour_region: Callable[..., Any]
     draw_training_scene: Callable[..., Any]
     make_dataset: Callable[..., Any]
+    make_referring_set: Callable[..., Any]
+    report: Callable[..., Any]
 
 
 @dataclass(frozen=True)

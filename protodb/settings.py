@@ -11,12 +11,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from protodb import profiles
 from protodb.errors import ProtodbError
-from protodb.profiles import PROFILES as _PROFILE_REGISTRY
 
 # The names of protodb.profiles.PROFILES (each profile's record lives there): default, tiny,
 # world (the offline TEST WORLD) and world-learned (that world through the real path)
-PROFILES = tuple(_PROFILE_REGISTRY.names())
+PROFILES = tuple(profiles.PROFILES.names())
 DEVICES = ("auto", "cpu", "cuda")
 ENV_PROFILE = "PROTODB_PROFILE"
 ENV_BANK = "PROTODB_BANK"
@@ -29,7 +29,7 @@ def resolve_profile(profile: str | None = None) -> str:
     procedural generator and extractor) or 'world-learned' (the test world through the real
     path). The name is checked without loading the profile."""
     value = profile or os.environ.get(ENV_PROFILE) or "default"
-    if value not in _PROFILE_REGISTRY:
+    if value not in profiles.PROFILES:
         raise ProtodbError(
             f"unknown profile {value!r}; use one of {', '.join(PROFILES)} "
             f"(--profile or {ENV_PROFILE})"

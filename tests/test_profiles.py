@@ -70,6 +70,7 @@ def test_the_test_world_registers_its_profiles_and_hooks():
     assert world.extractors == ("world",) and learned.extractors == ("sd",)
     hooks = test_world()
     assert "red disc" in hooks.class_names and hooks.class_kind("grass") == "stuff"
+    assert all(callable(f) for f in (hooks.make_dataset, hooks.make_referring_set, hooks.report))
 
 
 def test_unknown_profile_lists_the_known_ones_in_one_line():

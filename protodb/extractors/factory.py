@@ -17,7 +17,7 @@ from protodb.models.defaults import (
     MAE_DEFAULT,
     SD_DEFAULT,
 )
-from protodb.models.loading import TINY, TINY_VERSION
+from protodb.models.loading import TINY, TINY_VERSION, is_twin
 from protodb.profiles import Profile, get_profile
 
 # Per extractor: (default model, layer, input size); the tiny twin's layer where it differs.
@@ -55,7 +55,7 @@ def tiny_extractor_config(name: str, **overrides) -> ExtractorConfig:
     (the ``tiny`` profile's)."""
     layer = TINY_LAYERS.get(name, _defaults(name)[1])
     # a model named instead of the tiny twin is no longer the tiny weights' version
-    weights = TINY_VERSION if overrides.get("model", TINY) == TINY else None
+    weights = TINY_VERSION if is_twin(overrides.get("model", TINY)) else None
     base = ExtractorConfig(name=name, model=TINY, weights=weights, input_size=64, layer=layer)
     return replace(base, **overrides)
 

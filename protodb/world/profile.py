@@ -2,7 +2,8 @@
 
 The profile runs the world's procedural generator and colour/texture extractor; the hooks
 (:class:`protodb.profiles.TestWorld`) are what the test-world-only features outside this package
-use: the class list, a class's kind, the colour detector, training scenes and datasets. Both the
+use: the class list, a class's kind, the colour detector, training scenes, datasets, the
+referring set and the report. Both the
 ``world`` and ``world-learned`` profiles carry them. Registered when protodb.profiles is first
 asked for "world".
 """
@@ -39,12 +40,26 @@ def _make_dataset(root, **kwargs):
     return make_dataset(root, **kwargs)
 
 
+def _make_referring_set(root, **kwargs):
+    from protodb.world.referring import make_referring_set
+
+    return make_referring_set(root, **kwargs)
+
+
+def _report(workdir, **kwargs):
+    from protodb.world.report import world_report
+
+    return world_report(workdir, **kwargs)
+
+
 HOOKS = TestWorld(
     class_names=tuple(CLASS_NAMES),
     class_kind=_class_kind,
     colour_region=_colour_region,
     draw_training_scene=_draw_training_scene,
     make_dataset=_make_dataset,
+    make_referring_set=_make_referring_set,
+    report=_report,
 )
 
 
