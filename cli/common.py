@@ -65,21 +65,12 @@ def open_db(ctx: typer.Context):
 
 
 def profile_notice(db) -> None:
-    if db.settings.profile == "tiny":
-        err(
-            "profile tiny: tiny models with random weights "
-            "(offline testing; outputs are not meaningful)"
-        )
-    elif db.settings.profile == "world":
-        err(
-            "profile world: the offline TEST WORLD (synthetic classes, procedural generator "
-            "and extractor; not real models)"
-        )
-    elif db.settings.profile == "world-learned":
-        err(
-            "profile world-learned: the offline TEST WORLD through the real path (a tiny Stable "
-            "Diffusion trained on the synthetic classes; not a real model)"
-        )
+    """The profile's notice (protodb.profiles.Profile.notice) on stderr, when it has one."""
+    from protodb.profiles import get_profile
+
+    notice = get_profile(db.settings.profile).notice
+    if notice:
+        err(notice)
 
 
 def crash_report(exc: BaseException, argv: list[str]) -> Path:

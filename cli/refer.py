@@ -122,8 +122,11 @@ def refer(
             ProposalConfig.__post_init__(config.proposals)  # an unknown source: one line
         if not as_json:
             profile_notice(db)
-            if discriminative and config.clip_model == "tiny":
-                err("discriminative scores come from the tiny random-weight CLIP: they are noise")
+            from protodb.profiles import get_profile
+
+            clip_notice = get_profile(db.settings.profile).refer_clip_notice
+            if discriminative and clip_notice:
+                err(clip_notice)
 
         def report(s: dict) -> None:
             if not as_json:

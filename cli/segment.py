@@ -48,11 +48,9 @@ def _query_config(db, *, windows, prefilter, eta, pamr, stuff_filter):
         windows=windows, prefilter=prefilter, eta=eta, pamr=pamr, stuff_filter=stuff_filter
     )
     if prefilter is None:
-        why = {
-            "default": "profile default",
-            "tiny": "profile tiny default: random CLIP",
-            "world": "profile world default: the test world has no text encoder",
-        }.get(db.settings.profile, f"profile {db.settings.profile}")
+        from protodb.profiles import get_profile
+
+        why = get_profile(db.settings.profile).prefilter_reason
         err(f"pre-filter {'on' if config.prefilter else 'off'} ({why}; --prefilter to change)")
     return config
 

@@ -26,9 +26,9 @@ def world_dataset(
     Example: protodb world dataset world-data/ --images 24 --seed 0
     """
     with user_errors():
-        from protodb.world.dataset import make_dataset
+        from protodb.profiles import test_world
 
-        ds = make_dataset(out, n=images, seed=seed)
+        ds = test_world().make_dataset(out, n=images, seed=seed)
         typer.echo(
             f"test world: {len(ds.ids)} scenes (seed {seed}) in {ds.root}, "
             f"{len(ds.classes)} labels: {', '.join(ds.classes)}"
@@ -47,9 +47,9 @@ def world_refer_set(
     Example: protodb world refer-set refer-data/ --images 24 --seed 0
     """
     with user_errors():
-        from protodb.world.referring import make_referring_set
+        from protodb.profiles import test_world
 
-        pairs = make_referring_set(out, n=images, seed=seed)
+        pairs = test_world().make_referring_set(out, n=images, seed=seed)
         typer.echo(f"test world: {2 * images} expressions over {images} scenes in {pairs}")
 
 
@@ -73,10 +73,13 @@ def world_bank(
         from protodb.errors import ProtodbError
 
         o = ctx.obj or {}
+        from protodb.profiles import PROFILES, get_profile
+
         profile = o.get("profile") or "world-learned"
-        if profile not in ("world", "world-learned"):
+        if not get_profile(profile).test_world:
+            worlds = [p for p in PROFILES.names() if get_profile(p).test_world]
             raise ProtodbError(
-                f"`world bank` runs on profile world or world-learned, not {profile!r}"
+                f"`world bank` runs on profile {' or '.join(worlds)}, not {profile!r}"
             )
         db = protodb.connect(o.get("bank"), profile=profile, device=o.get("device"))
         profile_notice(db)
@@ -109,7 +112,9 @@ def world_report(
         import tempfile
 
         from protodb.errors import ProtodbError
-        from protodb.world.report import world_report as run_report
+        from protodb.profiles import test_world
+
+        run_report = test_world().report
 
         if workdir is not None and workdir.exists() and not workdir.is_dir():
             raise ProtodbError(f"--workdir {str(workdir)!r} is a file; give a directory")

@@ -307,7 +307,7 @@ class ProtoDB:
         needs = [generator_need(gen), *(extractor_need(ext) for ext in todo)]
         # the segmenters take their tiny twins below 128 px (protodb.segmenters)
         segmenter = {"maskcut": ("DINO (maskcut)", DINO_DEFAULT), "sam": ("SAM", SAM_DEFAULT)}
-        if mask_source in segmenter and gen.model != "tiny" and gen.size >= 128:
+        if mask_source in segmenter and gen.size >= 128:
             needs.append(ModelNeed(*segmenter[mask_source]))
         preflight(needs)
 
@@ -413,7 +413,7 @@ class ProtoDB:
         text encoder); turn it on with prefilter=True."""
         from dataclasses import replace
 
-        base = QueryConfig(prefilter=self.settings.profile == "default")
+        base = QueryConfig.for_profile(self.settings.profile)
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
     def _segmenter_for(self, vocab: Vocabulary, config: QueryConfig):

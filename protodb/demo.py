@@ -96,20 +96,22 @@ def run_demo(
 ) -> DemoReport:
     """Run the demo in ``workdir`` (bank in workdir/bank, outputs in workdir/out)."""
     import protodb
+    from protodb.profiles import get_profile
 
-    if profile is None:
-        profile = "default" if real_models_cached() else "world-learned"
-        if profile == "world-learned":
-            say(
-                "No model weights found in the Hugging Face cache, so the demo runs in the "
-                "offline TEST WORLD: synthetic classes (things such as 'red disc', stuff such as "
-                "'grass') through the real path: support images sampled by a tiny Stable "
-                "Diffusion trained on that world (shipped with protodb), cut by its own "
-                "cross-attention, described by its UNet's features. See README 'Real models' to "
-                "use SD 1.5 + DINOv2 (--profile world: the drawn-attention oracle; --profile "
-                "tiny: the tiny random-weight models)."
-            )
-    if profile in ("world", "world-learned"):
+    if profile is None and real_models_cached():
+        profile = "default"
+    elif profile is None:
+        profile = "world-learned"
+        say(
+            "No model weights found in the Hugging Face cache, so the demo runs in the "
+            "offline TEST WORLD: synthetic classes (things such as 'red disc', stuff such as "
+            "'grass') through the real path: support images sampled by a tiny Stable "
+            "Diffusion trained on that world (shipped with protodb), cut by its own "
+            "cross-attention, described by its UNet's features. See README 'Real models' to "
+            "use SD 1.5 + DINOv2 (--profile world: the drawn-attention oracle; --profile "
+            "tiny: the tiny random-weight models)."
+        )
+    if get_profile(profile).test_world:
         from protodb.settings import torch_threads
 
         with torch_threads(1):  # 64 px models: one thread is as fast, and immune to a busy core
@@ -138,7 +140,7 @@ def _world_demo(workdir: Path, *, profile: str, n: int, device: str | None, say)
     """The test-world demo (profile ``world-learned``, or the ``world`` oracle): every world
     class, vocabulary ``world``, four labelled scenes."""
     import protodb
-    from protodb.world.dataset import make_dataset
+    from protodb.profiles import get_profile
 
     db = protodb.connect(workdir / "bank", profile=profile, device=device)
     report = DemoReport(profile, db.settings.bank, str(workdir / "out"))
@@ -148,7 +150,7 @@ def _world_demo(workdir: Path, *, profile: str, n: int, device: str | None, say)
         f"  test world: 8 classes in the bank, vocabulary 'world' ({time.perf_counter() - t:.1f} s)"
     )
     report.seconds["add"] = time.perf_counter() - t
-    scenes = make_dataset(workdir / "world-scenes", n=4, seed=0)
+    scenes = get_profile(profile).world.make_dataset(workdir / "world-scenes", n=4, seed=0)
     t = time.perf_counter()
     report.images = db.segment([scenes.root / "JPEGImages"], vocab="world", out=workdir / "out")
     report.seconds["segment"] = time.perf_counter() - t

@@ -11,11 +11,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from protodb import profiles
 from protodb.errors import ProtodbError
 
-# world: the offline TEST WORLD (protodb.world); world-learned: the same world through the real
-# path (SD generator, attention capture, masks, sd extractor) on the tiny SD trained on it
-PROFILES = ("default", "tiny", "world", "world-learned")
+# The names of protodb.profiles.PROFILES (each profile's record lives there): default, tiny,
+# world (the offline TEST WORLD) and world-learned (that world through the real path)
+PROFILES = tuple(profiles.PROFILES.names())
 DEVICES = ("auto", "cpu", "cuda")
 ENV_PROFILE = "PROTODB_PROFILE"
 ENV_BANK = "PROTODB_BANK"
@@ -23,11 +24,12 @@ ENV_DEVICE = "PROTODB_DEVICE"
 
 
 def resolve_profile(profile: str | None = None) -> str:
-    """Return 'default' (real models by hub id or path), 'tiny' (tiny random-weight twins) or
-    'world' (the offline test world's procedural generator and extractor, protodb.world) or
-    'world-learned' (the test world through the real path, protodb.world.learned)."""
+    """Return the profile's name, one of protodb.profiles.PROFILES: 'default' (real models by
+    hub id or path), 'tiny' (tiny random-weight twins), 'world' (the offline test world's
+    procedural generator and extractor) or 'world-learned' (the test world through the real
+    path). The name is checked without loading the profile."""
     value = profile or os.environ.get(ENV_PROFILE) or "default"
-    if value not in PROFILES:
+    if value not in profiles.PROFILES:
         raise ProtodbError(
             f"unknown profile {value!r}; use one of {', '.join(PROFILES)} "
             f"(--profile or {ENV_PROFILE})"

@@ -16,8 +16,8 @@ Layouts (``root`` is the directory given with ``--root``):
   (81 labels; COCO instance masks merged per class, 0 = background, as GroupViT / OVDiff).
 - ``folder``: images/<stem>.{jpg,png,...}, labels/<stem>.png, classes.txt (one class per line
   for labels 1, 2, ...; label 0 is background).
-- ``world``: the offline TEST WORLD (protodb.world.dataset.make_dataset): VOC layout, the world's
-  synthetic classes.
+- ``world``: the offline TEST WORLD (``protodb world dataset``): VOC layout, the world's
+  synthetic classes (protodb.profiles.test_world).
 
 Label PNGs are read as their raw values (palette indices for palette PNGs).
 """
@@ -195,8 +195,9 @@ def read_folder(root: Path) -> Dataset:
 
 @DATASETS.register("world")
 def read_world(root: Path) -> Dataset:
-    """The offline TEST WORLD's dataset (protodb.world.dataset.make_dataset): VOC layout."""
-    from protodb.world.classes import CLASS_NAMES
+    """The offline TEST WORLD's dataset (its make_dataset, protodb.profiles.TestWorld): VOC
+    layout."""
+    from protodb.profiles import test_world
 
     if not (root / "test_world.json").exists():
         raise NotFoundError(
@@ -208,7 +209,8 @@ def read_world(root: Path) -> Dataset:
         Sample(i, root / "JPEGImages" / f"{i}.jpg", root / "SegmentationClass" / f"{i}.png")
         for i in ids
     ]
-    return Dataset("world", root, [BACKGROUND, *CLASS_NAMES], samples, test_world=True)
+    classes = [BACKGROUND, *test_world().class_names]
+    return Dataset("world", root, classes, samples, test_world=True)
 
 
 def open_dataset(name: str, root: str | Path, *, limit: int | None = None) -> Dataset:
@@ -237,7 +239,7 @@ def dataset_classes(name: str, root: str | Path | None = None) -> list[str]:
             raise ProtodbError("--from-dataset folder needs --root DIR (for DIR/classes.txt)")
         return read_class_list(Path(root) / "classes.txt")
     if name == "world":
-        from protodb.world.classes import CLASS_NAMES
+        from protodb.profiles import test_world
 
-        return list(CLASS_NAMES)
+        return list(test_world().class_names)
     return list(class_spec(name)["classes"][1:])

@@ -10,7 +10,6 @@ builds them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,25 +93,6 @@ EXTRACTORS: Registry[type[Extractor]] = Registry("extractor")
 for _name in ("dinov2", "dino", "mae", "clip", "sd"):  # one module each, imported when used
     EXTRACTORS.register_lazy(_name, f"protodb.extractors.{_name}")
 EXTRACTORS.register_lazy("world", "protodb.world.extractor")
-# A profile whose only extractor is its own, by the profile's name (the test world's "world"):
-# its config factory, called with the caller's overrides.
-PROFILE_EXTRACTORS: Registry[Callable[..., ExtractorConfig]] = Registry("extractor profile")
-PROFILE_EXTRACTORS.register_lazy("world", "protodb.world.extractor")
-
-
-@dataclass(frozen=True)
-class ProfileExtractors:
-    """How a profile that brings its own models configures the extractors: the names ``add``
-    uses by default, and ``config(name, **overrides)``, the config of extractor ``name`` on that
-    profile (raising ProtodbError for one it does not offer)."""
-
-    names: tuple[str, ...]
-    config: Callable[..., ExtractorConfig]
-
-
-# Profiles that configure several extractors on their own models (the learned test world).
-PROFILE_EXTRACTOR_SETS: Registry[ProfileExtractors] = Registry("extractor profile")
-PROFILE_EXTRACTOR_SETS.register_lazy("world-learned", "protodb.world.learned.profile")
 
 
 def known_issue(config: ExtractorConfig) -> str | None:

@@ -20,7 +20,7 @@ from protodb.models.defaults import (
     MAE_DEFAULT,
     SD_DEFAULT,
 )
-from protodb.models.loading import SHIPPED_PREFIX, TINY
+from protodb.models.loading import built_here
 
 # (extractor, model) -> dim, for the real defaults: ViT-B widths, and SD 1.5's ten attn2 query
 # projections (320 * 3 + 640 * 3 + 1280 * 3 + 1280, the [N, 7680, 64, 64] of REFERENCE 1.4)
@@ -39,7 +39,9 @@ def expected_dim(config: ExtractorConfig) -> int | None:
     known = KNOWN_DIMS.get((config.name, config.model))
     if known is not None:
         return known
-    if config.model == TINY or config.model.startswith(SHIPPED_PREFIX) or config.name == "world":
+    # built here (a tiny twin, a shipped model) or versioned by protodb (weights: the tiny
+    # twins', the test world's), so small and known without a download
+    if built_here(config.model) or config.weights is not None:
         return _built_dim(config.to_json())
     return None
 

@@ -1,5 +1,6 @@
-"""Building extractors: each extractor's defaults per profile, the default set of ``add``, and
-the per-process cache of built extractors.
+"""Building extractors: each extractor's defaults on the real models and on their tiny twins
+(the configs the ``default`` and ``tiny`` profiles use, protodb.profiles), and the per-process
+cache of built extractors.
 """
 
 from __future__ import annotations
@@ -7,13 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from protodb.errors import ProtodbError
-from protodb.extractors.base import (
-    EXTRACTORS,
-    PROFILE_EXTRACTOR_SETS,
-    PROFILE_EXTRACTORS,
-    Extractor,
-    ExtractorConfig,
-)
+from protodb.extractors.base import EXTRACTORS, Extractor, ExtractorConfig
 from protodb.extractors.sd import SD_LAYER
 from protodb.models.defaults import (
     CLIP_DEFAULT,
@@ -22,7 +17,8 @@ from protodb.models.defaults import (
     MAE_DEFAULT,
     SD_DEFAULT,
 )
-from protodb.models.loading import TINY, TINY_VERSION
+from protodb.models.loading import TINY, TINY_VERSION, is_twin
+from protodb.profiles import Profile, get_profile
 
 # Per extractor: (default model, layer, input size); the tiny twin's layer where it differs.
 # Support images are encoded at 512 (REFERENCE 1.4); dinov2 keeps its 448.
@@ -35,43 +31,49 @@ DEFAULTS: dict[str, tuple[str, str, int]] = {
 }
 TINY_LAYERS = {"clip": "keys:0"}  # the second-to-last block of the 2-block twin
 
-# The paper's best ensemble (Table 2), the default set of ``add`` on the real profile.
-PAPER_ENSEMBLE = ("sd", "dino", "clip")
+
+def _defaults(name: str) -> tuple[str, str, int]:
+    if name not in DEFAULTS:  # an extractor that comes with its own profile
+        raise ProtodbError(
+            f"extractor {name!r} has no config on the real models or their tiny twins: the test "
+            f"world's extractor 'world' and profile 'world' go together; use --profile world "
+            "(no --extractor)"
+        )
+    return DEFAULTS[name]
 
 
-def default_extractor_config(profile: str, name: str = "dinov2", **overrides) -> ExtractorConfig:
-    """The config of extractor ``name`` for a profile (tiny: 64 px input, tiny weights)."""
-    EXTRACTORS.get(name)
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    if profile in PROFILE_EXTRACTOR_SETS:  # e.g. the learned test world
-        return PROFILE_EXTRACTOR_SETS.get(profile).config(name, **overrides)
-    if profile in PROFILE_EXTRACTORS or name in PROFILE_EXTRACTORS:  # e.g. the test world
-        if profile != name:
-            raise ProtodbError(
-                f"extractor {name!r} with profile {profile!r}: the test world's extractor "
-                "'world' and profile 'world' go together; use --profile world (no --extractor)"
-            )
-        return PROFILE_EXTRACTORS.get(profile)(**overrides)
-    model, layer, size = DEFAULTS.get(name, (DINOV2_DEFAULT, "last_hidden_state", 448))
-    if profile == "tiny":
-        layer = TINY_LAYERS.get(name, layer)
-        # a model named instead of the tiny twin is no longer the tiny weights' version
-        weights = TINY_VERSION if overrides.get("model", TINY) == TINY else None
-        base = ExtractorConfig(name=name, model=TINY, weights=weights, input_size=64, layer=layer)
-    else:
-        base = ExtractorConfig(name=name, model=model, layer=layer, input_size=size)
+def real_extractor_config(name: str, **overrides) -> ExtractorConfig:
+    """Extractor ``name`` on its real default model (the ``default`` profile's)."""
+    model, layer, size = _defaults(name)
+    return replace(
+        ExtractorConfig(name=name, model=model, layer=layer, input_size=size), **overrides
+    )
+
+
+def tiny_extractor_config(name: str, **overrides) -> ExtractorConfig:
+    """Extractor ``name`` on its tiny random-weight twin: 64 px input, the tiny weights' version
+    (the ``tiny`` profile's)."""
+    layer = TINY_LAYERS.get(name, _defaults(name)[1])
+    # a model named instead of the tiny twin is no longer the tiny weights' version
+    weights = TINY_VERSION if is_twin(overrides.get("model", TINY)) else None
+    base = ExtractorConfig(name=name, model=TINY, weights=weights, input_size=64, layer=layer)
     return replace(base, **overrides)
 
 
-def default_extractor_names(profile: str) -> list[str]:
-    """The extractors ``add`` uses when none is named: the paper's best ensemble (sd, dino,
-    clip; REFERENCE 1.4) on the real profile; dinov2 alone on the tiny profile, which keeps
-    offline runs fast; the test world's own extractor on the world profile."""
-    if profile == "world":
-        return ["world"]
-    if profile in PROFILE_EXTRACTOR_SETS:
-        return list(PROFILE_EXTRACTOR_SETS.get(profile).names)
-    return ["dinov2"] if profile == "tiny" else list(PAPER_ENSEMBLE)
+def default_extractor_config(
+    profile: str | Profile, name: str = "dinov2", **overrides
+) -> ExtractorConfig:
+    """The config of extractor ``name`` on a profile (Profile.extractor_config), with
+    ``overrides`` (ExtractorConfig fields; None leaves the profile's value)."""
+    EXTRACTORS.get(name)
+    return get_profile(profile).extractor_config(name, **overrides)
+
+
+def default_extractor_names(profile: str | Profile) -> list[str]:
+    """The extractors ``add`` uses when none is named (Profile.extractors): the paper's best
+    ensemble (sd, dino, clip; REFERENCE 1.4) on the real profile; dinov2 alone on the tiny
+    profile, which keeps offline runs fast; the test world's own on its profiles."""
+    return list(get_profile(profile).extractors)
 
 
 _CACHE: dict[tuple[str, str], Extractor] = {}

@@ -19,6 +19,17 @@ SHIPPED: Registry = Registry("shipped model")
 SHIPPED.register_lazy("world-learned", "protodb.world.learned.weights")
 
 
+def is_twin(model: str | None) -> bool:
+    """Whether ``model`` names the tiny random-weight twin (built here, not downloaded)."""
+    return model == TINY
+
+
+def built_here(model: str) -> bool:
+    """Whether protodb builds (the tiny twins) or ships (``protodb:NAME``) ``model`` itself, so
+    using it needs no download."""
+    return is_twin(model) or model.startswith(SHIPPED_PREFIX)
+
+
 def resolve_model(model: str) -> str:
     """``model`` as the loaders take it: "protodb:NAME" becomes the shipped model's directory,
     its files checked against their recorded sha256 (a mismatch raises ProtodbError); any other

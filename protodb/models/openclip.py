@@ -10,9 +10,19 @@ them (:func:`protodb.extractors.clip.ClipExtractor.known_issue`).
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 
 from protodb.models.defaults import CLIP_DEFAULT, CLIP_DEFAULT_PRETRAINED
 from protodb.models.loading import TINY, fork_seeded, missing_model
+
+
+def paired_clip(extractor_models: Iterable[str]) -> tuple[str, str | None]:
+    """The pre-filter's open_clip (model, pretrained) for prototypes made with these extractor
+    models: the tiny twin when any is a tiny twin (random features; and no download), else the
+    paper's ViT-B/16 with OpenAI's weights."""
+    if any(m == TINY for m in extractor_models):
+        return TINY, None
+    return CLIP_DEFAULT, CLIP_DEFAULT_PRETRAINED
 
 
 @functools.lru_cache(maxsize=2)

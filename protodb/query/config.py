@@ -8,9 +8,10 @@ Fields that switch a component off are what the evaluation harness's ablations t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from protodb.errors import ProtodbError
+from protodb.profiles import Profile, get_profile
 
 LEVELS = ("class", "instance", "part")
 
@@ -24,11 +25,13 @@ class QueryConfig:
     and thing bg prototypes with cosine > threshold to a stuff fg prototype are dropped
     (protodb.query.assemble.filter_stuff); prefilter / eta: the CLIP pre-filter keeping at most
     ``eta`` candidate classes (REFERENCE 1.7, eta = 10; protodb.query.prefilter); clip_model /
-    clip_pretrained: its open_clip model (None: "tiny" when the vocabulary's extractors are
-    tiny, else ViT-B-16-quickgelu / openai); pamr: refine the scores with PAMR (protodb.query.pamr).
+    clip_pretrained: its open_clip model (None: the CLIP paired with the vocabulary's extractor
+    models, protodb.models.openclip.paired_clip: the tiny twin for tiny twins, else
+    ViT-B-16-quickgelu / openai); pamr: refine the scores with PAMR (protodb.query.pamr).
 
-    The plain ``QueryConfig()`` leaves the pre-filter off; ``ProtoDB.default_query_config``
-    turns it on for the default profile (as the paper) and off for ``tiny`` (random CLIP).
+    The plain ``QueryConfig()`` leaves the pre-filter off; :meth:`for_profile` (what
+    ``ProtoDB.default_query_config`` uses) takes the profile's: on for the default profile (as
+    the paper), off for ``tiny`` (random CLIP) and the test world (no text encoder).
     """
 
     windows: bool = True
@@ -41,6 +44,13 @@ class QueryConfig:
     pamr: bool = False
     clip_model: str | None = None
     clip_pretrained: str | None = "openai"
+
+    @classmethod
+    def for_profile(cls, profile: str | Profile, **overrides) -> QueryConfig:
+        """The query options of a profile (its pre-filter default), with ``overrides``
+        (QueryConfig fields; None leaves the profile's value)."""
+        base = cls(prefilter=get_profile(profile).prefilter)
+        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
     def __post_init__(self) -> None:
         bad = [lv for lv in self.levels if lv not in LEVELS]

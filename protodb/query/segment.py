@@ -158,15 +158,13 @@ class Segmenter:
 
     def _clip(self):
         if self.clip is None:
-            from protodb.models.defaults import CLIP_DEFAULT
-            from protodb.models.loading import TINY
+            from protodb.models.openclip import paired_clip
             from protodb.query.prefilter import ClipEncoders
 
-            model = self.config.clip_model
+            model, pretrained = self.config.clip_model, self.config.clip_pretrained
             if model is None:
-                tiny = any(p.protos.extractor.config.model == TINY for p in self.parts)
-                model = TINY if tiny else CLIP_DEFAULT
-            pretrained = None if model == TINY else self.config.clip_pretrained
+                models = (p.protos.extractor.config.model for p in self.parts)
+                model, pretrained = paired_clip(models)
             self.clip = ClipEncoders(model, pretrained, self.device)
         return self.clip
 

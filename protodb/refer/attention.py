@@ -25,7 +25,7 @@ import numpy as np
 
 from protodb.errors import ProtodbError
 from protodb.models.defaults import SD_DEFAULT
-from protodb.models.loading import TINY, TINY_VERSION
+from protodb.profiles import Profile, get_profile
 from protodb.refer.geometry import Padding, crop_back, min_max, pad_to_square
 from protodb.registry import PluginConfig
 
@@ -71,26 +71,15 @@ class ReferAttentionConfig(PluginConfig):
         return int(self.strength * self.steps)
 
 
-def default_attention_config(profile: str, **overrides) -> ReferAttentionConfig:
-    """The attention config of a profile: SD 1.5 at 1024 px (the reference); the tiny twin at
-    64 px (its coarsest cross-attention, side / 4); the learned test world at 64 px (side / 8,
-    its second-coarsest cross-attention like side / 32 of SD at 1024)."""
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    if profile == "tiny":
-        base = ReferAttentionConfig(model=TINY, weights=TINY_VERSION, size=64, layer_divisor=4)
-    elif profile == "world-learned":
-        from protodb.world.learned.profile import VERSION
-        from protodb.world.learned.weights import MODEL
-
-        base = ReferAttentionConfig(model=MODEL, weights=VERSION, size=64, layer_divisor=8)
-    elif profile == "world":
-        raise ProtodbError(
-            "profile 'world' has no diffusion model to read attention from; use --profile "
-            "world-learned (the learned test world) or tiny"
-        )
-    else:
-        base = ReferAttentionConfig()
-    return replace(base, **overrides)
+def default_attention_config(profile: str | Profile, **overrides) -> ReferAttentionConfig:
+    """The attention config of a profile (its ``attention`` fields over the reference's SD 1.5
+    at 1024 px: the tiny twin at 64 px, side / 4; the learned test world at 64 px, side / 8),
+    with ``overrides``; a profile without a diffusion model raises its ``no_attention``."""
+    p = get_profile(profile)
+    if p.attention is None:
+        raise ProtodbError(p.no_attention or f"profile {p.name!r} has no diffusion model")
+    base = ReferAttentionConfig(**p.attention)
+    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
 def attn2_layer_factors(unet) -> dict[str, int]:

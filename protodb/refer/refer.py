@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from protodb.errors import ProtodbError
+from protodb.profiles import Profile, get_profile
 from protodb.refer.attention import (
     ReferAttentionConfig,
     check_expression,
@@ -61,23 +62,19 @@ class ReferConfig:
         return d
 
 
-def default_refer_config(profile: str, **overrides) -> ReferConfig:
-    """The reference's settings on the default profile (SD 1.5 at 1024 px, SAM proposals, CLIP
-    ViT-B/16); on ``tiny`` and ``world-learned`` the profile's diffusion model at 64 px,
-    attention proposals (the generator-only variant) of more than 1 % of the image, and the
-    tiny random-weight CLIP (its scores are noise). ``overrides``: ReferConfig fields."""
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    if profile in ("tiny", "world-learned", "world"):
-        base = ReferConfig(
-            attention=default_attention_config(profile),
-            proposals=ProposalConfig(
-                source="attention", min_area_px=0, min_area_ratio=0.01, segmenter_model="tiny"
-            ),
-            clip_model="tiny",
-        )
-    else:
-        base = ReferConfig(attention=default_attention_config(profile))
-    return replace(base, **overrides)
+def default_refer_config(profile: str | Profile, **overrides) -> ReferConfig:
+    """A profile's referring settings (its ``refer`` fields over the reference's SD 1.5 at
+    1024 px, SAM proposals, CLIP ViT-B/16: on ``tiny`` and ``world-learned`` the profile's
+    diffusion model at 64 px, attention proposals (the generator-only variant) of more than 1 %
+    of the image, and the tiny random-weight CLIP), the proposals on the profile's segmenter
+    model. ``overrides``: ReferConfig fields."""
+    p = get_profile(profile)
+    fields = dict(p.refer)
+    proposals = {"segmenter_model": p.segmenter_model, **fields.pop("proposals", {})}
+    base = ReferConfig(
+        attention=default_attention_config(p), proposals=ProposalConfig(**proposals), **fields
+    )
+    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
 @dataclass

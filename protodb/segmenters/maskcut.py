@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from protodb.segmenters.base import SEGMENTERS
+from protodb.segmenters.base import SEGMENTERS, segmenter_model
 
 MASKCUT_TAU = 0.15
 MASKCUT_MASKS = 3
@@ -74,14 +74,20 @@ def maskcut(image: np.ndarray, *, device: str = "cpu", model: str | None = None)
     ``model``: the DINO model (hub id, path or "tiny"); by default ViT-B/8, or the tiny twin
     for images smaller than the ViT's input (the tiny profile's 64 px supports).
     """
-    from protodb.extractors.factory import default_extractor_config, get_extractor
+    from protodb.extractors.factory import (
+        get_extractor,
+        real_extractor_config,
+        tiny_extractor_config,
+    )
+    from protodb.models.defaults import DINO_DEFAULT
+    from protodb.models.loading import is_twin
 
     h, w = image.shape[:2]
-    tiny = (model or "") == "tiny" or (model is None and min(h, w) < 128)
-    if tiny:
-        cfg = default_extractor_config("tiny", "dino")
+    name = segmenter_model(model, image, DINO_DEFAULT)
+    if is_twin(name):
+        cfg = tiny_extractor_config("dino")
     else:
-        cfg = default_extractor_config("default", "dino", model=model, input_size=MASKCUT_INPUT)
+        cfg = real_extractor_config("dino", model=name, input_size=MASKCUT_INPUT)
     feats = get_extractor(cfg, device).extract(image[None])[0].numpy()
     grid = maskcut_grid(feats)
     if not len(grid):

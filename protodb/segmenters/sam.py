@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from protodb.segmenters.base import SEGMENTERS
+from protodb.segmenters.base import SEGMENTERS, segmenter_model
 
 SAM_POINTS = 16  # a 16 x 16 grid of point prompts (tiny: 4 x 4)
 SAM_IOU = 0.88  # keep a mask when SAM's predicted IoU reaches this
@@ -57,12 +57,13 @@ def sam(
 
     from protodb.extractors.base import IMAGENET_MEAN, IMAGENET_STD
     from protodb.models.defaults import SAM_DEFAULT
-    from protodb.models.loading import TINY
+    from protodb.models.loading import is_twin
     from protodb.models.vision import load_sam
 
     h, w = image.shape[:2]
-    tiny = model == TINY or (model is None and min(h, w) < 128)
-    net = load_sam(TINY if tiny else (model or SAM_DEFAULT), None, device)
+    name = segmenter_model(model, image, SAM_DEFAULT)
+    tiny = is_twin(name)
+    net = load_sam(name, None, device)
     side = int(net.config.vision_config.image_size)
     grid_n = points or (4 if tiny else SAM_POINTS)
     scale = side / max(h, w)

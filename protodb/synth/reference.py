@@ -1,12 +1,12 @@
 """Reference masks for images the learned test world's generator made, and mask quality.
 
 The learned generator's images have no ground truth: nothing records where it drew what. But
-every world class has a known colour (protodb.world.classes), so, like the colour detector of
-protodb.world.learned.detect, the reference mask of an entity is the pixels whose RGB is nearest
-to its class's colour among all world colours (things, stuff and clutter) and within 70 of it;
-a thing's region is closed and its holes filled (striped and checked textures leave gaps). It is
-a proxy for ground truth, good where the generator used the right colour (28 of 32 samples in
-REFERENCE 6) and silent on shape; figures made with it say so.
+every world class has a known colour, so, like the learned world's colour detector (the test
+world's ``colour_region``, protodb.profiles.TestWorld), the reference mask of an entity is the
+pixels whose RGB is nearest to its class's colour among all world colours (things, stuff and
+clutter) and within 70 of it; a thing's region is closed and its holes filled (striped and
+checked textures leave gaps). It is a proxy for ground truth, good where the generator used the
+right colour (28 of 32 samples in REFERENCE 6) and silent on shape; figures made with it say so.
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ def reference_masks(image: np.ndarray, names: list[str], labels: list[int]) -> E
     masks (bool [E, H, W], disjoint), source "reference"."""
     from scipy import ndimage
 
-    from protodb.world.classes import world_class
-    from protodb.world.learned.detect import colour_region
+    from protodb.profiles import test_world
 
+    world = test_world()
     out = []
     for name in names:
-        m = colour_region(image, name)
-        if world_class(name).kind == "thing":
+        m = world.colour_region(image, name)
+        if world.class_kind(name) == "thing":
             m = ndimage.binary_fill_holes(ndimage.binary_closing(m, iterations=1))
         out.append(m)
     masks = np.stack(out)

@@ -147,18 +147,19 @@ class SeenUnseen:
 
 def score_on_scenes(head, generator, *, n: int = 16, seed: int = 1, device: str = "cpu"):
     """A head on ``n`` procedural test-world scenes (exact masks), per class -> SeenUnseen."""
+    from protodb.profiles import test_world
     from protodb.synth.compose import parse_prompt
     from protodb.synth.generate import load_pipeline
     from protodb.synth.grounding import make_example
-    from protodb.world.classes import CLASS_NAMES
-    from protodb.world.learned.scenes import draw_training_scene
 
+    world = test_world()
+    names = list(world.class_names)
     pipe = load_pipeline(generator, device)
     inter: dict[str, int] = {}
     union: dict[str, int] = {}
     for i in range(n):
-        scene = draw_training_scene(np.random.default_rng([seed, i, 104729]))
-        comp = parse_prompt(scene.caption, CLASS_NAMES)
+        scene = world.draw_training_scene(np.random.default_rng([seed, i, 104729]))
+        comp = parse_prompt(scene.caption, names)
         truth = np.stack([scene.masks[e.name] for e in comp.entities])
         ex = make_example(pipe, scene.image, comp, truth, head.config.timestep)
         prob = head.predict(ex.feats, ex.positions, scene.image.shape[:2])

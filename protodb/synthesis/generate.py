@@ -11,7 +11,7 @@ import hashlib
 import math
 import string
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from protodb.errors import ProtodbError
 from protodb.models.defaults import SD_DEFAULT
 from protodb.models.diffusion import sd_dtype
 from protodb.models.loading import TINY, TINY_VERSION
+from protodb.profiles import Profile, get_profile
 from protodb.registry import PluginConfig, Registry
 
 DEFAULT_TEMPLATE = "A good picture of a {}"
@@ -73,17 +74,16 @@ class GeneratorConfig(PluginConfig):
         return self.template.format(class_name)
 
 
-def default_generator_config(profile: str, **overrides) -> GeneratorConfig:
-    """The generator config of a profile: SD 1.5 at 512 px, or the tiny twin at 64 px (10 steps,
-    4 images per denoiser call)."""
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    if profile == "tiny":
-        base = GeneratorConfig(model=TINY, weights=TINY_VERSION, steps=10, size=64, unet_batch=4)
-    elif profile in PROFILE_GENERATORS:  # e.g. the offline test world, chosen explicitly
-        base = PROFILE_GENERATORS.get(profile)()
-    else:
-        base = GeneratorConfig()
-    return replace(base, **overrides)
+def tiny_generator_config() -> GeneratorConfig:
+    """The tiny twin at 64 px: 10 steps, 4 images per denoiser call (the ``tiny`` profile's)."""
+    return GeneratorConfig(model=TINY, weights=TINY_VERSION, steps=10, size=64, unet_batch=4)
+
+
+def default_generator_config(profile: str | Profile, **overrides) -> GeneratorConfig:
+    """The generator config of a profile (Profile.generator_config: SD 1.5 at 512 px on the
+    default profile, :func:`tiny_generator_config` on ``tiny``), with ``overrides``
+    (GeneratorConfig fields; None leaves the profile's value)."""
+    return get_profile(profile).generator_config(**overrides)
 
 
 def image_seed(class_key: str, generator_id: str, seed: int, index: int) -> int:
@@ -108,10 +108,6 @@ class SupportImage:
 GeneratorFn = Callable[..., list[SupportImage]]
 GENERATORS: Registry[GeneratorFn] = Registry("generator")
 GENERATORS.register_lazy("world", "protodb.world.generator")
-# The generator config of a profile that brings its own (the test world registers "world").
-PROFILE_GENERATORS: Registry[Callable[[], GeneratorConfig]] = Registry("generator profile")
-PROFILE_GENERATORS.register_lazy("world", "protodb.world.generator")
-PROFILE_GENERATORS.register_lazy("world-learned", "protodb.world.learned.profile")
 
 
 @GENERATORS.register("sd")

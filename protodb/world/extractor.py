@@ -4,11 +4,10 @@ statistics, for which nearest-prototype matching means something (no learned wei
 
 from __future__ import annotations
 
-from protodb.extractors.base import EXTRACTORS, PROFILE_EXTRACTORS, Extractor, ExtractorConfig
+from protodb.extractors.base import EXTRACTORS, Extractor, ExtractorConfig
 from protodb.world.classes import WORLD, WORLD_VERSION
 
 
-@PROFILE_EXTRACTORS.register(WORLD)
 def world_extractor_config(**overrides) -> ExtractorConfig:
     """The world profile's extractor config: stride 4, short side 64, float32 storage."""
     base = dict(

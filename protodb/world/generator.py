@@ -11,7 +11,6 @@ import numpy as np
 from protodb.errors import ProtodbError
 from protodb.synthesis.generate import (
     GENERATORS,
-    PROFILE_GENERATORS,
     GeneratorConfig,
     SupportImage,
     image_seed,
@@ -20,7 +19,6 @@ from protodb.world.classes import ATTN_STRIDE, SUPPORT_SIZE, WORLD, WORLD_VERSIO
 from protodb.world.draw import draw_support, fake_attention
 
 
-@PROFILE_GENERATORS.register(WORLD)
 def world_generator_config() -> GeneratorConfig:
     """The world profile's generator config (the SD-only fields are set to neutral values)."""
     return GeneratorConfig(

@@ -58,7 +58,8 @@ def test_every_extractor_tiny_twin(name):
 
 
 def test_every_registered_extractor_has_defaults():
-    from protodb.extractors.factory import DEFAULTS, PAPER_ENSEMBLE
+    from protodb.extractors.factory import DEFAULTS
+    from protodb.profiles import PAPER_ENSEMBLE
 
     assert set(EXTRACTORS.names()) >= {"dinov2", "dino", "clip", "mae", "sd"}
     assert PAPER_ENSEMBLE == ("sd", "dino", "clip")

@@ -14,16 +14,18 @@ from __future__ import annotations
 from dataclasses import replace
 
 from protodb.errors import ProtodbError
-from protodb.extractors.base import PROFILE_EXTRACTOR_SETS, ExtractorConfig, ProfileExtractors
-from protodb.synthesis.generate import PROFILE_GENERATORS, GeneratorConfig
+from protodb.extractors.base import ExtractorConfig
+from protodb.models.loading import TINY
+from protodb.profiles import TINY_CLIP_NOTICE, TINY_REFER, Profile, register
+from protodb.synthesis.generate import GeneratorConfig
 from protodb.world.learned.scenes import SIZE, TEMPLATE
 from protodb.world.learned.weights import MODEL
+from protodb.world.profile import HOOKS
 
 PROFILE = "world-learned"
 VERSION = "world-learned-1"  # bump with the shipped weights
 
 
-@PROFILE_GENERATORS.register(PROFILE)
 def learned_generator_config() -> GeneratorConfig:
     """SD sampling on the learned pipeline: 64 px, 25 DPM-Solver++ steps, guidance 4, no
     negative prompt (the model never saw one), the template the model was trained with."""
@@ -60,4 +62,22 @@ def learned_extractor_config(name: str, **overrides) -> ExtractorConfig:
     )
 
 
-PROFILE_EXTRACTOR_SETS.register(PROFILE)(ProfileExtractors(("sd",), learned_extractor_config))
+register(
+    Profile(
+        name=PROFILE,
+        generator=learned_generator_config,
+        extractor=learned_extractor_config,
+        extractors=("sd",),
+        prefilter=False,
+        prefilter_reason=f"profile {PROFILE}",
+        # 64 px, side / 8: its second-coarsest cross-attention, like side / 32 of SD at 1024
+        attention={"model": MODEL, "weights": VERSION, "size": 64, "layer_divisor": 8},
+        refer=TINY_REFER,
+        refer_clip_notice=TINY_CLIP_NOTICE,
+        segmenter_model=TINY,
+        notice=f"profile {PROFILE}: the offline TEST WORLD through the real path (a tiny Stable "
+        "Diffusion trained on the synthetic classes; not a real model)",
+        test_world=True,
+        world=HOOKS,
+    )
+)
