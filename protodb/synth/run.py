@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from protodb.errors import ProtodbError
+from protodb.errors import ParameterError, ProtodbError
 from protodb.progress import Progress
 from protodb.synth.compose import Composition, parse_prompt, sample_compositions
 from protodb.synth.dataset import SynthWriter, coco_annotations, image_id
@@ -130,13 +130,13 @@ def synthesize(
     if min_agreement is not None and not (
         math.isfinite(min_agreement) and 0.0 <= min_agreement <= 1.0
     ):
-        raise ProtodbError(f"--min-agreement {min_agreement} must be from 0 to 1")
+        raise ParameterError("min_agreement", min_agreement, "must be from 0 to 1")
     if not 0 <= seed < 2**63:
-        raise ProtodbError(f"--seed {seed} must be from 0 to 2**63 - 1")
+        raise ParameterError("seed", seed, "must be from 0 to 2**63 - 1")
     if per_prompt < 1:
-        raise ProtodbError(f"--per-prompt {per_prompt} must be >= 1")
+        raise ParameterError("per_prompt", per_prompt, "must be >= 1")
     if per_class is not None and per_class < 1:
-        raise ProtodbError(f"--per-class {per_class} must be >= 1")
+        raise ParameterError("per_class", per_class, "must be >= 1")
     if masks == "grounding" and grounding is None:
         raise ProtodbError(
             "--masks grounding needs --grounding DIR (a head saved by `protodb grounding train`)"

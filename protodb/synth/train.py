@@ -64,8 +64,7 @@ def train_grounding(
     progress: bool | Progress = True,
 ) -> TrainReport:
     """Train a grounding head on synthetic images of the ``seen`` classes of ``vocab`` and save
-    it to ``out`` (see the module docstring). ``runtime``: the session
-    (protodb.runtime.Runtime: the bank, the vocabulary's handle, the device)."""
+    it to ``out`` (module docstring); ``runtime``: the session (protodb.runtime.Runtime)."""
     import time
 
     from protodb.synth.compose import sample_compositions
@@ -90,8 +89,7 @@ def train_grounding(
     names = [by_key[class_key(s)].name for s in seen]
     kind_of = {c.class_key: c.kind for c in runtime.classes()}
     kinds = ["stuff" if kind_of.get(class_key(n)) == "stuff" else "thing" for n in names]
-    config = vocab_generator(runtime.open_existing(), info)
-    device = runtime.device
+    config, device = vocab_generator(runtime.open_existing(), info), runtime.device
     label = {c.name: i + 1 for i, c in enumerate(info.classes)}
     comps = sample_compositions(names, kinds, per_class, seed)
     start = time.perf_counter()

@@ -166,12 +166,11 @@ def add_class(
     the lexicon, else a guess from the support set's fg masks (protodb.synthesis.kinds.decide_kind).
     mask_source: "otsu" (multi-Otsu thresholds) or "maskcut" (eq. (1) over proposals).
     parts: K, the number of part prototypes per polarity (K-means; REFERENCE 1.5: 32).
-    mask_source, n and parts make the set's recipe, part of its key.
+    mask_source, n and parts make the set's recipe, part of its key. None: AddRequest's default.
     batch_size: images per generator call (and per bank write); results never depend on it.
     progress: a protodb.progress.Progress (or on / off): a bar of this class's stages
     (generate, masks, then features, prototypes and bank write per extractor) and, below it,
     the work inside a stage (denoising steps in images' worth, feature batches).
-    None arguments take :class:`~protodb.synthesis.request.AddRequest`'s defaults.
     sink: where the results go: None (:class:`BankSink`): into ``bank`` as they are made; a
     :class:`UnitSink`: kept for a driver to commit (``bank`` is then only read).
     """
@@ -179,9 +178,9 @@ def add_class(
     req = AddRequest.of(
         [name], seed=seed, n=n, batch_size=batch_size, mask_source=mask_source, kind=kind,
         parts=parts,
-    )  # fmt: skip
-    result, todo, recipe = _plan(bank, name, generator, extractors, req.validate_set())
-    (seed,), n, batch_size = req.seeds, req.n, req.batch_size
+    ).validate_set()  # fmt: skip
+    result, todo, recipe = _plan(bank, name, generator, extractors, req)
+    seed, n, batch_size = req.seeds[0], req.n, req.batch_size
     mask_source, kind = req.mask_source, req.kind
     display, key, gid = result.name, result.class_key, result.generator_id
     if not todo:
