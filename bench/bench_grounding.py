@@ -52,7 +52,7 @@ def main() -> None:
                                  steps=steps, masks=args.masks, progress=False)  # fmt: skip
         train_s = time.perf_counter() - t
         head = GroundingHead.load(out)
-        gen = vocab_generator(db, db.vocab("world").info)
+        gen = vocab_generator(db.open_existing(), db.vocab("world").info)
         t = time.perf_counter()
         trained = score_on_scenes(head, gen, n=args.scenes)
         score_s = (time.perf_counter() - t) / args.scenes

@@ -51,7 +51,7 @@ def main() -> None:
         classes = handle.info.class_names
         kind_of = {c.class_key: c.kind for c in db.classes()}
         kinds = [kind_of[c.class_key] for c in handle.info.classes]
-        config = vocab_generator(db, handle.info)
+        config = vocab_generator(db.open_existing(), handle.info)
         comps = sample_compositions(classes, kinds, per_class, args.seed)
         head = None
         if args.grounding:

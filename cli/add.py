@@ -13,10 +13,22 @@ from protodb.cli.common import (
     RayOpt,
     WorkersOpt,
     err,
+    flag_errors,
     open_db,
     profile_notice,
     user_errors,
 )
+from protodb.synthesis.request import DEFAULTS
+
+#: the flag of each protodb.synthesis.request.AddRequest parameter, for the library's errors
+FLAGS = {
+    "n": "--n",
+    "seed": "--seed",
+    "parts": "--parts",
+    "mask_source": "--mask-source",
+    "batch_size": "--batch-size",
+    "kind": "--stuff/--thing",
+}
 
 
 def add(
@@ -28,7 +40,9 @@ def add(
     from_file: Annotated[
         Path | None, typer.Option("--from", help="Read class names from a file, one per line.")
     ] = None,
-    n: Annotated[int, typer.Option("--n", help="Support images per class (paper: 32).")] = 32,
+    n: Annotated[
+        int, typer.Option("--n", help="Support images per class (paper: 32).")
+    ] = DEFAULTS.n,
     seed: Annotated[
         list[int] | None,
         typer.Option("--seed", help="Support-set seed (repeatable: one set per seed; default 0)."),
@@ -58,7 +72,7 @@ def add(
             help="fg/bg masks: otsu (multi-Otsu on attribution), maskcut or sam (eq. (1) over "
             "normalized-cut / SAM proposals).",
         ),
-    ] = "otsu",
+    ] = DEFAULTS.mask_source,
     parts: Annotated[
         int,
         typer.Option(
@@ -66,7 +80,7 @@ def add(
             help="K, part prototypes per polarity (K-means; paper: 32). --mask-source, --n "
             "and --parts make a set's recipe: another value builds another set.",
         ),
-    ] = 32,
+    ] = DEFAULTS.parts,
     steps: Annotated[
         int | None, typer.Option("--steps", help="Sampling steps (default 30; tiny: 10).")
     ] = None,
@@ -94,7 +108,7 @@ def add(
             min=1,
             help="Images per generator call (results never depend on it).",
         ),
-    ] = 8,
+    ] = DEFAULTS.batch_size,
     ray: RayOpt = None,
     workers: WorkersOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
@@ -110,58 +124,15 @@ def add(
 
     Example: protodb --bank bank/ add "red apple" grass --n 4
     """
-    with user_errors():
-        from protodb.errors import ProtodbError
-
-        names = list(classes or [])
-        if from_file is not None:
-            try:
-                names += [
-                    ln.strip() for ln in from_file.read_text("utf-8").splitlines() if ln.strip()
-                ]
-            except OSError as e:
-                raise ProtodbError(
-                    f"cannot read --from file {str(from_file)!r}: {e.strerror}"
-                ) from None
-        if not names:
-            raise ProtodbError("no class given: protodb add CLASS [CLASS...] (or --from FILE)")
-        if workers is not None and ray is None:
-            raise ProtodbError(f"--workers {workers} needs --ray; add --ray (a local cluster)")
-        executor = None
-        if ray is not None:
-            from protodb.scale.add import RayExecutor
-            from protodb.scale.cluster import check_address, require_ray
-
-            executor = RayExecutor(address=check_address(ray), workers=workers)
-            require_ray()
+    with user_errors(), flag_errors(FLAGS):
+        names = _class_names(classes, from_file)
+        executor = _executor(ray, workers)
         db = open_db(ctx)
         profile_notice(db)
-
-        def report(r) -> None:
-            if as_json:
-                return
-            if r.status == "exists":
-                typer.echo(
-                    f"{r.name}: already in the bank (generator {r.generator_id}, seed {r.seed}, "
-                    f"recipe {r.recipe_id}, {', '.join(r.skipped)}); nothing generated"
-                )
-                if r.note:
-                    err(f"note: {r.note}")
-            else:
-                protos = "; ".join(
-                    f"{e}: {c['fg']} fg / {c['bg']} bg prototypes from {c['used']} images"
-                    for e, c in r.prototypes.items()
-                )
-                typer.echo(
-                    f"{r.name}: added recipe {r.recipe_id} ({r.generated} images generated, "
-                    f"{r.reused} reused; {protos}; {r.kind} by {r.kind_source}) "
-                    f"in {r.seconds:.1f} s"
-                )
-
         results = db.add(
             names,
             n=n,
-            seed=seed or [0],
+            seed=seed or None,
             extractors=extractor or None,
             steps=steps,
             guidance=guidance,
@@ -169,24 +140,82 @@ def add(
             model=model,
             batch_size=batch_size,
             progress=not quiet and not as_json,
-            on_result=report,
+            on_result=None if as_json else _report,
             kind=None if stuff is None else ("stuff" if stuff else "thing"),
             mask_source=mask_source,
             parts=parts,
             executor=executor,
         )
-        if executor is not None and executor.stats and not as_json:
-            for w in executor.stats:
-                err(
-                    f"worker {w.worker}: {w.units} units in {w.seconds:.1f} s "
-                    f"({w.units_per_s:.3f} units/s)"
-                )
-            done = sum(w.units for w in executor.stats)
-            if executor.seconds > 0:
-                err(
-                    f"all workers: {done} units in {executor.seconds:.1f} s "
-                    f"({done / executor.seconds:.3f} units/s); the driver spent "
-                    f"{executor.commit_seconds:.1f} s committing them"
-                )
         if as_json:
             typer.echo(json.dumps([r.__dict__ for r in results], indent=2))
+        elif executor is not None:
+            _report_workers(executor)
+
+
+def _class_names(classes: list[str] | None, from_file: Path | None) -> list[str]:
+    """The class arguments, then the lines of the --from file."""
+    from protodb.errors import ProtodbError
+
+    names = list(classes or [])
+    if from_file is not None:
+        try:
+            text = from_file.read_text("utf-8")
+        except OSError as e:
+            raise ProtodbError(
+                f"cannot read --from file {str(from_file)!r}: {e.strerror}"
+            ) from None
+        names += [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not names:
+        raise ProtodbError("no class given: protodb add CLASS [CLASS...] (or --from FILE)")
+    return names
+
+
+def _executor(ray: str | None, workers: int | None):
+    """The RayExecutor of --ray / --workers, or None (this process)."""
+    from protodb.errors import ProtodbError
+
+    if workers is not None and ray is None:
+        raise ProtodbError(f"--workers {workers} needs --ray; add --ray (a local cluster)")
+    if ray is None:
+        return None
+    from protodb.scale.add import RayExecutor
+    from protodb.scale.cluster import check_address, require_ray
+
+    executor = RayExecutor(address=check_address(ray), workers=workers)
+    require_ray()
+    return executor
+
+
+def _report(r) -> None:
+    """One line per (class, seed) as it is done (an AddResult)."""
+    if r.status == "exists":
+        typer.echo(
+            f"{r.name}: already in the bank (generator {r.generator_id}, seed {r.seed}, "
+            f"recipe {r.recipe_id}, {', '.join(r.skipped)}); nothing generated"
+        )
+        if r.note:
+            err(f"note: {r.note}")
+        return
+    protos = "; ".join(
+        f"{e}: {c['fg']} fg / {c['bg']} bg prototypes from {c['used']} images"
+        for e, c in r.prototypes.items()
+    )
+    typer.echo(
+        f"{r.name}: added recipe {r.recipe_id} ({r.generated} images generated, "
+        f"{r.reused} reused; {protos}; {r.kind} by {r.kind_source}) in {r.seconds:.1f} s"
+    )
+
+
+def _report_workers(executor) -> None:
+    """Each Ray actor's throughput, then the run's and the driver's commit time (stderr)."""
+    for w in executor.stats:
+        err(
+            f"worker {w.worker}: {w.units} units in {w.seconds:.1f} s ({w.units_per_s:.3f} units/s)"
+        )
+    done = sum(w.units for w in executor.stats)
+    if executor.stats and executor.seconds > 0:
+        err(
+            f"all workers: {done} units in {executor.seconds:.1f} s "
+            f"({done / executor.seconds:.3f} units/s); the driver spent "
+            f"{executor.commit_seconds:.1f} s committing them"
+        )

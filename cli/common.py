@@ -54,6 +54,20 @@ def user_errors():
         raise typer.Exit(130) from None
 
 
+@contextlib.contextmanager
+def flag_errors(flags: dict[str, str]):
+    """Spell a library ParameterError under the command's flag (``flags``: parameter -> flag):
+    ``batch_size=0 must be >= 1`` reads ``--batch-size 0 must be >= 1`` on the command line."""
+    from protodb.errors import ParameterError, ProtodbError
+
+    try:
+        yield
+    except ParameterError as e:
+        if e.parameter not in flags:
+            raise
+        raise ProtodbError(e.spelled(flags[e.parameter])) from None
+
+
 def open_db(ctx: typer.Context):
     import protodb
 

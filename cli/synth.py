@@ -8,7 +8,15 @@ from typing import Annotated
 
 import typer
 
-from protodb.cli.common import JsonOpt, open_db, profile_notice, user_errors
+from protodb.cli.common import JsonOpt, flag_errors, open_db, profile_notice, user_errors
+
+#: the flag of each parameter of protodb.synth.run.synthesize, for the library's errors
+FLAGS = {
+    "min_agreement": "--min-agreement",
+    "seed": "--seed",
+    "per_prompt": "--per-prompt",
+    "per_class": "--per-class",
+}
 
 
 def synth(
@@ -62,7 +70,7 @@ def synth(
 
     Example: protodb synth --vocab v1 --per-class 8 --out synth/ --min-agreement 0.3
     """
-    with user_errors():
+    with user_errors(), flag_errors(FLAGS):
         from protodb.synth.compose import read_prompts
 
         prompts = list(prompt or [])

@@ -29,3 +29,24 @@ class BankError(ProtodbError):
 
 class NeedsMigrationError(BankError):
     """A bank of an older schema was opened without permission to migrate it in place."""
+
+
+class ParameterError(ProtodbError):
+    """A bad value of one named parameter of a library call.
+
+    ``parameter``: the Python name (``batch_size``); the message reads ``batch_size=0 must be
+    >= 1``, and :meth:`spelled` gives it under another name (the CLI's ``--batch-size 0 must be
+    >= 1``). ``flag``: the spelling of the message itself where a caller pins the flag form."""
+
+    def __init__(
+        self, parameter: str, value: object, rule: str, *, flag: str | None = None
+    ) -> None:
+        self.parameter, self.value, self.rule = parameter, value, rule
+        shown = repr(value) if isinstance(value, str) else str(value)
+        self._shown = shown
+        text = f"{flag} {shown} {rule}" if flag else f"{parameter}={shown} {rule}"
+        super().__init__(text)
+
+    def spelled(self, name: str) -> str:
+        """The message with the parameter called ``name`` (e.g. a CLI flag): ``NAME VALUE RULE``."""
+        return f"{name} {self._shown} {self.rule}"

@@ -136,20 +136,26 @@ def label_map(vocab_classes: list[str], dataset: Dataset) -> np.ndarray:
 
 
 def evaluate(
-    db, vocab: str, dataset: Dataset, *, config: QueryConfig | None = None, progress: bool = True
+    runtime,
+    vocab: str,
+    dataset: Dataset,
+    *,
+    config: QueryConfig | None = None,
+    progress: bool = True,
 ) -> EvalReport:
-    """Segment every sample of ``dataset`` with vocabulary ``vocab`` of ``db`` (a ProtoDB) and
-    accumulate mIoU. ``config``: the query engine's options (default QueryConfig())."""
+    """Segment every sample of ``dataset`` with vocabulary ``vocab`` of ``runtime`` (a
+    protodb.runtime.Runtime: ``vocab(name, config)`` gives its handle) and accumulate mIoU.
+    ``config``: the query engine's options (default QueryConfig())."""
     from tqdm.auto import tqdm
 
     config = config or QueryConfig()
     start = time.perf_counter()
     notes = []
-    world = dataset.test_world or _world_vocab(db.vocab(vocab).info)
+    world = dataset.test_world or _world_vocab(runtime.vocab(vocab).info)
     if world and config.prefilter:
         config = replace(config, prefilter=False)
         notes.append("pre-filter off: the test world has no text encoder")
-    handle = db.vocab(vocab, config)
+    handle = runtime.vocab(vocab, config)
     lut = label_map(handle.info.class_names, dataset)
     meter = MIoU(len(dataset.classes))
     desc = f"eval {dataset.name}" + (" (test world)" if dataset.test_world else "")
@@ -259,7 +265,7 @@ class AblationReport:
 
 
 def ablate(
-    db,
+    runtime,
     vocab: str,
     dataset: Dataset,
     names: list[str],
@@ -267,12 +273,13 @@ def ablate(
     config: QueryConfig | None = None,
     progress: bool = True,
 ) -> AblationReport:
-    """Evaluate the full configuration, then once per ablation in ``names`` (see ABLATIONS)."""
+    """Evaluate the full configuration, then once per ablation in ``names`` (see ABLATIONS);
+    ``runtime`` as for :func:`evaluate`."""
     for n in names:
         if n not in ABLATIONS:
             raise ProtodbError(f"unknown ablation {n!r}; choose from {', '.join(ABLATIONS)}")
     base = config or QueryConfig()
-    full = evaluate(db, vocab, dataset, config=base, progress=progress)
+    full = evaluate(runtime, vocab, dataset, config=base, progress=progress)
     report = AblationReport(full)
     for n in names:
         if n == "prefilter" and full.test_world:
@@ -290,6 +297,6 @@ def ablate(
         if isinstance(cfg, str):
             report.rows.append(AblationRow(n, _REMOVES[n], None, None, f"not applicable: {cfg}"))
             continue
-        r = evaluate(db, vocab, dataset, config=cfg, progress=progress)
+        r = evaluate(runtime, vocab, dataset, config=cfg, progress=progress)
         report.rows.append(AblationRow(n, _REMOVES[n], r.miou, r.miou - full.miou))
     return report

@@ -20,6 +20,20 @@ from protodb.progress import Progress
 from protodb.query.outputs import summary_path, write_outputs
 
 
+def segment_paths(handle, paths: Sequence[str | os.PathLike], out, **options) -> list[dict]:
+    """:func:`segment_files` of ``paths``: files, directories (their images, sorted) and glob
+    patterns (protodb.images.expand_paths), local only (``s3://`` needs protodb.scale.segment);
+    ``options``: those of segment_files."""
+    from protodb.images import expand_paths
+
+    for p in [*paths, out]:
+        if str(p).startswith("s3://"):
+            raise ProtodbError(
+                f"{str(p)!r}: s3:// inputs and outputs need Ray (--ray, or ray= here)"
+            )
+    return segment_files(handle, expand_paths(paths), out, **options)
+
+
 def segment_files(
     handle,
     files: Sequence[Path],
@@ -31,7 +45,7 @@ def segment_files(
     skip_existing: bool = False,
     save_scores: bool = False,
 ) -> list[dict]:
-    """Segment ``files`` with ``handle`` (a protodb.api.VocabHandle of vocabulary ``vocab``)
+    """Segment ``files`` with ``handle`` (a protodb.query.handle.VocabHandle of ``vocab``)
     and write their outputs to ``out``. Returns one summary per image (see
     protodb.query.outputs.write_outputs, plus "image", "vocab" and "skipped"); ``on_image`` is
     called with each as it is done."""

@@ -88,6 +88,23 @@ def pairs_from_jsonl(path: str | os.PathLike) -> Iterator[Pair]:
             yield Pair(image_path, expression, stem)
 
 
+def pair_source(
+    referrer, images: Sequence, expression: str | None, pairs: str | os.PathLike | None
+) -> tuple[Iterator[Pair], int]:
+    """The pairs of ``refer_files`` and their count: ``expression`` in each of ``images``
+    (checked against ``referrer`` before any image is read), or the lines of the JSONL file
+    ``pairs``; exactly one of the two forms."""
+    if (pairs is None) == (expression is None):
+        raise ProtodbError("give IMAGE... EXPRESSION or --from pairs.jsonl, not both")
+    if pairs is not None:
+        if images:
+            raise ProtodbError("with --from pairs.jsonl give no images on the command line")
+        return pairs_from_jsonl(pairs), count_lines(pairs)
+    referrer.check(expression)
+    items = pairs_from_args([Path(p) for p in images], expression)
+    return iter(items), len(items)
+
+
 def count_lines(path: str | os.PathLike) -> int:
     """Non-blank lines of a pairs file (the progress bar's total)."""
     if not Path(path).is_file():

@@ -52,7 +52,8 @@ class WorkerStats:
 
 @dataclass
 class RayExecutor:
-    """Run ``ProtoDB.add``'s (class, seed) units on Ray (see the module docstring).
+    """Run an ``add``'s (class, seed) units on Ray (see the module docstring;
+    protodb.synthesis.run_add.add_classes hands them over).
 
     address: "local" (a cluster of this machine, started and stopped by the call), "auto" or
     "HOST:PORT" (a running cluster's head). workers: actors (default one per GPU, else 2).
@@ -77,34 +78,33 @@ class RayExecutor:
 
     def add(
         self,
-        db,
+        runtime,
         jobs: Sequence[tuple[str, int]],
         *,
         generator,
         extractors,
-        n: int,
-        batch_size: int,
-        kind: str | None,
-        mask_source: str,
-        parts: int,
+        request,
         progress: bool | Progress = True,
         on_result: Callable | None = None,
     ) -> list:
         """Build the missing sets of ``jobs`` ((class, seed) pairs) on the actors and commit
-        them into ``db``'s bank. Returns one AddResult per job, in job order."""
+        them into ``runtime``'s bank (a protodb.runtime.Runtime: its bank, and the settings the
+        actors open it with). ``request``: the checked protodb.synthesis.request.AddRequest
+        (n, parts, mask_source, kind, batch_size). Returns one AddResult per job, in job
+        order."""
         from protodb.errors import NotFoundError
         from protodb.synthesis.add import plan_class
 
         try:
-            known = _KnownSets(db.open_existing())  # one read of the sets table, not one a set
+            known = _KnownSets(runtime.open_existing())  # one read of the sets table
         except NotFoundError:
             known = None  # the bank is made below once the cluster answers (actors never do)
         results: list = [None] * len(jobs)
         todo: list[int] = []
         for i, (name, seed) in enumerate(jobs):
             res, missing, _ = plan_class(
-                known, name, generator=generator, extractors=extractors, seed=seed, n=n,
-                mask_source=mask_source, kind=kind, parts=parts,
+                known, name, generator=generator, extractors=extractors, seed=seed, n=request.n,
+                mask_source=request.mask_source, kind=request.kind, parts=request.parts,
             )  # fmt: skip
             if missing:
                 todo.append(i)
@@ -117,18 +117,23 @@ class RayExecutor:
         if not todo:
             return results
         info = connect(self.address)
-        db.bank  # noqa: B018 (opens, or makes, the bank the actors will read)
+        bank = runtime.bank  # opens, or makes, the bank the actors will read
+        # what each actor's add_class takes besides (class, seed)
+        options = dict(
+            generator=generator, extractors=list(extractors), n=request.n,
+            batch_size=request.batch_size, kind=request.kind, mask_source=request.mask_source,
+            parts=request.parts,
+        )  # fmt: skip
         try:
-            self._run(
-                db, jobs, todo, results, info, prog, on_result,
-                dict(generator=generator, extractors=list(extractors), n=n,
-                     batch_size=batch_size, kind=kind, mask_source=mask_source, parts=parts),
-            )  # fmt: skip
+            self._run(bank, runtime.settings, jobs, todo, results, info, prog, on_result, options)
         finally:
             shutdown(info)
         return results
 
-    def _run(self, db, jobs, todo, results, info, prog, on_result, options) -> None:
+    def _run(self, bank, settings, jobs, todo, results, info, prog, on_result, options) -> None:
+        """Schedule the units ``todo`` (indices into ``jobs``) on new actors that open the bank
+        of ``settings`` (protodb.settings.Settings) read-only, and commit each returned unit
+        into ``bank``."""
         import ray
         from ray.exceptions import RayActorError, RayTaskError
 
@@ -143,14 +148,14 @@ class RayExecutor:
             resources = dict(num_cpus=cpus)
             # torch threads as the CPUs asked (at least one): no oversubscription, and a
             # one-thread actor computes bit for bit what a one-thread process does
-            device, threads = db.settings.device, max(1, int(cpus))
+            device, threads = settings.device, max(1, int(cpus))
         env = actor_env()
         worker_cls = ray.remote(
             max_restarts=self.retries, max_task_retries=self.retries, **resources
         )(UnitWorker)
         actors = [
             worker_cls.options(runtime_env={"env_vars": env}).remote(
-                db.settings.bank, db.settings.profile, device, w, threads
+                settings.bank, settings.profile, device, w, threads
             )
             for w in range(n_workers)
         ]
@@ -174,7 +179,7 @@ class RayExecutor:
 
         def commit(i: int, res, sink) -> None:
             t0 = time.perf_counter()
-            sink.commit(db.bank, res)
+            sink.commit(bank, res)
             self.commit_seconds += time.perf_counter() - t0
             results[i] = res
             bar.update(1)

@@ -7,9 +7,10 @@ header, refuses inputs whose outputs would collide, reads the summaries of finis
 resuming (``skip_existing``), and only then joins or starts the cluster. The images left are a
 ``ray.data.from_items`` dataset of (index, source, stem) rows, mapped with ``map_batches`` on an
 actor pool (``ActorPoolStrategy(size=workers)``, fractional CPUs, REFERENCE 5) whose actors each
-open the bank, assemble the vocabulary once (the same :class:`protodb.api.VocabHandle` and query
-config as ``segment``) and then, per image: read it (downloading an ``s3://`` one to a temporary
-file), segment it, and write the files of :mod:`protodb.query.outputs`:
+open the bank, assemble the vocabulary once (the same :class:`protodb.query.handle.VocabHandle`
+and query config as ``segment``, from a :class:`protodb.runtime.Runtime` of the driver's
+settings) and then, per image: read it (downloading an ``s3://`` one to a temporary file),
+segment it, and write the files of :mod:`protodb.query.outputs`:
 
 - to a local ``out`` folder directly (every node must see it: a local cluster, or a shared file
   system);
@@ -30,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import functools
 import json
 import logging
 import os
@@ -38,13 +38,14 @@ import tempfile
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 from protodb.errors import NotFoundError, ProtodbError
 from protodb.images import IMAGE_SUFFIXES, check_image, expand_paths, load_rgb
 from protodb.progress import Progress
 from protodb.query.outputs import summary_path, write_outputs
+from protodb.runtime import Runtime
 from protodb.scale.cluster import (
     LOCAL,
     actor_cpus,
@@ -54,6 +55,7 @@ from protodb.scale.cluster import (
     require_ray,
     shutdown,
 )
+from protodb.settings import Settings
 
 
 def is_s3(uri: str | os.PathLike) -> bool:
@@ -303,15 +305,20 @@ class SegmentActor:
     is a row's "error", never an exception, so that the driver reports it as one line."""
 
     def __init__(
-        self, *, open_db: Callable, vocab: str, config, out: str, save_scores: bool
+        self,
+        *,
+        settings: Settings,
+        at: int | None,
+        vocab: str,
+        config,
+        out: str,
+        save_scores: bool,
     ) -> None:
-        """``open_db()``: the session on the bank (a protodb.api.ProtoDB; the driver passes
-        ``functools.partial(ProtoDB, bank, profile=..., device=..., at=...)``, so that this
-        module need not import the API that imports it)."""
+        """``settings``, ``at``: the session the actor opens (a Runtime of the driver's bank
+        and profile, on the actor's device)."""
         self.vocab, self.save_scores, self.error = vocab, save_scores, ""
         try:
-            db = open_db()
-            self.handle = db.vocab(vocab, config)
+            self.handle = Runtime(settings, at=at).vocab(vocab, config)
             self.handle.segmenter  # noqa: B018 - assemble the prototypes now, once per actor
             self.sink = Sink(out)
         except ProtodbError as e:
@@ -341,7 +348,7 @@ def default_workers(gpus: float) -> int:
 
 
 def segment_ray(
-    db,
+    runtime: Runtime,
     paths: Sequence[str | os.PathLike],
     *,
     vocab: str,
@@ -354,15 +361,15 @@ def segment_ray(
     progress: bool | Progress = True,
     on_image: Callable[[dict], None] | None = None,
 ) -> list[dict]:
-    """Segment ``paths`` with vocabulary ``vocab`` of ``db`` (a protodb.api.ProtoDB) on Ray and
-    write the outputs of protodb.query.outputs to ``out`` (a folder or ``s3://bucket/prefix``).
+    """Segment ``paths`` with vocabulary ``vocab`` of ``runtime``'s bank on Ray and write the
+    outputs of protodb.query.outputs to ``out`` (a folder or ``s3://bucket/prefix``).
 
     ``paths``: files, folders and glob patterns, local or ``s3://`` (see :func:`expand_s3`).
     ``address``: the cluster (protodb.scale.cluster.connect; "local" starts one of this machine,
     stopped again at the end). ``workers``: actors (default one per GPU, else 2). ``config``:
-    query options (default ``db.default_query_config()``). ``skip_existing``: images whose
+    query options (default ``runtime.query_config()``). ``skip_existing``: images whose
     ``<stem>.json`` is in ``out`` are not redone. Returns one summary per image in input order,
-    as ``db.segment`` (a local image's summary is the same dict, byte for byte the same files);
+    as ``ProtoDB.segment`` (a local image's summary is the same dict, byte for byte the same files);
     ``on_image`` is called with each as it is done (the skipped first, the others as they
     finish, in no set order). A bad input is one ProtodbError, raised before any cluster starts
     where it can be seen from here (every local image's header is read; an ``s3://`` image is
@@ -371,8 +378,8 @@ def segment_ray(
     require_ray()
     if workers is not None and workers < 1:
         raise ProtodbError(f"--workers {workers} must be >= 1")
-    config = config or db.default_query_config()
-    db.vocab(vocab, config)  # an unknown vocabulary is one line before any cluster starts
+    config = config or runtime.query_config()
+    runtime.vocab(vocab, config)  # an unknown vocabulary is one line before any cluster starts
     client = None
     if is_s3(out) or any(is_s3(p) for p in paths):
         client = _client()
@@ -392,7 +399,7 @@ def segment_ray(
                     with prog.interrupt():
                         on_image(summaries[i])
         if todo:
-            run = _run(db, sources, todo, sink, vocab, config, save_scores, address, workers)
+            run = _run(runtime, sources, todo, sink, vocab, config, save_scores, address, workers)
             with contextlib.closing(run):
                 for i, summary in run:
                     summaries[i] = summary
@@ -415,7 +422,7 @@ def _no_restarts(ds_map) -> dict:
     return {"max_restarts": 0} if inspect.Parameter.VAR_KEYWORD in kinds else {}
 
 
-def _run(db, sources, todo, sink, vocab, config, save_scores, address, workers):
+def _run(runtime, sources, todo, sink, vocab, config, save_scores, address, workers):
     """Yield (index, summary) of the images ``todo`` as the actor pool finishes them."""
     info = connect(address)
     try:
@@ -426,7 +433,8 @@ def _run(db, sources, todo, sink, vocab, config, save_scores, address, workers):
         ctx.enable_progress_bars = False  # protodb draws its own bar
         ctx.print_on_execution_start = False
         ctx.enable_auto_log_stats = False
-        gpu = db.settings.device != "cpu" and info.gpus >= 1
+        settings = runtime.settings
+        gpu = settings.device != "cpu" and info.gpus >= 1
         n = workers or default_workers(info.gpus if gpu else 0.0)
         remote: dict = {"num_cpus": actor_cpus(info.cpus, n)}
         if gpu:
@@ -446,13 +454,8 @@ def _run(db, sources, todo, sink, vocab, config, save_scores, address, workers):
             ds = ds.map_batches(
                 SegmentActor,
                 fn_constructor_kwargs=dict(
-                    open_db=functools.partial(
-                        type(db),
-                        db.settings.bank,
-                        profile=db.settings.profile,
-                        device=db.settings.device if gpu else "cpu",
-                        at=db.at,
-                    ),
+                    settings=replace(settings, device=settings.device if gpu else "cpu"),
+                    at=runtime.at,
                     vocab=vocab,
                     config=config,
                     out=sink.out,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from protodb.errors import ProtodbError
+from protodb.errors import ParameterError, ProtodbError
 from protodb.progress import Progress
 from protodb.synth.compose import Composition, parse_prompt, sample_compositions
 from protodb.synth.dataset import SynthWriter, coco_annotations, image_id
@@ -69,9 +69,9 @@ class SynthReport:
         }
 
 
-def vocab_generator(db, vocab) -> GeneratorConfig:
-    """The generator config the vocabulary's sets record (one for all its classes)."""
-    bank = db.open_existing()
+def vocab_generator(bank, vocab) -> GeneratorConfig:
+    """The generator config the sets of ``vocab`` (a protodb.bank.vocab.Vocabulary) record in
+    ``bank`` (a Bank or a BankReader), one for all its classes."""
     configs = {}
     for c in vocab.classes:
         rows = [
@@ -97,7 +97,7 @@ def vocab_generator(db, vocab) -> GeneratorConfig:
 
 
 def synthesize(
-    db,
+    runtime,
     *,
     vocab: str,
     out: str | os.PathLike,
@@ -116,7 +116,8 @@ def synthesize(
     times). ``masks``: the source written (attention, vocab, grounding); ``proposals``: the fg
     machinery of the attention source (otsu, maskcut, sam); ``min_agreement``: refuse images
     whose attention/vocab agreement is below it; ``grounding``: the head's directory (for
-    ``masks="grounding"``)."""
+    ``masks="grounding"``). ``runtime``: the session (protodb.runtime.Runtime: the bank, the
+    vocabulary's handle, the device)."""
     from protodb.synthesis.masks import MASK_SOURCES
 
     check_source(masks)
@@ -129,23 +130,24 @@ def synthesize(
     if min_agreement is not None and not (
         math.isfinite(min_agreement) and 0.0 <= min_agreement <= 1.0
     ):
-        raise ProtodbError(f"--min-agreement {min_agreement} must be from 0 to 1")
+        raise ParameterError("min_agreement", min_agreement, "must be from 0 to 1")
     if not 0 <= seed < 2**63:
-        raise ProtodbError(f"--seed {seed} must be from 0 to 2**63 - 1")
+        raise ParameterError("seed", seed, "must be from 0 to 2**63 - 1")
     if per_prompt < 1:
-        raise ProtodbError(f"--per-prompt {per_prompt} must be >= 1")
+        raise ParameterError("per_prompt", per_prompt, "must be >= 1")
     if per_class is not None and per_class < 1:
-        raise ProtodbError(f"--per-class {per_class} must be >= 1")
+        raise ParameterError("per_class", per_class, "must be >= 1")
     if masks == "grounding" and grounding is None:
         raise ProtodbError(
             "--masks grounding needs --grounding DIR (a head saved by `protodb grounding train`)"
         )
-    handle = db.vocab(vocab)
+    handle = runtime.vocab(vocab)
     info = handle.info
     classes = info.class_names
-    kind_of = {c.class_key: c.kind for c in db.classes()}
+    kind_of = {c.class_key: c.kind for c in runtime.classes()}
     kinds = ["stuff" if kind_of.get(c.class_key) == "stuff" else "thing" for c in info.classes]
-    config = vocab_generator(db, info)
+    config = vocab_generator(runtime.open_existing(), info)
+    device = runtime.device
     if per_class is not None:
         comps = sample_compositions(classes, kinds, per_class, seed)
     else:
@@ -172,14 +174,14 @@ def synthesize(
         "proposals": proposals,
         "min_agreement": min_agreement,
         "grounding": None if head is None else head.id,
-        "profile": db.settings.profile,
+        "profile": runtime.settings.profile,
     }
     writer = SynthWriter(out, settings, classes)
     stems = [image_id(c.slot, c.prompt, config.id, seed, c.index) for c in comps]
     todo = [(c, s) for c, s in zip(comps, stems, strict=True) if not writer.done(s)]
     todo = list({s: (c, s) for c, s in todo}.values())  # a prompt given twice is one image
     report = SynthReport(str(out), info.name, masks, skipped=len(comps) - len(todo))
-    runtime = _runtime(db.device)
+    made_with = _runtime(device)
     prog = Progress.of(progress)
     start = time.perf_counter()
     stem_of = {id(c): s for c, s in todo}
@@ -188,14 +190,12 @@ def synthesize(
         def on_image(g) -> None:
             c = g.composition
             labels = [e.label for e in c.entities]
-            att = attention_masks(
-                g.image, g.attention, labels, proposals=proposals, device=db.device
-            )
+            att = attention_masks(g.image, g.attention, labels, proposals=proposals, device=device)
             voc = vocab_masks(handle.segment(g.image).labels, labels)
             score = agreement(att, voc)
             chosen = {"attention": att, "vocab": voc}.get(masks)
             if head is not None:
-                chosen = head.entity_masks(g.image, c, config, device=db.device)
+                chosen = head.entity_masks(g.image, c, config, device=device)
             ok = min_agreement is None or score >= min_agreement
             stem = stem_of[id(c)]
             record = {
@@ -226,7 +226,7 @@ def synthesize(
                 "height": int(g.image.shape[0]),
                 "width": int(g.image.shape[1]),
                 "annotations": coco_annotations(c.entities, chosen.masks) if ok else [],
-                "runtime": runtime,
+                "runtime": made_with,
             }
             writer.write(stem, g.image, chosen.label_map() if ok else None, record)
             report.made += 1
@@ -240,7 +240,7 @@ def synthesize(
             [c for c, _ in todo],
             config,
             seed,
-            device=db.device,
+            device=device,
             on_image=on_image,
             on_step=bar.update,
         )

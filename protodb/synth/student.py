@@ -117,7 +117,7 @@ class DistillReport:
 
 
 def distill(
-    db,
+    runtime,
     *,
     vocab: str,
     data: str | os.PathLike,
@@ -128,7 +128,8 @@ def distill(
     seed: int = 0,
     progress: bool | Progress = True,
 ) -> DistillReport:
-    """Train a student on the synth dataset ``data`` for vocabulary ``vocab`` and save it."""
+    """Train a student on the synth dataset ``data`` for vocabulary ``vocab`` and save it;
+    ``runtime``: the session (protodb.runtime.Runtime), whose bank records the student."""
     import torch
     from transformers import SegformerForSemanticSegmentation
 
@@ -136,7 +137,7 @@ def distill(
 
     if steps < 1 or batch < 1:
         raise ProtodbError(f"--steps {steps} and --batch {batch} must be >= 1")
-    info = db.vocab(vocab).info
+    info = runtime.vocab(vocab).info
     root = Path(data)
     if not (root / "synth.json").is_file():
         raise NotFoundError(f"--data {str(root)!r} is no synthetic dataset; make one with "
@@ -184,7 +185,7 @@ def distill(
         "architecture": "SegformerForSemanticSegmentation (MiT-b0 shape at 1/4 width, scratch)",
     }
     Student(model, info.class_names, record).save(out)
-    _record_in_bank(db, out, record)
+    _record_in_bank(runtime.bank, out, record)
     return DistillReport(
         str(out), info.name, len(images), steps,
         float(np.mean(losses[:10])), float(np.mean(losses[-10:])),
@@ -192,14 +193,14 @@ def distill(
     )  # fmt: skip
 
 
-def _record_in_bank(db, out: str | os.PathLike, record: dict) -> None:
+def _record_in_bank(bank, out: str | os.PathLike, record: dict) -> None:
     """A ``distill`` history row in the bank: which student (its directory and the sha256 of its
     weights) came from which vocabulary at which bank version (``protodb history`` lists it)."""
     import hashlib
 
     weights = Path(out) / "model.safetensors"
     digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else ""
-    db.bank.log(
+    bank.log(
         "distill",
         {
             "vocab": record["vocab"],

@@ -51,7 +51,7 @@ def read_classes(path: str | os.PathLike) -> list[str]:
 
 
 def train_grounding(
-    db,
+    runtime,
     *,
     vocab: str,
     seen: Sequence[str],
@@ -64,7 +64,7 @@ def train_grounding(
     progress: bool | Progress = True,
 ) -> TrainReport:
     """Train a grounding head on synthetic images of the ``seen`` classes of ``vocab`` and save
-    it to ``out`` (see the module docstring)."""
+    it to ``out`` (module docstring); ``runtime``: the session (protodb.runtime.Runtime)."""
     import time
 
     from protodb.synth.compose import sample_compositions
@@ -77,7 +77,7 @@ def train_grounding(
         raise ProtodbError(f"--masks {masks!r}: train on attention or vocab masks")
     if steps < 1 or per_class < 1:
         raise ProtodbError(f"--steps {steps} and --per-class {per_class} must be >= 1")
-    handle = db.vocab(vocab)
+    handle = runtime.vocab(vocab)
     info = handle.info
     by_key = {c.class_key: c for c in info.classes}
     unknown = [s for s in seen if class_key(s) not in by_key]
@@ -87,27 +87,27 @@ def train_grounding(
             f"({', '.join(info.class_names)})"
         )
     names = [by_key[class_key(s)].name for s in seen]
-    kind_of = {c.class_key: c.kind for c in db.classes()}
+    kind_of = {c.class_key: c.kind for c in runtime.classes()}
     kinds = ["stuff" if kind_of.get(class_key(n)) == "stuff" else "thing" for n in names]
-    config = vocab_generator(db, info)
+    config, device = vocab_generator(runtime.open_existing(), info), runtime.device
     label = {c.name: i + 1 for i, c in enumerate(info.classes)}
     comps = sample_compositions(names, kinds, per_class, seed)
     start = time.perf_counter()
     prog = Progress.of(progress)
-    pipe = load_pipeline(config, db.device)
+    pipe = load_pipeline(config, device)
     examples = []
     with prog.bar("grounding: images", len(comps), "image") as bar:
 
         def on_image(g) -> None:
             labels = [label[e.name] for e in g.composition.entities]
             if masks == "attention":
-                m = attention_masks(g.image, g.attention, labels, device=db.device)
+                m = attention_masks(g.image, g.attention, labels, device=device)
             else:
                 m = vocab_masks(handle.segment(g.image).labels, labels)
             examples.append(make_example(pipe, g.image, g.composition, m.masks))
             bar.update(1)
 
-        generate(comps, config, seed, device=db.device, on_image=on_image)
+        generate(comps, config, seed, device=device, on_image=on_image)
     head = new_head(
         examples[0],
         dim=dim,

@@ -36,9 +36,9 @@ from protodb.models.diffusion import sd_dtype
 from protodb.names import canonical, class_key
 from protodb.progress import OFF, NoBar, Progress
 from protodb.synthesis.generate import GENERATORS, GeneratorConfig, SupportImage
-from protodb.synthesis.recipe import DEFAULT_PARTS, MAX_PARTS, Recipe, make_recipe
+from protodb.synthesis.recipe import Recipe
+from protodb.synthesis.request import MAX_N, AddRequest  # noqa: F401 - MAX_N: tests read it here
 
-MAX_N = 1024
 SUPPORT_KEY = ("class_key", "generator_id", "seed", "index")
 MASK_KEY = ("class_key", "generator_id", "seed", "n", "mask_source", "index")
 
@@ -111,32 +111,30 @@ def plan_class(
     *,
     generator: GeneratorConfig,
     extractors: Sequence[ExtractorConfig],
-    seed: int = 0,
-    n: int = 32,
-    mask_source: str = "otsu",
+    seed: int | None = None,
+    n: int | None = None,
+    mask_source: str | None = None,
     kind: str | None = None,
-    parts: int = DEFAULT_PARTS,
+    parts: int | None = None,
 ) -> tuple[AddResult, list[ExtractorConfig], Recipe]:
     """Check one (class, seed)'s arguments and find which of its sets are missing, without
     loading a model: (the result so far, status "exists" and the present sets ``skipped``; the
     extractors still to build; the recipe). ``bank`` None: a bank not made yet (every set is
-    missing). Raises ProtodbError on a bad argument."""
-    from protodb.synthesis.masks import MASK_SOURCES
+    missing). None arguments take :class:`~protodb.synthesis.request.AddRequest`'s defaults.
+    Raises ProtodbError on a bad argument."""
+    req = AddRequest.of(seed=seed, n=n, mask_source=mask_source, kind=kind, parts=parts)
+    return _plan(bank, name, generator, extractors, req.validate_set())
 
-    if not 1 <= n <= MAX_N:
-        raise ProtodbError(f"--n {n} is out of range; use 1 to {MAX_N} (paper: 32)")
-    if isinstance(parts, bool) or not isinstance(parts, int) or not 1 <= parts <= MAX_PARTS:
-        raise ProtodbError(f"--parts {parts!r} is out of range; use 1 to {MAX_PARTS} (paper: 32)")
+
+def _plan(bank, name: str, generator, extractors, req: AddRequest):
+    """:func:`plan_class` of a checked request (one seed)."""
     if not extractors:
-        raise ProtodbError("no extractor given; pass --extractor NAME (e.g. dinov2)")
-    MASK_SOURCES.get(mask_source)
-    if kind not in (None, "stuff", "thing"):
-        raise ProtodbError(f"kind {kind!r} is not one of stuff, thing")
+        raise ProtodbError("no extractor given; name at least one (e.g. dinov2)")
     GENERATORS.get(generator.name)
     display, key = canonical(name), class_key(name)
-    gid = generator.id
-    recipe = make_recipe(mask_source, n, parts)
-    result = AddResult(display, key, gid, seed, n, status="exists", recipe_id=recipe.id)
+    gid, (seed,) = generator.id, req.seeds
+    recipe = req.recipe
+    result = AddResult(display, key, gid, seed, req.n, status="exists", recipe_id=recipe.id)
     todo = []
     for ext in extractors:
         if bank is not None and bank.find_set(SetKey(key, gid, seed, ext.id, recipe.id)):
@@ -152,14 +150,14 @@ def add_class(
     *,
     generator: GeneratorConfig,
     extractors: Sequence[ExtractorConfig],
-    seed: int = 0,
-    n: int = 32,
+    seed: int | None = None,
+    n: int | None = None,
     device: str = "auto",
-    batch_size: int = 8,
-    mask_source: str = "otsu",
+    batch_size: int | None = None,
+    mask_source: str | None = None,
     progress: bool | Progress = True,
     kind: str | None = None,
-    parts: int = DEFAULT_PARTS,
+    parts: int | None = None,
     sink: BankSink | UnitSink | None = None,
 ) -> AddResult:
     """Build the prototype sets of one class for each extractor (a no-op for existing sets).
@@ -168,7 +166,7 @@ def add_class(
     the lexicon, else a guess from the support set's fg masks (protodb.synthesis.kinds.decide_kind).
     mask_source: "otsu" (multi-Otsu thresholds) or "maskcut" (eq. (1) over proposals).
     parts: K, the number of part prototypes per polarity (K-means; REFERENCE 1.5: 32).
-    mask_source, n and parts make the set's recipe, part of its key.
+    mask_source, n and parts make the set's recipe, part of its key. None: AddRequest's default.
     batch_size: images per generator call (and per bank write); results never depend on it.
     progress: a protodb.progress.Progress (or on / off): a bar of this class's stages
     (generate, masks, then features, prototypes and bank write per extractor) and, below it,
@@ -177,10 +175,13 @@ def add_class(
     :class:`UnitSink`: kept for a driver to commit (``bank`` is then only read).
     """
     start = time.perf_counter()
-    result, todo, recipe = plan_class(
-        bank, name, generator=generator, extractors=extractors, seed=seed, n=n,
-        mask_source=mask_source, kind=kind, parts=parts,
-    )  # fmt: skip
+    req = AddRequest.of(
+        [name], seed=seed, n=n, batch_size=batch_size, mask_source=mask_source, kind=kind,
+        parts=parts,
+    ).validate_set()  # fmt: skip
+    result, todo, recipe = _plan(bank, name, generator, extractors, req)
+    seed, n, batch_size = req.seeds[0], req.n, req.batch_size
+    mask_source, kind = req.mask_source, req.kind
     display, key, gid = result.name, result.class_key, result.generator_id
     if not todo:
         result.seconds = time.perf_counter() - start
