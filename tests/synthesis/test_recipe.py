@@ -5,15 +5,14 @@ import json
 import pytest
 
 from protodb.errors import ProtodbError
-from protodb.synthesis.recipe import (
+from protodb.bank.recipe import (
     RECIPE_ID,
     check_recipe,
-    default_recipe_id,
     legacy_recipe,
-    make_recipe,
     parse_recipe_choices,
     recipe_id,
 )
+from protodb.synthesis.recipe import default_recipe_id, make_recipe
 
 
 def test_a_recipe_id_names_its_mask_source_and_hashes_everything_that_changes_a_prototype():
