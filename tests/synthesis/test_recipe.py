@@ -4,7 +4,6 @@ import json
 
 import pytest
 
-from protodb.errors import ProtodbError
 from protodb.bank.recipe import (
     RECIPE_ID,
     check_recipe,
@@ -12,6 +11,7 @@ from protodb.bank.recipe import (
     parse_recipe_choices,
     recipe_id,
 )
+from protodb.errors import ProtodbError
 from protodb.synthesis.recipe import default_recipe_id, make_recipe
 
 
