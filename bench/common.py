@@ -29,56 +29,46 @@ def append_synthetic_sets(bank, table: str, keys: list[str], per_class: int, dim
                           *, row_start: int | None) -> None:  # fmt: skip
     """Append one completed float16 prototype set per class key to ``bank``: ``per_class``
     random vectors each (half fg, half bg; a class prototype, then instances), then their
-    completion records. ``row_start``: the table's row count before this append (each set's
-    range is recorded), or None to record no ranges (as a concurrent write leaves them)."""
+    completion records, in one commit each (the bank's row encodings, :mod:`protodb.bank.rows`).
+    ``row_start``: the table's row count before this append (each set's range is recorded),
+    or None to record no ranges (as a concurrent write leaves them)."""
     import uuid
 
     import numpy as np
     import pyarrow as pa
 
-    from protodb.bank.schema import pack_row_meta, table_schema, vectors_to_arrow
+    from protodb.bank.rows import completed_record, prototypes_table, set_record, sets_table
+    from protodb.bank.schema import SetKey
+    from protodb.synthesis.recipe import make_recipe
 
-    ids = [uuid.uuid4().hex for _ in keys]
-    m = len(keys) * per_class
-    rows = pa.table(
-        {
-            "class_key": np.repeat(keys, per_class),
-            "generator_id": [BENCH_GENERATOR] * m,
-            "seed": np.zeros(m, np.int64),
-            "extractor_id": [BENCH_EXTRACTOR] * m,
-            "polarity": (["fg"] * (per_class // 2) + ["bg"] * (per_class - per_class // 2))
-            * len(keys),
-            "level": (["class"] + ["instance"] * (per_class - 1)) * len(keys),
-            "part": np.full(m, -1, np.int32),
-            "support": np.tile(np.arange(per_class, dtype=np.int32) - 1, len(keys)),
-            "weight": np.ones(m, np.float32),
-            "vector": vectors_to_arrow(rng.standard_normal((m, dim), dtype=np.float32), "float16"),
-            "write_id": np.repeat(ids, per_class),
-        }
-    )
-    bank.append(table, rows)
-    sets = {f.name: [] for f in table_schema("sets")}
-    for j, (key, wid) in enumerate(zip(keys, ids, strict=True)):
-        record = {
-            "class_key": key, "name": key, "generator_id": BENCH_GENERATOR, "seed": 0,
-            "extractor_id": BENCH_EXTRACTOR, "prototype_table": table,
-            "n_supports": per_class - 1, "n": per_class - 1, "n_used": per_class - 1,
-            "n_fg": per_class // 2, "n_bg": per_class - per_class // 2, "dim": dim,
-            "mask_source": "otsu", "thresholds": "[0.3, 0.6]", "generator_config": "{}",
-            "extractor_config": "{}", "write_id": wid,
-            "row_start": -1 if row_start is None else row_start + j * per_class,
-            "row_count": per_class,
-            "row_meta": pack_row_meta(rows.slice(j * per_class, per_class)),
-            "created_at": None,
-        }  # fmt: skip
-        if "recipe_id" in sets:  # schema 3: the recipe of a plain add at this n
-            from protodb.synthesis.recipe import make_recipe
-
-            recipe = make_recipe("otsu", per_class - 1)
-            record.update(recipe_id=recipe.id, recipe=recipe.to_json())
-        for col, val in record.items():
-            sets[col].append(val)
-    bank.append("sets", pa.table(sets, schema=table_schema("sets")))
+    recipe = make_recipe("otsu", per_class - 1)  # the recipe of a plain add at this n
+    vectors = rng.standard_normal((len(keys) * per_class, dim), dtype=np.float32)
+    fg = per_class // 2
+    sets, records = [], []
+    for j, key in enumerate(keys):
+        set_key = SetKey(key, BENCH_GENERATOR, 0, BENCH_EXTRACTOR, recipe.id)
+        wid = uuid.uuid4().hex
+        rows = prototypes_table(
+            set_key,
+            polarity=["fg"] * fg + ["bg"] * (per_class - fg),
+            level=["class"] + ["instance"] * (per_class - 1),
+            part=[-1] * per_class,
+            support=list(range(-1, per_class - 1)),
+            weight=[1.0] * per_class,
+            vectors=vectors[j * per_class : (j + 1) * per_class],
+            store_dtype="float16",
+            write_id=wid,
+        )
+        record = set_record(
+            set_key, name=key, n_supports=per_class - 1, n=per_class - 1,
+            n_used=per_class - 1, n_fg=fg, n_bg=per_class - fg, dim=dim, mask_source="otsu",
+            thresholds=[0.3, 0.6], generator_config="{}", extractor_config="{}", recipe=recipe,
+        )  # fmt: skip
+        start = -1 if row_start is None else row_start + j * per_class
+        records.append(completed_record(record, write_id=wid, row_start=start, prototypes=rows))
+        sets.append(rows)
+    bank.append(table, pa.concat_tables(sets))
+    bank.append("sets", sets_table(records))
 
 
 # --------------------------------------------------------------------------- random-weight models

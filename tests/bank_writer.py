@@ -3,8 +3,9 @@
     python tests/bank_writer.py URI FIRST COUNT [--sleep S]
 
 writes the synthetic prototype sets of classes ``class FIRST`` .. ``class FIRST+COUNT-1`` the
-way ``protodb add`` does: keyed support rows, then prototype rows, cell rows and the completion
-record through ``Bank.write_set``, then a log row. Vectors are a deterministic function of the
+way ``protodb add`` does, with the bank's row encodings (:mod:`protodb.bank.rows`): keyed
+support rows, then prototype rows, cell rows and the completion record through
+``Bank.write_set``, then a log row. Vectors are a deterministic function of the
 class, so every writer of a key writes the same set.
 """
 
@@ -15,12 +16,12 @@ import sys
 import time
 
 import numpy as np
-import pyarrow as pa
 
-from protodb.bank.schema import SetKey, now, vectors_to_arrow
+from protodb.bank.rows import cells_table, prototypes_table, set_record, supports_table
+from protodb.bank.schema import SetKey
 from protodb.bank.store import Bank, open_bank
-from protodb.images import png_bytes
 from protodb.synthesis.add import SUPPORT_KEY
+from protodb.synthesis.generate import SupportImage
 from protodb.synthesis.recipe import make_recipe
 
 EXTRACTOR = "ext-1"
@@ -42,80 +43,43 @@ def write_class(bank: Bank, i: int, n_support: int = 2) -> bool:
     key = f"class {i}"
     with bank.writer():
         bank.upsert_class(key, key)
-        png = png_bytes(np.full((4, 4, 3), i % 256, np.uint8))  # a real 4x4 PNG
-        bank.insert_new(
-            "supports",
-            pa.table(
-                {
-                    "class_key": [key] * n_support,
-                    "generator_id": [GENERATOR] * n_support,
-                    "seed": [0] * n_support,
-                    "index": list(range(n_support)),
-                    "image_png": [png] * n_support,
-                    "height": [4] * n_support,
-                    "width": [4] * n_support,
-                    "attribution": [np.zeros(4, "<f4").tobytes()] * n_support,
-                    "attr_h": [2] * n_support,
-                    "attr_w": [2] * n_support,
-                    "generator_config": ["{}"] * n_support,
-                    "runtime": ["{}"] * n_support,
-                    "created_at": [now()] * n_support,
-                }
-            ),
-            SUPPORT_KEY,
-        )
+        image = np.full((4, 4, 3), i % 256, np.uint8)  # a real 4x4 PNG
+        supports = [SupportImage(j, image, np.zeros((2, 2), np.float32)) for j in range(n_support)]
+        rows = supports_table(key, GENERATOR, 0, supports, generator_config="{}", runtime="{}")
+        bank.insert_new("supports", rows, SUPPORT_KEY)
         m = n_rows(i)
-        table = bank.ensure_prototype_table(EXTRACTOR, DIM, "float16")
+        bank.ensure_prototype_table(EXTRACTOR, DIM, "float16")
         fg = m // 2
-        protos = pa.table(
-            {
-                "class_key": [key] * m,
-                "generator_id": [GENERATOR] * m,
-                "seed": [0] * m,
-                "extractor_id": [EXTRACTOR] * m,
-                "polarity": ["fg"] * fg + ["bg"] * (m - fg),
-                "level": ["class", *["instance"] * (fg - 1), "class", *["instance"] * (m - fg - 1)],
-                "part": [-1] * m,
-                "support": [-1] + list(range(fg - 1)) + [-1] + list(range(m - fg - 1)),
-                "weight": [1.0] * m,
-                "vector": vectors_to_arrow(vectors(i), "float16"),
-            }
-        )
-        cells = pa.table(
-            {
-                "class_key": [key],
-                "generator_id": [GENERATOR],
-                "seed": [0],
-                "extractor_id": [EXTRACTOR],
-                "polarity": ["fg"],
-                "support": [0],
-                "grid_h": [2],
-                "grid_w": [2],
-                "cells": [np.zeros(4, "<i2").tobytes()],
-            }
-        )
-        record = {
-            "class_key": key,
-            "name": key,
-            "generator_id": GENERATOR,
-            "seed": 0,
-            "extractor_id": EXTRACTOR,
-            "prototype_table": table,
-            "n_supports": n_support,
-            "n": n_support,
-            "n_used": n_support,
-            "n_fg": fg,
-            "n_bg": m - fg,
-            "dim": DIM,
-            "mask_source": "otsu",
-            "thresholds": json.dumps([0.3, 0.6]),
-            "generator_config": "{}",
-            "extractor_config": json.dumps({"name": "ext", "model": "test-writer"}),
-            "created_at": now(),
-        }
         recipe = make_recipe("otsu", n_support)
-        record["recipe"] = recipe.to_json()
         set_key = SetKey(key, GENERATOR, 0, EXTRACTOR, recipe.id)
+        protos = prototypes_table(
+            set_key,
+            polarity=["fg"] * fg + ["bg"] * (m - fg),
+            level=["class", *["instance"] * (fg - 1), "class", *["instance"] * (m - fg - 1)],
+            part=[-1] * m,
+            support=[-1] + list(range(fg - 1)) + [-1] + list(range(m - fg - 1)),
+            weight=[1.0] * m,
+            vectors=vectors(i),
+            store_dtype="float16",
+        )
+        cells = cells_table(
+            set_key, polarity="fg", supports=[0], grids=np.zeros((1, 2, 2), np.int16)
+        )
+        record = set_record(
+            set_key,
+            name=key,
+            n_supports=n_support,
+            n=n_support,
+            n_used=n_support,
+            n_fg=fg,
+            n_bg=m - fg,
+            dim=DIM,
+            mask_source="otsu",
+            thresholds=[0.3, 0.6],
+            generator_config="{}",
+            extractor_config=json.dumps({"name": "ext", "model": "test-writer"}),
+            recipe=recipe,
+        )
         written = bank.write_set(set_key, protos, cells, record)
         if written:
             bank.log("add", {"class": key})

@@ -21,11 +21,13 @@ Crash safety and concurrency:
 Readers always check out the latest committed version of a table before reading, so handles
 opened earlier see other processes' commits.
 
-Modules: store (:class:`Bank`, connection and tables), commit (locks, retries), writes (keyed
-writes), reads (set lookups, fast vocabulary loads), history (versions, tags), schema (tables,
-keys, row encodings), lance_direct (direct vector reads), readonly (listings through pylance
-alone, without lancedb), vocab (pinned vocabularies), maintenance (gc, restore), share (export,
-import, merge).
+Modules: store (:class:`Bank`, made of the parts below), tables (handles and datasets), commit
+(locks, retries), journal (all-or-nothing operations), writes (keyed writes), rows (the row
+encodings of every table), reads (row lookups, shared with the read-only view), loads (fast
+prototype loads), history (versions, tags), migrations (older schemas), recipe (the recipe id in
+a set's key), schema (tables, keys, packed metadata), lance_direct (direct vector reads),
+readonly (listings through pylance alone, without lancedb), vocab (pinned vocabularies),
+maintenance (gc, restore), share (export, import, merge).
 """
 
 from protodb.bank.schema import LogEntry, SetKey

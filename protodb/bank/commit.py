@@ -72,36 +72,35 @@ def retry_commit(fn: Callable[[], T], *, attempts: int = 8, base_s: float = 0.05
 
 
 class Locks:
-    """The bank's locks, mixed into :class:`protodb.bank.store.Bank` (uses ``_dir``, ``uri``,
-    ``_at`` and ``at``)."""
+    """The locks of the bank at ``uri`` (``directory``: its local directory, None for an object
+    store), a part of :class:`protodb.bank.store.Bank`."""
 
-    _dir: str | None
-    _at: dict[str, int] | None
-    _lock_depth: int
-    _lock_fd: int | None
-    _obj_lock: object | None = None
-    uri: str
-    at: int | None
+    def __init__(self, uri: str, directory: str | None) -> None:
+        self.uri = uri
+        self.dir = directory
+        self._depth = 0  # re-entrant commit lock: held while > 0
+        self._fd: int | None = None
+        self._object: object | None = None
 
     def has_lock(self) -> bool:
         """Whether this bank has a commit lock: a local directory, or S3 (unless
         ``PROTODB_S3_LOCK=0``: one writer at a time, see the README)."""
-        if self._dir is not None:
+        if self.dir is not None:
             return True
         return self.uri.startswith("s3://") and os.environ.get(S3_LOCK_ENV, "1") != "0"
 
     def _object_lock(self):
-        if self._obj_lock is None:
+        if self._object is None:
             from protodb.bank.objlock import S3Lock
 
-            self._obj_lock = S3Lock(self.uri)
-        return self._obj_lock
+            self._object = S3Lock(self.uri)
+        return self._object
 
-    def _lock_file(self, name: str) -> int:
+    def lock_file(self, name: str) -> int:
         """Open (creating) a lock file of a local bank; a bank this user cannot write is one
         line (reads need no lock and keep working)."""
         try:
-            return os.open(os.path.join(self._dir, name), os.O_RDWR | os.O_CREAT, 0o644)
+            return os.open(os.path.join(self.dir, name), os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
             raise BankError(
                 f"bank {self.uri!r} is read-only here ({err.strerror}): it can be read but not "
@@ -114,39 +113,39 @@ class Locks:
         """Exclusive, re-entrant lock for a check-then-commit section (local banks and S3; a
         no-op on other object stores); ``wait=False`` raises BlockingIOError when another
         process holds it."""
-        if self._dir is None:
+        if self.dir is None:
             if not self.has_lock():
                 yield
                 return
-            if self._lock_depth == 0:
+            if self._depth == 0:
                 self._object_lock().acquire(wait=wait)
-            self._lock_depth += 1
+            self._depth += 1
             try:
                 yield
             finally:
-                self._lock_depth -= 1
-                if self._lock_depth == 0:
+                self._depth -= 1
+                if self._depth == 0:
                     self._object_lock().release()
             return
         import fcntl
 
-        if self._lock_depth == 0:
-            fd = self._lock_file(COMMIT_LOCK)
+        if self._depth == 0:
+            fd = self.lock_file(COMMIT_LOCK)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             except BaseException:
                 os.close(fd)
                 raise
-            self._lock_fd = fd
-        self._lock_depth += 1
+            self._fd = fd
+        self._depth += 1
         try:
             yield
         finally:
-            self._lock_depth -= 1
-            if self._lock_depth == 0 and self._lock_fd is not None:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-                os.close(self._lock_fd)
-                self._lock_fd = None
+            self._depth -= 1
+            if self._depth == 0 and self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                os.close(self._fd)
+                self._fd = None
 
     @contextlib.contextmanager
     def writer(self, *, exclusive: bool = False, wait: bool = True) -> Iterator[None]:
@@ -154,13 +153,12 @@ class Locks:
         exclusively). ``wait=False`` raises BankError instead of waiting. A no-op on object
         stores: on S3 every commit is made under the commit lock, which ``gc`` holds
         throughout."""
-        self._check_writable()
-        if self._dir is None:
+        if self.dir is None:
             yield
             return
         import fcntl
 
-        fd = self._lock_file(WRITER_LOCK)
+        fd = self.lock_file(WRITER_LOCK)
         mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
         try:
             try:
@@ -173,11 +171,3 @@ class Locks:
             yield
         finally:
             os.close(fd)  # closing releases the lock
-
-    def _check_writable(self) -> None:
-        self._settle_pending()
-        if self._at is not None:
-            raise BankError(
-                f"the bank is open read-only at version {self.at} (--at); drop --at to write, "
-                f"or `protodb restore {self.at}` to make that version the latest"
-            )

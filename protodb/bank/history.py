@@ -10,41 +10,31 @@ import json
 import pyarrow as pa
 
 from protodb.bank.commit import current_user, retry_commit
+from protodb.bank.rows import log_table
 from protodb.bank.schema import LogEntry, now
 from protodb.errors import NotFoundError
 
 
 class History:
-    """History and tags, mixed into :class:`protodb.bank.store.Bank`."""
+    """The ``log`` rows and Lance tags of ``bank``, a part of :class:`protodb.bank.store.Bank`
+    (the bank's history reads, :meth:`~protodb.bank.reads.RowReads.history`, need no part)."""
 
-    def _open_at(self, version: int) -> None:
-        self._at = versions_at(self.history(), version)
-        self.at = version
+    def __init__(self, bank) -> None:
+        self.bank = bank
 
     def log(self, op: str, detail: dict) -> LogEntry:
         """Append a log row (a new bank version) recording the table versions now."""
-        self._check_writable()
-        with self.commit_lock():
-            version = self.table("log").count_rows() + 1
-            entry = LogEntry(version, op, detail, self.versions(), current_user(), now())
-            self.append(
-                "log",
-                pa.table(
-                    {
-                        "version": [entry.version],
-                        "op": [op],
-                        "detail": [json.dumps(detail, sort_keys=True)],
-                        "versions": [json.dumps(entry.versions, sort_keys=True)],
-                        "user": [entry.user],
-                        "created_at": [entry.created_at],
-                    }
-                ),
-            )
+        bank = self.bank
+        bank.check_writable()
+        with bank.commit_lock():
+            version = bank.table("log").count_rows() + 1
+            entry = LogEntry(version, op, detail, bank.versions(), current_user(), now())
+            bank.append("log", log_table(entry))
         return entry
 
     def tag(self, table: str, tag: str, version: int) -> None:
         """Create (or move) a Lance tag on a table version; tagged versions survive gc."""
-        tags = self.table(table).tags
+        tags = self.bank.table(table).tags
         if tag in tags.list():
             retry_commit(lambda: tags.update(tag, version))
         else:
@@ -52,16 +42,13 @@ class History:
 
     def untag(self, table: str, tag: str) -> None:
         """Delete a Lance tag (its version becomes collectable by gc)."""
-        tags = self.table(table).tags
+        tags = self.bank.table(table).tags
         if tag in tags.list():
             retry_commit(lambda: tags.delete(tag))
 
     def tags(self, table: str) -> dict[str, int]:
         """Tag name -> version of one table."""
-        return {k: int(v["version"]) for k, v in self.table(table).tags.list().items()}
-
-    def history(self) -> list[LogEntry]:
-        return log_entries(self.read("log"))
+        return {k: int(v["version"]) for k, v in self.bank.table(table).tags.list().items()}
 
 
 def log_entries(log: pa.Table) -> list[LogEntry]:

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from protodb.bank.commit import retry_commit
+from protodb.bank.migrations import add_recipe_columns
 from protodb.bank.schema import VOCAB_TAG_PREFIX, LogEntry, sql_str
 from protodb.bank.store import Bank
 from protodb.errors import NotFoundError
@@ -250,5 +251,5 @@ def restore(bank: Bank, version: int) -> LogEntry:
                 elif int(tbl.version) != want:
                     retry_commit(lambda t=tbl, w=want: t.restore(w))
             # a version from before schema 3 comes back without recipe ids: give them again
-            bank._add_recipe_columns()
+            add_recipe_columns(bank)
             return bank.log("restore", {"to": version})

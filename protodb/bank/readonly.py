@@ -16,22 +16,21 @@ processes are seen, as the Bank's reads see them.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
 
-from protodb.bank.history import log_entries, versions_at
+from protodb.bank.history import versions_at
 from protodb.bank.reads import RowReads
-from protodb.bank.schema import SCHEMA_VERSION, LogEntry, read_sets
+from protodb.bank.schema import SCHEMA_VERSION
 from protodb.bank.store import local_path, missing_bank
 from protodb.errors import ProtodbError
 
 
 class BankReader(RowReads):
     """Reads of a local bank directory through Lance datasets (no lancedb); open it with
-    :func:`open_reader`. Reads behave as :meth:`protodb.bank.store.Bank.read` (``at``: the bank
-    as it was at that version)."""
+    :func:`open_reader`. Its reads are the Bank's (:class:`~protodb.bank.reads.RowReads`), over
+    the datasets it opens itself (``at``: the bank as it was at that version)."""
 
     def __init__(self, uri: str, directory: str) -> None:
         self.uri = uri
@@ -57,30 +56,8 @@ class BankReader(RowReads):
             ds = self._datasets[key] = lance.dataset(self.path(name), version=int(version))
         return ds
 
-    def read(
-        self,
-        name: str,
-        where: str | None = None,
-        version: int | None = None,
-        columns: Sequence[str] | None = None,
-    ) -> pa.Table:
-        """Rows of a table, as :meth:`protodb.bank.store.Bank.read` gives them."""
-        if version is None and self._at is not None and name not in ("log", "meta"):
-            version = self._at.get(name)
-            if version is None:  # a table made after the bank version read: empty
-                empty = self.dataset(name).schema.empty_table()
-                return empty.select(list(columns)) if columns else empty
-        cols = list(columns) if columns else None
-        if name == "sets":  # recipe ids also at versions from before schema 3
-            return read_sets(self.dataset(name, version), where, cols)
-        return self.dataset(name, version).to_table(filter=where, columns=cols)
-
-    def meta(self) -> dict[str, str]:
-        meta = self.read("meta")
-        return dict(zip(meta["key"].to_pylist(), meta["value"].to_pylist(), strict=True))
-
-    def history(self) -> list[LogEntry]:
-        return log_entries(self.read("log"))
+    def schema_of(self, name: str) -> pa.Schema:
+        return self.dataset(name).schema
 
 
 def open_reader(uri: str, *, at: int | None = None) -> BankReader | None:

@@ -91,7 +91,7 @@ def now() -> dt.datetime:
 class SetKey:
     """The key of a prototype set: (class, generator, seed, extractor, recipe).
 
-    recipe_id: ``<mask source>-<12 hex>`` (:mod:`protodb.synthesis.recipe`): mask source and
+    recipe_id: ``<mask source>-<12 hex>`` (:mod:`protodb.bank.recipe`): mask source and
     its config, n, K and levels. :meth:`where` leaves the recipe out (a ``sets`` table read at
     a version from before schema 3 has no such column); :meth:`matches` checks all five."""
 
@@ -156,7 +156,7 @@ def with_legacy_recipes(table: pa.Table, columns: list[str] | None = None) -> pa
         return table.select(columns) if columns else table
     if columns is not None and not any(c in RECIPE_COLUMNS for c in columns):
         return table.select(columns)
-    from protodb.synthesis.recipe import legacy_recipe
+    from protodb.bank.recipe import legacy_recipe
 
     recipes = [
         legacy_recipe(m, n)

@@ -1,40 +1,42 @@
 """The bank's connection and tables: :class:`Bank` and :func:`open_bank`.
 
 :class:`Bank` opens (and creates, or migrates) a LanceDB database and gives table handles and
-reads at the latest or a pinned version. Its other responsibilities live beside it and are mixed
-in: locks and commits (:mod:`~protodb.bank.commit`), keyed writes (:mod:`~protodb.bank.writes`),
-reads and fast loads (:mod:`~protodb.bank.reads`), history and tags
-(:mod:`~protodb.bank.history`).
+reads at the latest or a pinned version. It is made of parts it owns, each in its module: its
+tables (:mod:`~protodb.bank.tables`), locks (:mod:`~protodb.bank.commit`), journal
+(:mod:`~protodb.bank.journal`), history and tags (:mod:`~protodb.bank.history`) and prototype
+loads (:mod:`~protodb.bank.loads`); its row lookups (:mod:`~protodb.bank.reads`) are shared with
+the read-only view, its keyed writes are :mod:`~protodb.bank.writes`, its migrations
+:mod:`~protodb.bank.migrations`. The methods below are the bank's one face to its callers.
 """
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
-from protodb.bank.commit import Locks, commit_point, current_user, retry_commit
-from protodb.bank.history import History
-from protodb.bank.journal import Journaled
-from protodb.bank.lance_direct import VectorReader
-from protodb.bank.reads import Reads
+from protodb.bank import writes
+from protodb.bank.commit import Locks, current_user, retry_commit
+from protodb.bank.history import History, versions_at
+from protodb.bank.journal import Journal
+from protodb.bank.loads import PrototypeLoader
+from protodb.bank.migrations import check_schema
+from protodb.bank.reads import RowReads
+from protodb.bank.rows import meta_table
 from protodb.bank.schema import (
     CORE_TABLES,
-    PROTOTYPE_STORAGE_VERSION,
     SCHEMA_VERSION,
+    LogEntry,
+    SetKey,
     now,
     prototype_table_name,
-    read_sets,
-    sql_str,
-    table_schema,
 )
-from protodb.bank.writes import KeyedWrites
-from protodb.errors import BankError, NeedsMigrationError, NotFoundError
-
-log = logging.getLogger("protodb.bank")
+from protodb.bank.tables import Tables
+from protodb.errors import BankError, NotFoundError
 
 
 def local_path(uri: str) -> str | None:
@@ -51,13 +53,18 @@ def missing_bank(uri: str) -> NotFoundError:
     )
 
 
-class Bank(Locks, Journaled, KeyedWrites, Reads, History):
+class Bank(RowReads):
     """A protodb bank at a LanceDB URI (a local directory or s3://, gs://, az://).
 
     Open with :func:`open_bank`. ``create=False`` refuses to create a missing bank. ``at`` opens
     the bank read-only as it was at that bank version (``protodb --at VERSION``). Object-store
     credentials come from the environment (``AWS_*``, ``GOOGLE_*``, ``AZURE_*``), as LanceDB
     reads them.
+
+    Parts: ``tables`` (:class:`~protodb.bank.tables.Tables`), ``locks``
+    (:class:`~protodb.bank.commit.Locks`), ``journal`` (:class:`~protodb.bank.journal.Journal`),
+    ``history_log`` (:class:`~protodb.bank.history.History`), ``loads``
+    (:class:`~protodb.bank.loads.PrototypeLoader`).
     """
 
     def __init__(
@@ -66,281 +73,206 @@ class Bank(Locks, Journaled, KeyedWrites, Reads, History):
         import lancedb
 
         self.uri = uri
-        self._dir = local_path(uri)
-        if not create and self._dir is not None and not os.path.isdir(self._dir):
+        directory = local_path(uri)
+        if not create and directory is not None and not os.path.isdir(directory):
             raise missing_bank(uri)
         try:
-            if self._dir is not None and create:
-                os.makedirs(self._dir, exist_ok=True)
+            if directory is not None and create:
+                os.makedirs(directory, exist_ok=True)
             self.db = lancedb.connect(uri)
         except Exception as err:  # noqa: BLE001 - any failure here is a bad location
             raise BankError(
                 f"cannot open bank {uri!r}: {err}; check --bank / PROTODB_BANK"
             ) from None
-        self._handles: dict[str, Any] = {}
-        self._datasets: dict[tuple[str, int], Any] = {}
-        self._ranges: dict[tuple[int, str], tuple[pa.Table, pa.Array]] = {}
-        self._checked: set[tuple] = set()  # ((table, version, sets_version), write_id) checked
-        self._row_meta: dict[int, dict[str, bytes]] = {}
-        self._vector_reader: VectorReader | None = VectorReader()
-        self._migrate = migrate
-        self._lock_depth = 0
-        self._lock_fd: int | None = None
+        self.tables = Tables(self.db, uri)
+        self.locks = Locks(uri, directory)
+        self.journal = Journal(self)
+        self.history_log = History(self)
+        self.loads = PrototypeLoader(self)
         self._at: dict[str, int] | None = None
         self.at: int | None = None
-        exists = self._exists("meta")
+        exists = self.tables.exists("meta")
         if not exists and not create:
             raise missing_bank(uri)
         if not exists:
             with self.commit_lock():
-                if not self._exists("meta"):
+                if not self.tables.exists("meta"):
                     self._init()
-        self._check_schema()
+        check_schema(self, migrate=migrate)
         if at is not None:
-            self._open_at(at)
+            self._at = versions_at(self.history(), at)
+            self.at = at
         elif self.meta().get("journal") is not None:
             self.recover()
-            self._at = self.pending_versions()  # an unfinished operation stays invisible
-
-    # ------------------------------------------------------------------ tables
+            self._at = self.journal.pending_versions()  # an unfinished operation stays invisible
 
     def _init(self) -> None:
         from protodb.version import __version__
 
         for name in CORE_TABLES:
-            if name != "meta" and not self._exists(name):
-                self.db.create_table(name, schema=table_schema(name))
+            if name != "meta" and not self.tables.exists(name):
+                self.tables.create(name)
         # meta last, created with its rows in one commit: a bank whose creation was killed
         # has no meta and is completed by the next open
-        self.db.create_table(
-            "meta",
-            pa.table(
-                {
-                    "key": ["schema_version", "created_at", "created_by", "protodb_version"],
-                    "value": [str(SCHEMA_VERSION), now().isoformat(), current_user(), __version__],
-                },
-                schema=table_schema("meta"),
-            ),
-        )
+        values = {
+            "schema_version": str(SCHEMA_VERSION),
+            "created_at": now().isoformat(),
+            "created_by": current_user(),
+            "protodb_version": __version__,
+        }
+        self.tables.create("meta", meta_table(values))
 
-    def meta(self) -> dict[str, str]:
-        meta = self.read("meta")
-        return dict(zip(meta["key"].to_pylist(), meta["value"].to_pylist(), strict=True))
-
-    def _check_schema(self) -> None:
-        found = int(self.meta().get("schema_version", "0"))
-        if found > SCHEMA_VERSION:
-            raise BankError(
-                f"bank {self.uri!r} has schema version {found}, newer than this protodb "
-                f"understands ({SCHEMA_VERSION}); upgrade protodb (pip install -U protodb)"
-            )
-        if found in (1, 2):
-            if not self._migrate:
-                raise NeedsMigrationError(
-                    f"bank {self.uri!r} has schema version {found}; open it once with this "
-                    f"protodb to migrate it (`protodb --bank {self.uri} ls`)"
-                )
-            self._migrate_from(found)
-        elif found < SCHEMA_VERSION:
-            raise BankError(
-                f"bank {self.uri!r} has schema version {found}; this protodb needs "
-                f"{SCHEMA_VERSION} and has no migration from it: re-create the bank"
-            )
-
-    def _migrate_from(self, found: int) -> None:
-        """Migrate an older bank in place, under the commit lock, after finishing (or rolling
-        back) an operation a killed process left; one line is logged (``protodb.bank``). A
-        local bank this process cannot write is read as it is (reads fill in recipe ids,
-        :func:`~protodb.bank.schema.read_sets`; writes are refused as on any read-only bank)."""
-        if self._dir is not None:
-            from protodb.bank.commit import COMMIT_LOCK
-
-            try:
-                os.close(self._lock_file(COMMIT_LOCK))
-            except BankError:
-                return
-        with self.commit_lock():
-            if self.meta().get("journal") is not None:
-                self.recover()
-                if self.meta().get("journal") is not None:
-                    raise BankError(
-                        f"bank {self.uri!r} needs a schema migration but an operation on it is "
-                        "running or was interrupted; wait for it and run this again"
-                    )
-            was = found = int(self.meta().get("schema_version", "0"))
-            if found == 1:
-                self._migrate_1_to_2()
-                found = 2
-            if found == 2:
-                self._migrate_2_to_3()
-                log.warning(
-                    "protodb: migrated bank %s from schema %s to %s (prototype sets are now "
-                    "keyed by recipe id too)",
-                    self.uri,
-                    was,
-                    SCHEMA_VERSION,
-                )
-
-    def _migrate_2_to_3(self) -> None:
-        """Schema 2 -> 3: recipe ids. Every set gets the recipe id and config of the recipe it
-        was built with (its stored mask source and n, K = 32, every level), in one commit of
-        ``sets``; vocabularies are left as they are (a class entry without a recipe id names
-        the one set of its key at the vocabulary's pinned versions)."""
-        self._add_recipe_columns()
-        self.table("meta").update(where="key = 'schema_version'", values={"value": "3"})
-        commit_point()
-        self.log("migrate", {"from": 2, "to": 3})
-
-    def _add_recipe_columns(self) -> None:
-        """Give ``sets`` its ``recipe_id`` / ``recipe`` columns where it has none (a schema-2
-        table, or one ``restore`` took back to a version from before the migration) and fill
-        every empty one with its set's legacy recipe (:func:`~protodb.bank.schema.read_sets`):
-        one commit per (mask source, n) pair; run again, it finishes what a killed run left."""
-        from protodb.synthesis.recipe import legacy_recipe
-
-        tbl = self.table("sets")
-        if "recipe_id" not in tbl.schema.names:
-            fields = [pa.field("recipe_id", pa.string()), pa.field("recipe", pa.string())]
-            retry_commit(lambda: tbl.add_columns(pa.schema(fields)))
-        empty = self.read("sets", "recipe_id IS NULL", columns=["mask_source", "n"]).to_pylist()
-        for m, n in sorted({(p["mask_source"], int(p["n"])) for p in empty}):
-            r = legacy_recipe(m, n)
-            where = f"recipe_id IS NULL AND mask_source = {sql_str(m)} AND n = {n}"
-            values = {"recipe_id": r.id, "recipe": r.to_json()}
-            retry_commit(lambda w=where, v=values: tbl.update(where=w, values=v))
-
-    def _migrate_1_to_2(self) -> None:
-        """Schema 1 -> 2: write ids and row ranges. A legacy set's rows get a write id made
-        from its key (``legacy:class:generator:seed:extractor``), so they read, export and
-        merge like any set's; row ranges are unknown (-1) until ``gc`` records them."""
-        legacy_id = (
-            "concat('legacy:', class_key, ':', generator_id, ':', CAST(seed AS STRING), ':', "
-            "extractor_id)"
-        )
-        for name in self.table_names():
-            tbl = self.table(name)
-            have = set(tbl.schema.names)
-            new: dict[str, str] = {}
-            if name.startswith("prototypes") or name in ("cells", "sets"):
-                new["write_id"] = legacy_id
-            if name == "sets":
-                new["row_start"] = "CAST(-1 AS BIGINT)"
-                new["row_count"] = "CAST(-1 AS INT)"
-            new = {k: v for k, v in new.items() if k not in have}
-            if new:
-                retry_commit(lambda t=tbl, n=new: t.add_columns(n))
-            if name == "sets" and "row_meta" not in have:
-                field = pa.field("row_meta", pa.binary())
-                retry_commit(lambda t=tbl, f=field: t.add_columns(f))
-        self.table("meta").update(where="key = 'schema_version'", values={"value": "2"})
-        self.log("migrate", {"from": 1, "to": 2})
+    # ------------------------------------------------------------------ tables
 
     def table(self, name: str, *, latest: bool = True):
         """An open handle on table ``name``, checked out at its latest version."""
-        handle = self._handles.get(name)
-        if handle is None:
-            if not self._exists(name):
-                raise NotFoundError(f"bank {self.uri!r} has no table {name!r}")
-            handle = self._handles[name] = self.db.open_table(name)
-        elif latest:
-            handle.checkout_latest()
-        return handle
+        return self.tables.table(name, latest=latest)
 
     def dataset(self, name: str, version: int | None = None):
         """The Lance dataset of a table at ``version`` (latest if None); fixed versions are
         cached, since a Lance version never changes."""
-        if version is None:
-            return self.table(name).to_lance()
-        key = (name, int(version))
-        ds = self._datasets.get(key)
-        if ds is None:
-            try:
-                ds = self.table(name, latest=False).to_lance().checkout_version(int(version))
-            except Exception as err:  # noqa: BLE001 - Lance raises ValueError/OSError here
-                raise NotFoundError(
-                    f"version {version} of table {name!r} is not in bank {self.uri!r} "
-                    f"(removed by gc, or never written): {err}"
-                ) from None
-            self._datasets[key] = ds
-        return ds
+        return self.tables.dataset(name, version)
 
-    def ensure_prototype_table(self, extractor_id: str, dim: int, dtype: str) -> str:
-        name = prototype_table_name(extractor_id)
-        if not self._exists(name):
-            with self.commit_lock():
-                if not self._exists(name):
-                    self.create_prototype_table(name, dim, dtype)
-        return name
-
-    def create_prototype_table(self, name: str, dim: int, dtype: str) -> None:
-        """A new, empty prototype table. Lance file format 2.0: measured here, its ``take`` of
-        fixed-size vectors is 2-3x faster than 2.2's, and vocabulary loads are takes."""
-        import warnings
-
-        with warnings.catch_warnings():  # lancedb prefers database-wide options; one table here
-            warnings.simplefilter("ignore", DeprecationWarning)
-            self.db.create_table(
-                name,
-                schema=table_schema(name, dim, dtype),
-                data_storage_version=PROTOTYPE_STORAGE_VERSION,
-            )
-        commit_point()
+    def schema_of(self, name: str) -> pa.Schema:
+        return self.table(name, latest=False).schema
 
     def table_names(self) -> list[str]:
-        names, token = [], None
-        while True:
-            page = self.db.list_tables(page_token=token)
-            names += list(page.tables)
-            token = page.page_token
-            if not token:
-                return sorted(names)
-
-    def _exists(self, name: str) -> bool:
-        return name in self.table_names()
-
-    def read(
-        self,
-        name: str,
-        where: str | None = None,
-        version: int | None = None,
-        columns: Sequence[str] | None = None,
-    ) -> pa.Table:
-        """Rows of a table at its latest or a given version, optionally filtered.
-
-        With the bank opened ``at`` a version, reads without ``version`` see that bank version
-        (a table made later reads as empty)."""
-        if version is None and self._at is not None and name not in ("log", "meta"):
-            version = self._at.get(name)
-            if version is None:
-                schema = self.table(name, latest=False).schema
-                empty = schema.empty_table()
-                return empty.select(list(columns)) if columns else empty
-        cols = list(columns) if columns else None
-        ds = self.dataset(name, version) if version is not None else self.table(name).to_lance()
-        if name == "sets":  # recipe ids also at versions from before schema 3
-            return read_sets(ds, where, cols)
-        return ds.to_table(filter=where, columns=cols)
+        return self.tables.names()
 
     def versions(self) -> dict[str, int]:
         """The latest version of every table."""
         return {name: int(self.table(name).version) for name in self.table_names()}
 
+    def ensure_prototype_table(self, extractor_id: str, dim: int, dtype: str) -> str:
+        name = prototype_table_name(extractor_id)
+        if not self.tables.exists(name):
+            with self.commit_lock():
+                if not self.tables.exists(name):
+                    self.create_prototype_table(name, dim, dtype)
+        return name
+
+    def create_prototype_table(self, name: str, dim: int, dtype: str) -> None:
+        """A new, empty prototype table (:meth:`~protodb.bank.tables.Tables.create_prototypes`)."""
+        self.tables.create_prototypes(name, dim, dtype)
+
+    # ------------------------------------------------------------------ locks and the journal
+
+    def has_lock(self) -> bool:
+        """Whether this bank has a commit lock (:meth:`~protodb.bank.commit.Locks.has_lock`)."""
+        return self.locks.has_lock()
+
+    def commit_lock(self, *, wait: bool = True) -> contextlib.AbstractContextManager[None]:
+        """Exclusive, re-entrant lock for a check-then-commit section
+        (:meth:`~protodb.bank.commit.Locks.commit_lock`)."""
+        return self.locks.commit_lock(wait=wait)
+
+    @contextlib.contextmanager
+    def writer(self, *, exclusive: bool = False, wait: bool = True) -> Iterator[None]:
+        """Mark this process as an active writer for the block
+        (:meth:`~protodb.bank.commit.Locks.writer`); refused on a bank that cannot be written."""
+        self.check_writable()
+        with self.locks.writer(exclusive=exclusive, wait=wait):
+            yield
+
+    def atomic(self, op: str) -> contextlib.AbstractContextManager[None]:
+        """Run a multi-table write as one step (:meth:`~protodb.bank.journal.Journal.atomic`)."""
+        return self.journal.atomic(op)
+
+    def recover(self) -> str | None:
+        """Finish an operation a killed process left
+        (:meth:`~protodb.bank.journal.Journal.recover`)."""
+        return self.journal.recover()
+
+    @property
+    def recovered(self) -> str | None:
+        """What opening this bank recovered ("completed OP" / "rolled back ... OP"), or None."""
+        return self.journal.recovered
+
+    def check_writable(self) -> None:
+        """Before a write: settle an unfinished operation (:meth:`Journal.settle`); refuse a
+        bank opened at a version."""
+        if self.journal.settle():
+            self._at = None
+        if self._at is not None:
+            raise BankError(
+                f"the bank is open read-only at version {self.at} (--at); drop --at to write, "
+                f"or `protodb restore {self.at}` to make that version the latest"
+            )
+
     # ------------------------------------------------------------------ writes
 
     def append(self, name: str, rows: pa.Table) -> None:
         """Append rows as they are (no key check; see :meth:`insert_new`)."""
-        self._check_writable()
+        self.check_writable()
         if rows.num_rows:
             tbl = self.table(name)
             schema = tbl.schema
             if rows.schema.names != schema.names and set(rows.schema.names) == set(schema.names):
                 rows = rows.select(schema.names)
             rows = rows.cast(schema)
-            if self._dir is None:  # on S3 every commit is made under the commit lock
+            if self.locks.dir is None:  # on S3 every commit is made under the commit lock
                 with self.commit_lock():
                     retry_commit(lambda: tbl.add(rows))
             else:
                 retry_commit(lambda: tbl.add(rows))
+
+    def insert_new(self, name: str, rows: pa.Table, keys: Sequence[str]) -> int:
+        """Keyed insert (:func:`~protodb.bank.writes.insert_new`)."""
+        return writes.insert_new(self, name, rows, keys)
+
+    def upsert_class(self, class_key: str, name: str, kind: str = "unknown", source: str = "none"):
+        """Insert a class or bring its kind (:func:`~protodb.bank.writes.upsert_class`)."""
+        writes.upsert_class(self, class_key, name, kind, source)
+
+    def write_set(
+        self, key: SetKey, prototypes: pa.Table, cells: pa.Table, record: dict[str, Any]
+    ) -> bool:
+        """Commit one prototype set (:func:`~protodb.bank.writes.write_set`)."""
+        return writes.write_set(self, key, prototypes, cells, record)
+
+    # ------------------------------------------------------------------ history and tags
+
+    def log(self, op: str, detail: dict) -> LogEntry:
+        """Append a log row, a new bank version (:meth:`~protodb.bank.history.History.log`)."""
+        return self.history_log.log(op, detail)
+
+    def tag(self, table: str, tag: str, version: int) -> None:
+        """Create (or move) a Lance tag on a table version; tagged versions survive gc."""
+        self.history_log.tag(table, tag, version)
+
+    def untag(self, table: str, tag: str) -> None:
+        """Delete a Lance tag (its version becomes collectable by gc)."""
+        self.history_log.untag(table, tag)
+
+    def tags(self, table: str) -> dict[str, int]:
+        """Tag name -> version of one table."""
+        return self.history_log.tags(table)
+
+    # ------------------------------------------------------------------ prototype loads
+
+    def load_prototypes(
+        self,
+        table: str,
+        extractor_id: str,
+        sets: Sequence[tuple],
+        version: int | None = None,
+        *,
+        sets_version: int | None = None,
+    ) -> tuple[np.ndarray, pa.Table]:
+        """The prototype rows of completed sets, set by set in the order given
+        (:meth:`~protodb.bank.loads.PrototypeLoader.load_prototypes`)."""
+        return self.loads.load_prototypes(
+            table, extractor_id, sets, version, sets_version=sets_version
+        )
+
+    @property
+    def _vector_reader(self):
+        """The loads' direct vector reader (None once it misread a layout)."""
+        return self.loads.vector_reader
+
+    @_vector_reader.setter
+    def _vector_reader(self, reader) -> None:
+        self.loads.vector_reader = reader
 
 
 def open_bank(

@@ -138,7 +138,7 @@ def create_vocab(
     masks, K = 32, every level; any n) when exactly one is that; else it is a one-line error
     naming the class, its recipes and the flag.
     """
-    from protodb.synthesis.recipe import parse_recipe_choices
+    from protodb.bank.recipe import parse_recipe_choices
 
     everywhere, per_class = parse_recipe_choices(recipes)
     if not isinstance(name, str) or not VOCAB_NAME.fullmatch(name):
@@ -273,7 +273,7 @@ def _pick_recipe(
     rows: list[dict], display: str, everywhere: list[str], mine: str | None
 ) -> list[dict]:
     """The sets rows of the recipe chosen for one class (see :func:`create_vocab`)."""
-    from protodb.synthesis.recipe import make_recipe
+    from protodb.bank.recipe import plain_recipe_id
 
     have = sorted({r["recipe_id"] for r in rows})
     if not have:
@@ -301,7 +301,7 @@ def _pick_recipe(
         plain = [
             r
             for r in have
-            if r == make_recipe(n=next(x["n"] for x in rows if x["recipe_id"] == r)).id
+            if r == plain_recipe_id(next(x["n"] for x in rows if x["recipe_id"] == r))
         ]
         if len(plain) != 1:
             raise ProtodbError(

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from protodb.bank.reads import supports_where
 from protodb.bank.schema import sql_str
 from protodb.bank.store import Bank
 from protodb.errors import ProtodbError
@@ -77,13 +78,6 @@ class Explanation:
         )
 
 
-def _where(p: dict) -> str:
-    return (
-        f"class_key = {sql_str(p['class_key'])} AND generator_id = {sql_str(p['generator_id'])}"
-        f" AND seed = {int(p['seed'])}"
-    )
-
-
 def support_regions(bank: Bank, vocab, extractor_id: str, proto: dict) -> list[Region]:
     """The support regions of prototype ``proto`` (a row of protodb.query.assemble.assemble),
     read at the vocabulary's pinned table versions: instance -> its image's mask of the prototype's
@@ -92,11 +86,12 @@ def support_regions(bank: Bank, vocab, extractor_id: str, proto: dict) -> list[R
     from protodb.images import decode_png
 
     v = vocab.versions
-    where = _where(proto)
+    k, g, seed = proto["class_key"], proto["generator_id"], int(proto["seed"])
+    where = supports_where(k, g, seed)
     pol = proto["polarity"]
     supports = {
         r["index"]: r["image_png"]
-        for r in bank.read("supports", where, version=v.get("supports")).to_pylist()
+        for r in bank.supports(k, g, seed, version=v.get("supports")).to_pylist()
     }
     ext_where = f"{where} AND extractor_id = {sql_str(extractor_id)}"
     sets = bank.read("sets", ext_where, version=v.get("sets")).to_pylist()
@@ -124,12 +119,10 @@ def support_regions(bank: Bank, vocab, extractor_id: str, proto: dict) -> list[R
         return out
     if not sets:
         return out
-    mask_where = f"{where} AND n = {int(sets[0]['n'])} AND mask_source = " + sql_str(
-        sets[0]["mask_source"]
-    )
+    n, source = sets[0]["n"], sets[0]["mask_source"]
     masks = {
         r["index"]: r[f"{pol}_png"]
-        for r in bank.read("masks", mask_where, version=v.get("masks")).to_pylist()
+        for r in bank.masks(k, g, seed, n, source, version=v.get("masks")).to_pylist()
     }
     wanted = [proto["support"]] if proto["level"] == "instance" else used
     for s in wanted:

@@ -28,7 +28,15 @@ import numpy as np
 import pyarrow as pa
 
 from protodb import timing
-from protodb.bank.schema import SetKey, now, vectors_to_arrow
+from protodb.bank.recipe import Recipe
+from protodb.bank.rows import (
+    cells_table,
+    masks_table,
+    prototypes_table,
+    set_record,
+    supports_table,
+)
+from protodb.bank.schema import SetKey
 from protodb.bank.store import Bank
 from protodb.errors import ProtodbError
 from protodb.extractors.base import ExtractorConfig
@@ -36,7 +44,6 @@ from protodb.models.diffusion import sd_dtype
 from protodb.names import canonical, class_key
 from protodb.progress import OFF, NoBar, Progress
 from protodb.synthesis.generate import GENERATORS, GeneratorConfig, SupportImage
-from protodb.synthesis.recipe import Recipe
 from protodb.synthesis.request import MAX_N, AddRequest  # noqa: F401 - MAX_N: tests read it here
 
 SUPPORT_KEY = ("class_key", "generator_id", "seed", "index")
@@ -334,7 +341,7 @@ class UnitSink:
 
 def _supports(bank, display, key, generator, seed, n, device, batch_size, prog, result, sink):
     """Support images 0..n-1: those stored are read back, the rest generated and stored."""
-    from protodb.images import decode_png, png_bytes
+    from protodb.images import decode_png
 
     with timing.stage("supports read"):
         found = bank.supports(key, generator.id, seed).to_pylist()
@@ -363,56 +370,23 @@ def _supports(bank, display, key, generator, seed, n, device, batch_size, prog, 
                         on_step=bar.update,
                     )
                 with timing.stage("supports write"):
-                    rows = {
-                        "class_key": [],
-                        "generator_id": [],
-                        "seed": [],
-                        "index": [],
-                        "image_png": [],
-                        "height": [],
-                        "width": [],
-                        "attribution": [],
-                        "attr_h": [],
-                        "attr_w": [],
-                        "generator_config": [],
-                        "runtime": [],
-                        "created_at": [],
-                    }
                     for s in made:
                         images[s.index] = s
-                        h, w = s.attribution.shape
-                        for col, val in (
-                            ("class_key", key),
-                            ("generator_id", generator.id),
-                            ("seed", seed),
-                            ("index", s.index),
-                            ("image_png", png_bytes(s.image)),
-                            ("height", s.image.shape[0]),
-                            ("width", s.image.shape[1]),
-                            ("attribution", s.attribution.astype("<f4").tobytes()),
-                            ("attr_h", h),
-                            ("attr_w", w),
-                            ("generator_config", generator.to_json()),
-                            ("runtime", runtime),
-                            ("created_at", now()),
-                        ):
-                            rows[col].append(val)
-                    sink.supports(pa.table(rows))
+                    rows = supports_table(
+                        key, generator.id, seed, made,
+                        generator_config=generator.to_json(), runtime=runtime,
+                    )  # fmt: skip
+                    sink.supports(rows)
                 result.generated += len(made)
     return [images[i] for i in range(n)]
 
 
 def _masks(bank, key, gid, seed, n, supports, mask_source, device, sink):
     """fg/bg masks of the support set -> SupportMasks (stored once per set size and source)."""
-    from protodb.bank.schema import sql_str
-    from protodb.images import decode_png, png_bytes
+    from protodb.images import decode_png
     from protodb.synthesis.masks import MASK_SOURCES, SupportMasks
 
-    where = (
-        f"class_key = {sql_str(key)} AND generator_id = {sql_str(gid)} AND seed = {int(seed)}"
-        f" AND n = {int(n)} AND mask_source = {sql_str(mask_source)}"
-    )
-    rows = sorted(bank.read("masks", where).to_pylist(), key=lambda r: r["index"])
+    rows = sorted(bank.masks(key, gid, seed, n, mask_source).to_pylist(), key=lambda r: r["index"])
     rows = list({r["index"]: r for r in rows}.values())  # one per index
     if len(rows) == n:
         masks = SupportMasks(
@@ -433,20 +407,12 @@ def _masks(bank, key, gid, seed, n, supports, mask_source, device, sink):
         done = {r["index"] for r in rows}
         new = [i for i in range(n) if i not in done]
         sink.masks(
-            pa.table(
-                {
-                    "class_key": [key] * len(new),
-                    "generator_id": [gid] * len(new),
-                    "seed": [seed] * len(new),
-                    "index": new,
-                    "n": [n] * len(new),
-                    "mask_source": [mask_source] * len(new),
-                    "fg_png": [png_bytes(masks.fg[i]) for i in new],
-                    "bg_png": [png_bytes(masks.bg[i]) for i in new],
-                    "thresholds": [json.dumps(list(masks.thresholds))] * len(new),
-                }
+            masks_table(
+                key, gid, seed, n=n, mask_source=mask_source, indices=new,
+                fg=[masks.fg[i] for i in new], bg=[masks.bg[i] for i in new],
+                thresholds=masks.thresholds,
             )
-        )
+        )  # fmt: skip
     return masks
 
 
@@ -488,72 +454,31 @@ def _build_set(
         )
     stages.update(1)
     stages.set_description_str(f"{display}: bank write {ext.name}")
-    from protodb.bank.schema import prototype_table_name
-
-    table = prototype_table_name(ext.id)
+    set_key = SetKey(key, generator.id, seed, ext.id, recipe.id)
     proto_rows, cell_rows = [], []
     for p in (fg, bg):
-        m = len(p)
         proto_rows.append(
-            pa.table(
-                {
-                    "class_key": [key] * m,
-                    "generator_id": [generator.id] * m,
-                    "seed": [seed] * m,
-                    "extractor_id": [ext.id] * m,
-                    "polarity": [p.polarity] * m,
-                    "level": p.level.tolist(),
-                    "part": p.part.tolist(),
-                    "support": p.support.tolist(),
-                    "weight": p.weight.tolist(),
-                    "vector": vectors_to_arrow(p.vectors, ext.store_dtype),
-                }
+            prototypes_table(
+                set_key, polarity=p.polarity, level=p.level.tolist(), part=p.part.tolist(),
+                support=p.support.tolist(), weight=p.weight.tolist(), vectors=p.vectors,
+                store_dtype=ext.store_dtype,
             )
-        )
+        )  # fmt: skip
         idx = np.flatnonzero(p.used)
-        gh, gw = p.cells.shape[1:]
         cell_rows.append(
-            pa.table(
-                {
-                    "class_key": [key] * len(idx),
-                    "generator_id": [generator.id] * len(idx),
-                    "seed": [seed] * len(idx),
-                    "extractor_id": [ext.id] * len(idx),
-                    "polarity": [p.polarity] * len(idx),
-                    "support": idx.tolist(),
-                    "grid_h": [gh] * len(idx),
-                    "grid_w": [gw] * len(idx),
-                    "cells": [p.cells[i].astype("<i2").tobytes() for i in idx],
-                }
-            )
+            cells_table(set_key, polarity=p.polarity, supports=idx.tolist(), grids=p.cells[idx])
         )
-    record = {
-        "class_key": key,
-        "name": display,
-        "generator_id": generator.id,
-        "seed": seed,
-        "extractor_id": ext.id,
-        "prototype_table": table,
-        "n_supports": len(supports),
-        "n": n,
-        "n_used": int(fg.used.sum()),
-        "n_fg": len(fg),
-        "n_bg": len(bg),
-        "dim": dim,
-        "mask_source": masks.source,
-        "thresholds": json.dumps(list(masks.thresholds)),
-        "generator_config": generator.to_json(),
-        "extractor_config": ext.to_json(),
-        "recipe_id": recipe.id,
-        "recipe": recipe.to_json(),
-        "created_at": now(),
-    }
+    record = set_record(
+        set_key, name=display, n_supports=len(supports), n=n, n_used=int(fg.used.sum()),
+        n_fg=len(fg), n_bg=len(bg), dim=dim, mask_source=masks.source,
+        thresholds=masks.thresholds, generator_config=generator.to_json(),
+        extractor_config=ext.to_json(), recipe=recipe,
+    )  # fmt: skip
     stages.update(1)
-    # promote: a polarity with no rows (e.g. every bg mask empty) has null-typed columns
     return BuiltSet(
-        SetKey(key, generator.id, seed, ext.id, recipe.id),
-        pa.concat_tables(proto_rows, promote_options="default"),
-        pa.concat_tables(cell_rows, promote_options="default"),
+        set_key,
+        pa.concat_tables(proto_rows),
+        pa.concat_tables(cell_rows),
         record,
         dim,
         ext.store_dtype,

@@ -29,9 +29,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from protodb.bank.recipe import DEFAULT_PARTS
+
 LEVELS = ("class", "instance", "part")
 POLARITIES = ("fg", "bg")
-DEFAULT_PARTS = 32
 
 
 @dataclass

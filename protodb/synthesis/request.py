@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
+from protodb.bank.recipe import DEFAULT_MASK_SOURCE, DEFAULT_N, DEFAULT_PARTS, MAX_PARTS
 from protodb.errors import ParameterError, ProtodbError
 
 MAX_N = 1024  # support images of one set
-MAX_PARTS = 1024  # K of the part prototypes
 MAX_SEED = 2**63 - 1  # seeds are bank integers (int64)
 KINDS = ("stuff", "thing")
 
@@ -39,9 +39,9 @@ class AddRequest:
 
     names: tuple[str, ...] = ()
     seeds: tuple[int, ...] = (0,)
-    n: int = 32
-    parts: int = 32
-    mask_source: str = "otsu"
+    n: int = DEFAULT_N
+    parts: int = DEFAULT_PARTS
+    mask_source: str = DEFAULT_MASK_SOURCE
     kind: str | None = None
     batch_size: int = 8
     extractors: tuple[str, ...] | None = None

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-from protodb.bank.schema import sql_str
 from protodb.bank.store import Bank
 from protodb.errors import NotFoundError
 from protodb.names import canonical, class_key
@@ -51,12 +50,8 @@ def support_rows(bank: Bank, name: str, n: int) -> tuple[str, list[np.ndarray]] 
     supports = sorted(
         bank.supports(key, s["generator_id"], s["seed"]).to_pylist(), key=lambda r: r["index"]
     )[:n]
-    where = (
-        f"class_key = {sql_str(key)} AND generator_id = {sql_str(s['generator_id'])} AND "
-        f"seed = {int(s['seed'])} AND n = {int(s['n'])} AND "
-        f"mask_source = {sql_str(s['mask_source'])}"
-    )
-    masks = {r["index"]: r for r in bank.read("masks", where).to_pylist()}
+    rows = bank.masks(key, s["generator_id"], s["seed"], s["n"], s["mask_source"]).to_pylist()
+    masks = {r["index"]: r for r in rows}
     images, heats, tinted = [], [], []
     for r in supports:
         img = decode_png(r["image_png"])

@@ -34,7 +34,7 @@ def test_take_offsets_by_row_address_equals_take(tmp_path):
     several fragments, and falls back to offsets once a fragment has deleted rows."""
     import lance
 
-    from protodb.bank.reads import _fragment_layout, _take_offsets
+    from protodb.bank.loads import _fragment_layout, _take_offsets
 
     uri = str(tmp_path / "t.lance")
     for start in (0, 7, 20):  # three fragments of 7, 13 and 5 rows

@@ -261,7 +261,7 @@ def test_add_records_kind_mask_source_and_several_seeds(tmp_path):
 def test_another_recipe_is_another_set_and_the_same_recipe_one(tmp_path):
     """mask source, n and K are in the set's key (its recipe): each makes a new set, reusing
     the support images; the same recipe again is a no-op."""
-    from protodb.synthesis.recipe import check_recipe
+    from protodb.bank.recipe import check_recipe
 
     bank = open_bank(str(tmp_path / "bank"))
     gen = replace(GEN, steps=2)

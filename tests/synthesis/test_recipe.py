@@ -4,16 +4,15 @@ import json
 
 import pytest
 
-from protodb.errors import ProtodbError
-from protodb.synthesis.recipe import (
+from protodb.bank.recipe import (
     RECIPE_ID,
     check_recipe,
-    default_recipe_id,
     legacy_recipe,
-    make_recipe,
     parse_recipe_choices,
     recipe_id,
 )
+from protodb.errors import ProtodbError
+from protodb.synthesis.recipe import default_recipe_id, make_recipe
 
 
 def test_a_recipe_id_names_its_mask_source_and_hashes_everything_that_changes_a_prototype():
@@ -54,3 +53,14 @@ def test_parse_recipe_choices():
         parse_recipe_choices(["sky=otsu"])
     with pytest.raises(ProtodbError, match="names no class"):
         parse_recipe_choices([f"={a}"])
+
+
+@pytest.mark.parametrize("source", ["otsu", "maskcut", "sam", "some-segmenter"])
+def test_the_banks_legacy_recipes_are_what_add_still_makes(source):
+    """The bank keeps the mask configs of sets built before recipe ids (protodb.bank.recipe,
+    which imports nothing of synthesis); a plain add today must still make those recipes, or
+    migrated sets and new ones would stop matching (then freeze the old values there)."""
+    from protodb.bank.recipe import plain_recipe_id
+
+    assert legacy_recipe(source, 8) == make_recipe(source, 8)
+    assert plain_recipe_id(8) == default_recipe_id(8)

@@ -2,7 +2,7 @@
 
 The source is read and checked in full first (:mod:`~protodb.bank.share.validate`); then new
 sets, support images and vocabularies are written with the bank's keyed writes, and the history
-row last, inside one journalled operation (:meth:`~protodb.bank.journal.Journaled.atomic`): a
+row last, inside one journalled operation (:meth:`~protodb.bank.journal.Journal.atomic`): a
 refused or failed import leaves the target unchanged, and one killed at any moment reads, from
 the next open on, exactly as before or exactly as after.
 """

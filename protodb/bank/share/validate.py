@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from protodb.bank.recipe import check_recipe
 from protodb.bank.schema import (
     CORE_TABLES,
     RECIPE_COLUMNS,
@@ -45,7 +46,6 @@ from protodb.bank.share.manifest import (
 )
 from protodb.bank.store import Bank, local_path, open_bank
 from protodb.errors import BankError, NeedsMigrationError, NotFoundError, ProtodbError
-from protodb.synthesis.recipe import check_recipe
 
 
 def _safe_extract(path: str, dest: str) -> None:
