@@ -431,9 +431,11 @@ class ProtoDB:
         """Fill the bank with every class of the offline TEST WORLD and pin ``vocab`` (needs
         profile "world" or "world-learned"; ``add``: extractors, mask_source); see
         protodb.world.bank.build_bank."""
-        from protodb.world.bank import build_bank
+        from protodb.profiles import test_world
 
-        return build_bank(self.runtime, n=n, seed=seed, vocab=vocab, progress=progress, **add)
+        return test_world().build_bank(
+            self.runtime, n=n, seed=seed, vocab=vocab, progress=progress, **add
+        )
 
 
 def connect(

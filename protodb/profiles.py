@@ -47,6 +47,8 @@ class TestWorld:
     colour; draw_training_scene(rng) -> a scene with .image, .caption and .masks (name -> bool
     [H, W]); make_dataset(root, n=, seed=) -> a labelled dataset in the VOC layout (.root,
     .ids, .classes); make_referring_set(root, n=, seed=) -> the path of its pairs.jsonl;
+    build_bank(runtime, n=, seed=, vocab=, extractors=, mask_source=, progress=) -> the pinned
+    Vocabulary of a bank of every world class (protodb.world.bank.build_bank);
     report(workdir, n=, images=, seed=, device=, say=) -> the world report."""
 
     __test__ = False  # not a pytest class, despite the name
@@ -57,6 +59,7 @@ class TestWorld:
     draw_training_scene: Callable[..., Any]
     make_dataset: Callable[..., Any]
     make_referring_set: Callable[..., Any]
+    build_bank: Callable[..., Any]
     report: Callable[..., Any]
 
 

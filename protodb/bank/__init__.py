@@ -30,7 +30,17 @@ readonly (listings through pylance alone, without lancedb), vocab (pinned vocabu
 maintenance (gc, restore), share (export, import, merge).
 """
 
-from protodb.bank.schema import LogEntry, SetKey
-from protodb.bank.store import Bank, open_bank
 
 __all__ = ["Bank", "open_bank", "LogEntry", "SetKey"]
+
+_HOMES = {"Bank": "store", "open_bank": "store", "LogEntry": "schema", "SetKey": "schema"}
+
+
+def __getattr__(name: str):
+    """The public names, imported on first use: a light module of the bank (``recipe``, whose
+    defaults ``protodb add --help`` shows) must not pull pyarrow and lancedb in with it."""
+    if name in _HOMES:
+        import importlib
+
+        return getattr(importlib.import_module(f"protodb.bank.{_HOMES[name]}"), name)
+    raise AttributeError(f"module 'protodb.bank' has no attribute {name!r}")

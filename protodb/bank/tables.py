@@ -18,10 +18,11 @@ from protodb.errors import NotFoundError
 
 
 class Tables:
-    """The tables of the LanceDB database ``db`` of the bank at ``uri``."""
+    """The tables of the LanceDB database ``connection`` (lancedb.connect) of the bank at
+    ``uri``."""
 
-    def __init__(self, db, uri: str) -> None:
-        self.db = db
+    def __init__(self, connection, uri: str) -> None:
+        self.db = connection
         self.uri = uri
         self._handles: dict[str, Any] = {}
         self._datasets: dict[tuple[str, int], Any] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from protodb.bank.vocab import create_vocab, list_vocabs
 from protodb.errors import ProtodbError
+from protodb.profiles import get_profile
 from protodb.synthesis.request import AddRequest
 from protodb.synthesis.run_add import add_classes
 from protodb.world.classes import CLASS_NAMES, STUFF, THINGS, WORLD
@@ -26,7 +27,7 @@ def build_bank(
     extractor the classes have.
 
     Returns the pinned protodb.bank.vocab.Vocabulary (an existing ``vocab`` is returned as is)."""
-    if runtime.settings.profile not in (WORLD, "world-learned"):
+    if not get_profile(runtime.settings.profile).test_world:
         raise ProtodbError(
             f"the test world needs profile 'world' or 'world-learned', not "
             f"{runtime.settings.profile!r}: protodb.connect(bank, profile='world') or "

@@ -46,6 +46,12 @@ def _make_referring_set(root, **kwargs):
     return make_referring_set(root, **kwargs)
 
 
+def _build_bank(runtime, **kwargs):
+    from protodb.world.bank import build_bank
+
+    return build_bank(runtime, **kwargs)
+
+
 def _report(workdir, **kwargs):
     from protodb.world.report import world_report
 
@@ -59,6 +65,7 @@ HOOKS = TestWorld(
     draw_training_scene=_draw_training_scene,
     make_dataset=_make_dataset,
     make_referring_set=_make_referring_set,
+    build_bank=_build_bank,
     report=_report,
 )
 

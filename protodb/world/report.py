@@ -91,12 +91,17 @@ def world_report(
 
 
 def _report(work: Path, *, n: int, images: int, seed: int, device, say) -> WorldReport:
-    import protodb
+    from protodb.bank.vocab import create_vocab
+    from protodb.evaluation.datasets import open_dataset
+    from protodb.evaluation.evaluate import ablate
+    from protodb.evaluation.evaluate import evaluate as evaluate_vocab
+    from protodb.runtime import Runtime
+    from protodb.world.bank import build_bank
     from protodb.world.classes import CLASS_NAMES
     from protodb.world.dataset import make_dataset
 
     rep = WorldReport(settings={"n": n, "images": images, "seed": seed})
-    data = make_dataset(work / "data", n=images, seed=seed).root
+    data = open_dataset("world", make_dataset(work / "data", n=images, seed=seed).root)
 
     def timed(stage: str, fn):
         t = time.perf_counter()
@@ -105,33 +110,36 @@ def _report(work: Path, *, n: int, images: int, seed: int, device, say) -> World
         say(f"{stage}: {rep.seconds[stage]:.1f} s")
         return out
 
-    def evaluate(db, vocab: str, ablations=()):
-        return db.evaluate("world", data, vocab=vocab, ablations=list(ablations), progress=False)
+    def evaluate(runtime: Runtime, vocab: str, ablations=()):
+        if ablations:
+            return ablate(runtime, vocab, data, list(ablations), progress=False)
+        return evaluate_vocab(runtime, vocab, data, progress=False)
 
-    learned = protodb.connect(work / "learned", profile="world-learned", device=device)
-    names = list(CLASS_NAMES)
-    timed(
+    def world_bank(name: str, profile: str, **add) -> Runtime:
+        runtime = Runtime.connect(work / name, profile=profile, device=device)
+        build_bank(runtime, n=n, seed=seed, progress=False, **add)
+        return runtime
+
+    learned = timed(
         "learned bank (sd + world extractors)",
-        lambda: learned.build_world(n=n, seed=seed, extractors=("sd", "world"), progress=False),
+        lambda: world_bank("learned", "world-learned", extractors=("sd", "world")),
     )
-    learned.create_vocab("sd", names, extractors=["sd"], seed=seed)
+    create_vocab(learned.bank, "sd", list(CLASS_NAMES), extractors=["sd"], seed=seed)
     single = timed("learned: evaluate sd + ablations", lambda: evaluate(learned, "sd", TABLE3))
     rep.rows += _ablation_rows(single, "learned", "full (sd extractor)")
     both = timed("learned: evaluate ensemble", lambda: evaluate(learned, "world"))
     rep.rows.append(ReportRow("learned", "ensemble sd + world", 100 * both.miou))
 
-    maskcut = protodb.connect(work / "learned-maskcut", profile="world-learned", device=device)
-    timed(
+    maskcut = timed(
         "learned bank, maskcut masks",
-        lambda: maskcut.build_world(
-            n=n, seed=seed, extractors=("sd",), mask_source="maskcut", progress=False
+        lambda: world_bank(
+            "learned-maskcut", "world-learned", extractors=("sd",), mask_source="maskcut"
         ),
     )
     mc = timed("learned: evaluate maskcut", lambda: evaluate(maskcut, "world"))
     rep.rows.append(ReportRow("learned", "maskcut masks (sd)", 100 * mc.miou))
 
-    oracle = protodb.connect(work / "oracle", profile="world", device=device)
-    timed("oracle bank", lambda: oracle.build_world(n=n, seed=seed, progress=False))
+    oracle = timed("oracle bank", lambda: world_bank("oracle", "world"))
     orc = timed("oracle: evaluate + ablations", lambda: evaluate(oracle, "world", TABLE3))
     rep.rows += _ablation_rows(orc, "oracle", "full (drawn attention)")
     return rep
