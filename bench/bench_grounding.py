@@ -3,7 +3,7 @@
     python -m bench.bench_grounding [--quick] [--per-class 4] [--steps 300] [--scenes 24]
                                     [--bank DIR] [--masks attention]
 
-Trains a head (protodb.synth.train.train_grounding) on synthetic images of six seen world classes
+Trains a head (protodb.grounded.train.train_grounding) on synthetic images of six seen world classes
 (red disc, yellow star, purple square, grass, sky, sand), masks from the training-free
 ``attention`` source (the paper used Mask R-CNN masks), and scores it on procedural captioned
 world scenes with EXACT masks: per-class IoU, mean over the seen classes and over the two unseen
@@ -36,9 +36,9 @@ def main() -> None:
     args = parser.parse_args()
 
     import protodb
-    from protodb.synth.grounding import GroundingHead, new_head
-    from protodb.synth.run import vocab_generator
-    from protodb.synth.train import score_on_scenes
+    from protodb.grounded.grounding import GroundingHead, new_head
+    from protodb.grounded.run import vocab_generator
+    from protodb.grounded.train import score_on_scenes
 
     per_class, steps = (1, 30) if args.quick else (args.per_class, args.steps)
     with tempfile.TemporaryDirectory() as tmp:
@@ -59,7 +59,7 @@ def main() -> None:
         # the untrained head (same architecture and features, initial weights) as the baseline
         import torch
 
-        from protodb.synth.grounding import Example, Features
+        from protodb.grounded.grounding import Example, Features
 
         probe = Example(Features([torch.zeros(c, 1, 1) for c in head.config.channels],
                                  torch.zeros(77, head.config.text_dim)), [], None)  # fmt: skip

@@ -34,7 +34,7 @@ def main() -> None:
     import protodb
     from protodb.evaluation.datasets import open_dataset
     from protodb.evaluation.evaluate import MIoU, evaluate, label_map
-    from protodb.synth.student import Student
+    from protodb.grounded.student import Student
     from protodb.world.dataset import make_dataset
 
     per_class, steps = (1, 100) if args.quick else (args.per_class, args.steps)

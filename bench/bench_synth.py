@@ -6,7 +6,7 @@ Builds the learned world's bank (``protodb world bank``: every world class, n su
 sd extractor, otsu masks; or reuses --bank), samples ``per-class`` compositions per class (1-3
 things on a stuff class, the caption form the learned model was trained on), generates them
 with the vocabulary's generator and scores each mask source against REFERENCE masks: the
-colour-nearest pixels of each entity's class (protodb.synth.reference; the learned generator's
+colour-nearest pixels of each entity's class (protodb.grounded.reference; the learned generator's
 images have no ground truth, the world's class colours stand in for it). Prints per source the
 mIoU over classes and the seconds per image of that source, and the generation seconds per
 image. ``--quick``: 1 composition per class.
@@ -35,11 +35,11 @@ def main() -> None:
     import numpy as np
 
     import protodb
-    from protodb.synth.compose import sample_compositions
-    from protodb.synth.generate import generate
-    from protodb.synth.masks import agreement, attention_masks, vocab_masks
-    from protodb.synth.reference import MaskScore, reference_masks
-    from protodb.synth.run import vocab_generator
+    from protodb.grounded.compose import sample_compositions
+    from protodb.grounded.entity_masks import agreement, attention_masks, vocab_masks
+    from protodb.grounded.reference import MaskScore, reference_masks
+    from protodb.grounded.run import vocab_generator
+    from protodb.grounded.sampling import generate
 
     per_class = 1 if args.quick else args.per_class
     with tempfile.TemporaryDirectory() as tmp:
@@ -55,7 +55,7 @@ def main() -> None:
         comps = sample_compositions(classes, kinds, per_class, args.seed)
         head = None
         if args.grounding:
-            from protodb.synth.grounding import GroundingHead
+            from protodb.grounded.grounding import GroundingHead
 
             head = GroundingHead.load(args.grounding)
         t = time.perf_counter()

@@ -41,7 +41,7 @@ def grounding_train(
     Example: protodb grounding train --vocab world --classes seen.txt --out head/
     """
     with user_errors():
-        from protodb.synth.train import read_classes
+        from protodb.grounded.train import read_classes
 
         seen = read_classes(classes)
         db = open_db(ctx)

@@ -10,7 +10,7 @@ import typer
 
 from protodb.cli.common import JsonOpt, flag_errors, open_db, profile_notice, user_errors
 
-#: the flag of each parameter of protodb.synth.run.synthesize, for the library's errors
+#: the flag of each parameter of protodb.grounded.run.synthesize, for the library's errors
 FLAGS = {
     "min_agreement": "--min-agreement",
     "seed": "--seed",
@@ -71,7 +71,7 @@ def synth(
     Example: protodb synth --vocab v1 --per-class 8 --out synth/ --min-agreement 0.3
     """
     with user_errors(), flag_errors(FLAGS):
-        from protodb.synth.compose import read_prompts
+        from protodb.grounded.compose import read_prompts
 
         prompts = list(prompt or [])
         if from_file is not None:

@@ -238,7 +238,7 @@ class ProtoDB:
         written last, so an interrupted run resumes where it stopped). ``config``: query options
         (default: :meth:`default_query_config`). Returns one summary per image (see
         protodb.query.outputs.write_outputs, plus "image", "vocab" and "skipped").
-        ``student``: segment with the student distilled from ``vocab`` (protodb.synth.student)
+        ``student``: segment with the student distilled from ``vocab`` (protodb.grounded.student)
         instead of prototype matching.
 
         ``ray``: a Ray address ("local" starts a cluster of this machine; "auto", HOST:PORT):
@@ -262,7 +262,7 @@ class ProtoDB:
                 progress=progress, on_image=on_image,
             )  # fmt: skip
         if student is not None:
-            from protodb.synth.student import Student, StudentHandle
+            from protodb.grounded.student import Student, StudentHandle
 
             handle = StudentHandle(Student.load(student), vocab)
         else:
@@ -403,9 +403,9 @@ class ProtoDB:
 
     def synth(self, *, vocab: str, out: str | os.PathLike, **options):
         """Write (or complete) a synthetic labelled dataset in ``out`` with vocabulary
-        ``vocab``'s generator: one mask per named entity (protodb.synth.run.synthesize has the
-        options). Returns a protodb.synth.run.SynthReport."""
-        from protodb.synth.run import synthesize
+        ``vocab``'s generator: one mask per named entity (protodb.grounded.run.synthesize has the
+        options). Returns a protodb.grounded.run.SynthReport."""
+        from protodb.grounded.run import synthesize
 
         return synthesize(self.runtime, vocab=vocab, out=out, **options)
 
@@ -413,17 +413,17 @@ class ProtoDB:
         self, *, vocab: str, seen: Sequence[str], out: str | os.PathLike, **options
     ):
         """Train a grounding head on synthetic images of the ``seen`` classes of ``vocab`` and
-        save it to ``out`` (protodb.synth.train.train_grounding has the options).
-        Returns a protodb.synth.train.TrainReport."""
-        from protodb.synth.train import train_grounding
+        save it to ``out`` (protodb.grounded.train.train_grounding has the options).
+        Returns a protodb.grounded.train.TrainReport."""
+        from protodb.grounded.train import train_grounding
 
         return train_grounding(self.runtime, vocab=vocab, seen=list(seen), out=out, **options)
 
     def distill(self, *, vocab: str, data: str | os.PathLike, out: str | os.PathLike, **options):
         """Train a student segmenter on the synthetic dataset ``data`` (made by :meth:`synth`
-        with ``vocab``) and save it to ``out`` (protodb.synth.student.distill has the options).
-        Returns a protodb.synth.student.DistillReport."""
-        from protodb.synth.student import distill
+        with ``vocab``) and save it to ``out`` (protodb.grounded.student.distill has the options).
+        Returns a protodb.grounded.student.DistillReport."""
+        from protodb.grounded.student import distill
 
         return distill(self.runtime, vocab=vocab, data=data, out=out, **options)
 

@@ -172,8 +172,8 @@ def test_the_layer_checkers_report_a_broken_rule():
         "    import protodb.world\n"
     )
     assert _imports(source, mods) == {"protodb.errors", FACADE, "protodb.world"}
-    sources = {"protodb.synth.run": source, "protodb.cli.add": "def add(db): ..."}
-    assert _facade_parameters(sources) == ["protodb.synth.run.run"]
+    sources = {"protodb.grounded.run": source, "protodb.cli.add": "def add(db): ..."}
+    assert _facade_parameters(sources) == ["protodb.grounded.run.run"]
 
 
 def test_the_profile_comparison_counter_reports_a_comparison():

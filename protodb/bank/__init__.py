@@ -30,7 +30,6 @@ readonly (listings through pylance alone, without lancedb), vocab (pinned vocabu
 maintenance (gc, restore), share (export, import, merge).
 """
 
-
 __all__ = ["Bank", "open_bank", "LogEntry", "SetKey"]
 
 _HOMES = {"Bank": "store", "open_bank": "store", "LogEntry": "schema", "SetKey": "schema"}

@@ -6,7 +6,7 @@ timestep (t = 100 of 1000 by default: little noise, as the paper found best, t =
 noise seeded by the image's pixels, and denoised once with the image's prompt; the output of
 every UNet up block is kept (float32 [C_i, h_i, w_i], coarse to fine), and the text encoder's
 last hidden states of the prompt (float32 [77, D]). The entity's embedding is the mean of those
-states over its token positions (protodb.synth.tokens).
+states over its token positions (protodb.grounded.tokens).
 
 Head (:class:`GroundingHead`): each scale projected to ``dim`` channels (1x1 conv), upsampled
 bilinearly to the finest scale and summed, refined by a 3x3 conv + GELU -> F [dim, h, w]; the
@@ -15,8 +15,8 @@ entity embedding projected to ``dim`` (linear) -> e; mask logits = 1x1 conv(GELU
 segment classes it was never trained on (the paper's seen / unseen protocol).
 
 Training (:func:`train_head`): on synthetic images of the seen classes whose masks come from a
-training-free source of protodb.synth.masks (the paper used masks of a detector trained on human
-labels, Mask R-CNN); binary cross-entropy + soft Dice per entity, Adam. Saved as
+training-free source of protodb.grounded.entity_masks (the paper used masks of a detector
+trained on human labels, Mask R-CNN); binary cross-entropy + soft Dice per entity, Adam. Saved as
 ``model.safetensors`` + ``config.json`` (the head's arguments, the generator config, the
 classes seen, the training settings).
 """
@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from protodb.errors import NotFoundError, ProtodbError
-from protodb.synth.masks import EntityMasks, resolve_overlaps
+from protodb.grounded.entity_masks import EntityMasks, resolve_overlaps
 
 FEATURE_T = 100
 WEIGHTS = "model.safetensors"
@@ -176,8 +176,8 @@ class GroundingHead(nn.Module):
     def entity_masks(self, image: np.ndarray, composition, generator, *, device: str = "cpu"):
         """The ``grounding`` source: each entity's probability > 0.5, overlaps to the highest
         probability. ``generator``: the GeneratorConfig whose pipeline gives the features."""
-        from protodb.synth.generate import load_pipeline
-        from protodb.synth.tokens import entity_token_positions
+        from protodb.grounded.sampling import load_pipeline
+        from protodb.grounded.tokens import entity_token_positions
 
         if self.info.get("generator_id") not in (None, generator.id):
             raise ProtodbError(
@@ -204,7 +204,7 @@ class Example:
 
 
 def make_example(pipe, image, composition, masks: np.ndarray, timestep: int = FEATURE_T):
-    from protodb.synth.tokens import entity_token_positions
+    from protodb.grounded.tokens import entity_token_positions
 
     return Example(
         unet_features(pipe, image, composition.prompt, timestep=timestep),

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from protodb.synth.compose import Composition
+from protodb.grounded.compose import Composition
 from protodb.synthesis.generate import GeneratorConfig, image_seed
 
 
@@ -63,7 +63,7 @@ def generate(
     ``on_step(f)`` after each denoising step with the images' worth of work done."""
     import torch
 
-    from protodb.synth.tokens import entity_token_positions
+    from protodb.grounded.tokens import entity_token_positions
     from protodb.synthesis.attention import capture_cross_attention
 
     pipe = load_pipeline(config, device)

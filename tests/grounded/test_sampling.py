@@ -8,9 +8,9 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from protodb.synth.compose import parse_prompt
-from protodb.synth.generate import generate, load_pipeline, noise_seed
-from protodb.synth.tokens import entity_token_positions
+from protodb.grounded.compose import parse_prompt
+from protodb.grounded.sampling import generate, load_pipeline, noise_seed
+from protodb.grounded.tokens import entity_token_positions
 from protodb.synthesis.attention import capture_cross_attention
 from protodb.synthesis.generate import default_generator_config
 

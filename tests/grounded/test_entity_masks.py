@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from protodb.errors import ProtodbError
-from protodb.synth.masks import (
+from protodb.grounded.entity_masks import (
     agreement,
     attention_masks,
     check_source,

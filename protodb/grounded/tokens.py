@@ -10,7 +10,7 @@ and entities are whole words), else the prompt is refused. Position 0 is start-o
 from __future__ import annotations
 
 from protodb.errors import ProtodbError
-from protodb.synth.compose import Composition
+from protodb.grounded.compose import Composition
 
 
 def entity_token_positions(tokenizer, composition: Composition) -> list[list[int]]:

@@ -1,10 +1,10 @@
 """Training the grounding head on synthetic images, and scoring it on seen and unseen classes.
 
 :func:`train_grounding` (``protodb grounding train``): compositions of the seen classes only
-(the sampler of protodb.synth.compose over them), generated with the vocabulary's generator,
-masks from a training-free source (``attention`` or ``vocab``, protodb.synth.masks; the paper
-used Mask R-CNN, trained on human masks), features of the frozen UNet, then
-:func:`protodb.synth.grounding.train_head`. :func:`score_on_scenes` scores a head on the
+(the sampler of protodb.grounded.compose over them), generated with the vocabulary's generator,
+masks from a training-free source (``attention`` or ``vocab``, protodb.grounded.entity_masks;
+the paper used Mask R-CNN, trained on human masks), features of the frozen UNet, then
+:func:`protodb.grounded.grounding.train_head`. :func:`score_on_scenes` scores a head on the
 procedural test world's captioned scenes, whose masks are exact (the learned world was trained on
 such scenes; they stand in for the paper's PASCAL-sim), per class, split seen / unseen.
 """
@@ -67,11 +67,11 @@ def train_grounding(
     it to ``out`` (module docstring); ``runtime``: the session (protodb.runtime.Runtime)."""
     import time
 
-    from protodb.synth.compose import sample_compositions
-    from protodb.synth.generate import generate, load_pipeline
-    from protodb.synth.grounding import make_example, new_head, train_head
-    from protodb.synth.masks import attention_masks, vocab_masks
-    from protodb.synth.run import vocab_generator
+    from protodb.grounded.compose import sample_compositions
+    from protodb.grounded.entity_masks import attention_masks, vocab_masks
+    from protodb.grounded.grounding import make_example, new_head, train_head
+    from protodb.grounded.run import vocab_generator
+    from protodb.grounded.sampling import generate, load_pipeline
 
     if masks not in ("attention", "vocab"):
         raise ProtodbError(f"--masks {masks!r}: train on attention or vocab masks")
@@ -147,10 +147,10 @@ class SeenUnseen:
 
 def score_on_scenes(head, generator, *, n: int = 16, seed: int = 1, device: str = "cpu"):
     """A head on ``n`` procedural test-world scenes (exact masks), per class -> SeenUnseen."""
+    from protodb.grounded.compose import parse_prompt
+    from protodb.grounded.grounding import make_example
+    from protodb.grounded.sampling import load_pipeline
     from protodb.profiles import test_world
-    from protodb.synth.compose import parse_prompt
-    from protodb.synth.generate import load_pipeline
-    from protodb.synth.grounding import make_example
 
     world = test_world()
     names = list(world.class_names)
@@ -163,7 +163,7 @@ def score_on_scenes(head, generator, *, n: int = 16, seed: int = 1, device: str 
         truth = np.stack([scene.masks[e.name] for e in comp.entities])
         ex = make_example(pipe, scene.image, comp, truth, head.config.timestep)
         prob = head.predict(ex.feats, ex.positions, scene.image.shape[:2])
-        from protodb.synth.masks import resolve_overlaps
+        from protodb.grounded.entity_masks import resolve_overlaps
 
         pred = resolve_overlaps(prob > 0.5, prob)
         for name, p, t in zip(ex.names, pred, truth, strict=True):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from protodb.errors import ProtodbError
-from protodb.synth.compose import parse_prompt, read_prompts, sample_compositions
+from protodb.grounded.compose import parse_prompt, read_prompts, sample_compositions
 
 CLASSES = ["red disc", "yellow star", "purple square", "grass", "sky"]
 KINDS = ["thing", "thing", "thing", "stuff", "stuff"]

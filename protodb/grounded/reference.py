@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from protodb.synth.masks import EntityMasks
+from protodb.grounded.entity_masks import EntityMasks
 
 
 def reference_masks(image: np.ndarray, names: list[str], labels: list[int]) -> EntityMasks:

@@ -8,7 +8,7 @@
 - ``vocab``: the vocabulary's own segmentation of the image (protodb's query engine); an
   entity's mask is the pixels labelled with its class (labels of classes the prompt does not
   name are dropped to background).
-- ``grounding``: the trained grounding head (protodb.synth.grounding).
+- ``grounding``: the trained grounding head (protodb.grounded.grounding).
 
 Masks of one source are disjoint. :func:`agreement` is the mean IoU between two sources over
 the entities (an entity empty in both counts 0: nothing was found to agree on).

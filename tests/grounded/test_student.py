@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from protodb.cli.app import app
-from protodb.synth.student import Student
+from protodb.grounded.student import Student
 
 runner = CliRunner()
 

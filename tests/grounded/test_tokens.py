@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from protodb.errors import ProtodbError
+from protodb.grounded.compose import Composition, Entity, parse_prompt
+from protodb.grounded.tokens import entity_token_positions
 from protodb.models.diffusion import tiny_tokenizer
-from protodb.synth.compose import Composition, Entity, parse_prompt
-from protodb.synth.tokens import entity_token_positions
 
 
 @pytest.fixture(scope="module")

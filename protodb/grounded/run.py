@@ -1,9 +1,9 @@
 """``protodb synth``: a labelled dataset generated with a vocabulary's generator.
 
 For each composition (sampled from the vocabulary, or a prompt given): the image and every
-entity's attention (protodb.synth.generate), the ``attention`` and ``vocab`` masks and their
-agreement (protodb.synth.masks), the masks of the chosen source, and the files
-(protodb.synth.dataset). Images already in ``out`` are skipped.
+entity's attention (protodb.grounded.sampling), the ``attention`` and ``vocab`` masks and their
+agreement (protodb.grounded.entity_masks), the masks of the chosen source, and the files
+(protodb.grounded.dataset). Images already in ``out`` are skipped.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from protodb.errors import ParameterError, ProtodbError
+from protodb.grounded.compose import Composition, parse_prompt, sample_compositions
+from protodb.grounded.dataset import SynthWriter, coco_annotations, image_id
+from protodb.grounded.entity_masks import agreement, attention_masks, check_source, vocab_masks
 from protodb.progress import Progress
-from protodb.synth.compose import Composition, parse_prompt, sample_compositions
-from protodb.synth.dataset import SynthWriter, coco_annotations, image_id
-from protodb.synth.masks import agreement, attention_masks, check_source, vocab_masks
 from protodb.synthesis.generate import GeneratorConfig
 
 FORMAT = "protodb-synth-1"
@@ -159,7 +159,7 @@ def synthesize(
             ]
     head = None
     if masks == "grounding":
-        from protodb.synth.grounding import GroundingHead
+        from protodb.grounded.grounding import GroundingHead
 
         head = GroundingHead.load(grounding)
     settings = {
@@ -234,7 +234,7 @@ def synthesize(
             report.agreement.append(score)
             bar.set_postfix_str(f"agreement {score:.2f}")
 
-        from protodb.synth.generate import generate
+        from protodb.grounded.sampling import generate
 
         generate(
             [c for c, _ in todo],

@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from protodb.cli.app import app
-from protodb.synth.grounding import (
+from protodb.grounded.grounding import (
     Example,
     Features,
     GroundingHead,
@@ -55,7 +55,7 @@ def test_training_fits_a_learnable_target():
 
 
 def test_features_of_the_tiny_unet_are_multi_scale_and_deterministic():
-    from protodb.synth.generate import load_pipeline
+    from protodb.grounded.sampling import load_pipeline
     from protodb.synthesis.generate import default_generator_config
 
     pipe = load_pipeline(default_generator_config("tiny"), "cpu")
@@ -68,7 +68,7 @@ def test_features_of_the_tiny_unet_are_multi_scale_and_deterministic():
     assert a.text.shape[0] == 77
     assert all(torch.equal(x, y) for x, y in zip(a.scales, b.scales, strict=True))
     assert not torch.equal(a.scales[-1], c.scales[-1])  # the prompt conditions them
-    from protodb.synth.compose import parse_prompt
+    from protodb.grounded.compose import parse_prompt
 
     head = new_head(Example(a, [], np.zeros((0, 1, 1), bool)), dim=8)
     comp = parse_prompt("a red apple on grass", ["red apple", "grass"])
