@@ -53,6 +53,7 @@ def main() -> None:
         args.images, args.no_bank = 8, True
 
     import protodb
+    from protodb.profiles import get_profile
     from protodb.refer.evaluate import evaluate_refer, folder_items
     from protodb.refer.scores import ScoreWeights
     from protodb.world.referring import make_referring_set
@@ -69,7 +70,7 @@ def main() -> None:
         bank = args.bank or Path(tmp) / "bank"
         db = protodb.connect(bank, profile=args.profile, device="cpu")
         vocabs: list[str] = []
-        if args.profile == "world-learned" and not args.no_bank:
+        if get_profile(args.profile).test_world and not args.no_bank:  # world-learned
             if "sd" not in {v.name for v in db.vocabs()}:
                 db.build_world(n=8, seed=0, extractors=("sd", "world"), progress=False)
                 names = db.vocab("world").info.class_names

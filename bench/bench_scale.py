@@ -44,12 +44,13 @@ def main() -> None:
         parser.error(f"--classes must be 1 to {len(NAMES)}")
 
     import protodb
+    from protodb.profiles import get_profile
     from protodb.scale.add import RayExecutor
     from protodb.scale.cluster import connect, shutdown
     from protodb.settings import torch_threads
 
     names = NAMES[: args.classes]
-    extractors = ("dinov2",) if args.profile == "tiny" else ("sd",)
+    extractors = get_profile(args.profile).extractors  # tiny: dinov2; world-learned: sd
     kw = dict(n=args.n, steps=args.steps, extractors=extractors, progress=False)
     with tempfile.TemporaryDirectory() as tmp:
         root = str(local_s3() if args.s3 else Path(tmp))

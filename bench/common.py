@@ -116,10 +116,11 @@ def build_models(workdir: Path, names: list[str]) -> dict[str, str]:
 def extractor_configs(models: dict[str, str], size: int) -> list:
     """The extractor configs: name -> model ("tiny" for the tiny twins)."""
     from protodb.extractors.factory import default_extractor_config
+    from protodb.models.loading import is_twin
 
     return [
         default_extractor_config("tiny", name, input_size=size)
-        if model == "tiny"
+        if is_twin(model)
         else default_extractor_config("default", name, model=model, input_size=size)
         for name, model in models.items()
     ]
