@@ -1,13 +1,9 @@
-"""The Python API. Every CLI command is one call on :class:`ProtoDB`.
+"""The Python API, the facade: every CLI command is one short method on :class:`ProtoDB`,
+handing the work to the family that does it with the parts of the session's
+:class:`protodb.runtime.Runtime` it uses. Nothing below imports it.
 
-db = protodb.connect("bank/", profile="tiny")
-db.add(["red apple", "grass"], n=4)
-db.create_vocab("v1", ["red apple", "grass"])
-db.vocab("v1").segment(image)        # -> SegmentResult
-
-This module is the facade: one short method per command, each handing the work to the family
-that does it (synthesis, bank, query, refer, evaluation, synthetic data, world) with the parts
-of the session's :class:`protodb.runtime.Runtime` it uses. Nothing below imports it.
+db = protodb.connect("bank/", profile="tiny"); db.add(["red apple", "grass"], n=4)
+db.create_vocab("v1", ["red apple", "grass"]); db.vocab("v1").segment(image)  # SegmentResult
 """
 
 from __future__ import annotations
@@ -95,21 +91,12 @@ class ProtoDB:
         parts: int | None = None,
         executor=None,
     ):
-        """Build prototype sets for each class and seed; existing sets are skipped.
-
-        None takes the default of protodb.synthesis.request.AddRequest (n 32, seed 0,
-        batch_size 8, mask_source "otsu", parts 32), which has every option's meaning.
-        extractors: names; default the paper's ensemble (sd, dino, clip) on the real profile,
-        dinov2 alone on the tiny profile (see protodb.synthesis.add.default_extractors). seed: one
-        seed or several (one support set per seed). model: the Stable Diffusion (hub id or local
-        directory) of the generator and of the ``sd`` extractor. kind: "stuff" / "thing" for
-        every class, or None (lexicon, else a guess from the support set). mask_source, n and
-        parts make the sets' recipe (protodb.synthesis.recipe), part of their key: another of
-        them is another set. Models load once and serve every class. Returns one
+        """Build prototype sets for each (class, seed); existing sets are skipped. Returns one
         protodb.synthesis.add.AddResult per (class, seed), classes outer.
-        executor: None (this process) or a protodb.scale.add.RayExecutor: the (class, seed)
-        units are built on Ray actors and committed here, one writer (``executor.stats``: each
-        actor's throughput); see protodb.synthesis.run_add.add_classes.
+
+        Options are protodb.synthesis.request.AddRequest's (their meanings and defaults; None
+        takes the default); ``executor``: None (this process) or a protodb.scale.add.RayExecutor
+        (units built on Ray actors, committed here); see protodb.synthesis.run_add.add_classes.
         """
         from protodb.synthesis.request import AddRequest
         from protodb.synthesis.run_add import add_classes
@@ -182,15 +169,9 @@ class ProtoDB:
     # ------------------------------------------------------------------ vocabularies
 
     def create_vocab(
-        self,
-        name: str,
-        classes: Sequence[str],
-        *,
-        extractors=None,
-        seed=None,
-        generator_id=None,
-        recipes: Sequence[str] | None = None,
-    ) -> Vocabulary:
+        self, name: str, classes: Sequence[str], *, extractors=None, seed=None,
+        generator_id=None, recipes: Sequence[str] | None = None,
+    ) -> Vocabulary:  # fmt: skip
         """Pin a vocabulary (protodb.bank.vocab.create_vocab); recipes: ``ID`` or
         ``CLASS=ID`` each, the prototype recipe of a class with several."""
         return create_vocab(
@@ -229,22 +210,12 @@ class ProtoDB:
         ray: str | None = None,
         workers: int | None = None,
     ) -> list[dict]:
-        """Segment image files and write their outputs (protodb.query.outputs) to ``out``.
+        """Segment image files (paths, folders, globs) into ``out``; one summary per image.
 
-        ``paths``: files, directories (their images, sorted) and glob patterns ("photos/*.jpg",
-        "**" recursive). Images are decoded and segmented one at a time (memory stays bounded
-        however many there are), with a progress bar on stderr. ``skip_existing``: an image
-        whose summary ``<stem>.json`` is already in ``out`` is not redone (the summary is
-        written last, so an interrupted run resumes where it stopped). ``config``: query options
-        (default: :meth:`default_query_config`). Returns one summary per image (see
-        protodb.query.outputs.write_outputs, plus "image", "vocab" and "skipped").
-        ``student``: segment with the student distilled from ``vocab`` (protodb.grounded.student)
-        instead of prototype matching.
-
-        ``ray``: a Ray address ("local" starts a cluster of this machine; "auto", HOST:PORT):
-        segment on an actor pool of ``workers`` actors there (protodb.scale.segment, Ray Data;
-        ``paths`` and ``out`` may then also be ``s3://bucket/prefix``), same files, same
-        summaries, in input order; ``on_image`` is then called as images finish."""
+        protodb.query.batch.segment_paths has the options (``config``: default
+        :meth:`default_query_config`); ``student``: the student distilled from ``vocab``
+        (protodb.grounded.student) instead of prototype matching; ``ray``: a Ray address, with
+        ``workers`` actors and ``s3://`` paths (protodb.scale.segment.segment_ray)."""
         from protodb.query.batch import segment_paths
 
         if workers is not None and ray is None:
@@ -394,9 +365,8 @@ class ProtoDB:
         from protodb.evaluation.datasets import open_dataset
         from protodb.evaluation.evaluate import ablate, evaluate
 
-        ds = open_dataset(dataset, root, limit=limit)
-        runtime = self.runtime
-        runtime.open_existing()
+        ds, runtime = open_dataset(dataset, root, limit=limit), self.runtime
+        self.open_existing()
         if ablations:
             return ablate(runtime, vocab, ds, list(ablations), config=config, progress=progress)
         return evaluate(runtime, vocab, ds, config=config, progress=progress)

@@ -16,7 +16,6 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
 from protodb.bank import writes
@@ -250,20 +249,12 @@ class Bank(RowReads):
 
     # ------------------------------------------------------------------ prototype loads
 
-    def load_prototypes(
-        self,
-        table: str,
-        extractor_id: str,
-        sets: Sequence[tuple],
-        version: int | None = None,
-        *,
-        sets_version: int | None = None,
-    ) -> tuple[np.ndarray, pa.Table]:
-        """The prototype rows of completed sets, set by set in the order given
-        (:meth:`~protodb.bank.loads.PrototypeLoader.load_prototypes`)."""
-        return self.loads.load_prototypes(
-            table, extractor_id, sets, version, sets_version=sets_version
-        )
+    @property
+    def load_prototypes(self):
+        """The prototype rows of completed sets, set by set in the order given: the loads'
+        :meth:`~protodb.bank.loads.PrototypeLoader.load_prototypes`, called as
+        ``bank.load_prototypes(table, extractor_id, sets, version, sets_version=...)``."""
+        return self.loads.load_prototypes
 
     @property
     def _vector_reader(self):
