@@ -18,7 +18,6 @@ sources run with, is made by the write path (its ``make_recipe``).
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -86,6 +85,8 @@ def canonical_json(config: dict) -> str:
 
 def recipe_id(config: dict) -> str:
     """``<mask source>-<12 hex>`` of a recipe config (module docstring)."""
+    import hashlib  # here, not above: `protodb add --help` reads this module's defaults
+
     digest = hashlib.sha256(canonical_json(config).encode()).hexdigest()[:12]
     return f"{config['mask_source']}-{digest}"
 
