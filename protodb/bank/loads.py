@@ -38,6 +38,7 @@ class PrototypeLoader:
         self._ranges: dict[tuple[int, str], tuple[pa.Table, pa.Array]] = {}
         self._checked: set[tuple] = set()  # ((table, version, sets_version), write_id) checked
         self._row_meta: dict[int, dict[str, bytes]] = {}
+        self._recipes: dict[tuple[int, str], dict[str, list[str]]] = {}
         # None once it misread a layout (then Lance's take reads the vectors)
         self.vector_reader: VectorReader | None = VectorReader()
 
@@ -65,6 +66,24 @@ class PrototypeLoader:
         )
         hit = (t.select(["write_id", "row_start", "row_count", "_rowaddr"]), keys.combine_chunks())
         _bounded_put(self._ranges, cache_key, hit)
+        return hit
+
+    def _recipe_index(
+        self, extractor_id: str, sets_version: int, keys: pa.Array
+    ) -> dict[str, list[str]]:
+        """The recipe ids of each "class\\0generator\\0seed" among ``keys`` (the
+        :meth:`_set_index` keys of that version), sorted; cached like the index, so a load that
+        names no recipe costs one dict lookup per set, not a scan of the bank's sets."""
+        cache_key = (sets_version, extractor_id)
+        hit = self._recipes.get(cache_key)
+        if hit is None:
+            hit = {}
+            for joined in keys.to_pylist():
+                prefix, _, recipe = joined.rpartition("\0")
+                hit.setdefault(prefix, []).append(recipe)
+            for found in hit.values():
+                found.sort()
+            _bounded_put(self._recipes, cache_key, hit)
         return hit
 
     def _set_metas(self, sets_version: int, records: pa.Table) -> list[bytes | None]:
@@ -120,8 +139,8 @@ class PrototypeLoader:
         )
         records, keys = self._set_index(extractor_id, sets_version)
         if any(len(t) < 4 or not t[3] for t in sets):
-            known = keys.to_pylist()
-            sets = [_recipe_of(t, known) for t in sets]
+            recipes = self._recipe_index(extractor_id, sets_version, keys)
+            sets = [_recipe_of(t, recipes) for t in sets]
         want = pa.array([f"{k}\0{g}\0{int(s)}\0{r}" for k, g, s, r in sets], pa.string())
         pos = pc.index_in(want, value_set=keys)
         if pos.null_count:
@@ -234,14 +253,13 @@ class PrototypeLoader:
         return (vectors, table) if vectors is not None else split_vectors(table)
 
 
-def _recipe_of(key: tuple, keys: list[str]) -> tuple[str, str, int, str]:
+def _recipe_of(key: tuple, recipes: dict[str, list[str]]) -> tuple[str, str, int, str]:
     """A (class, generator, seed[, recipe]) tuple with its recipe id: given, or the one recipe
-    of that key among ``keys`` (as :meth:`PrototypeLoader._set_index` joins them); "" when none."""
+    of that key in ``recipes`` (:meth:`PrototypeLoader._recipe_index`); "" when none."""
     if len(key) == 4 and key[3]:
         return (key[0], key[1], int(key[2]), key[3])
     k, g, s = key[0], key[1], int(key[2])
-    prefix = f"{k}\0{g}\0{s}\0"
-    found = sorted({x[len(prefix) :] for x in keys if x.startswith(prefix)})
+    found = sorted(set(recipes.get(f"{k}\0{g}\0{s}", ())))
     if len(found) > 1:
         raise NotFoundError(
             f"class {k!r} (generator {g}, seed {s}) has prototype sets of several recipes "
