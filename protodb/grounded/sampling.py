@@ -94,7 +94,7 @@ def generate(
 
         with (
             torch.inference_mode(),
-            capture_cross_attention(pipe.unet, columns, (latent, latent)) as store,
+            capture_cross_attention(pipe.unet, columns, (latent, latent), images=rows) as store,
         ):
             result = pipe(
                 callback_on_step_end=step_done,

@@ -63,11 +63,15 @@ class AttributionStore:
     """Running sums of the class-token attention over layers, heads and steps.
 
     ``total``: float32 [B, T, H, W] sums (B images, T class tokens, latent grid H x W);
-    ``count``: number of head maps added per image.
+    ``count``: number of head maps added per image. ``images``: B, the images of the UNet's
+    batch: its conditional rows are its last B (2B rows with classifier-free guidance,
+    unconditional first; B without it, at guidance 1, where diffusers runs the conditional rows
+    alone); None: the second half of the batch (guidance on).
     """
 
     token_positions: list[int]
     latent_hw: tuple[int, int]
+    images: int | None = None
     total: torch.Tensor | None = None
     count: int = 0
     calls: int = field(default=0)
@@ -75,8 +79,15 @@ class AttributionStore:
     def add(self, probs: torch.Tensor, heads: int) -> None:
         """Fold in one layer's probabilities: ``probs`` [B*heads, N, K] of the full CFG batch
         (unconditional half first); only the conditional half is used."""
-        b_all = probs.shape[0] // heads
-        self.add_cond(probs[(b_all // 2) * heads :], heads)
+        self.add_cond(probs[self.cond_start(probs.shape[0] // heads) * heads :], heads)
+
+    def cond_start(self, rows: int) -> int:
+        """The first conditional row of a UNet batch of ``rows`` rows (see ``images``)."""
+        if self.images is None:
+            return rows // 2
+        if rows not in (self.images, 2 * self.images):
+            raise RuntimeError(f"a UNet batch of {rows} rows for {self.images} images")
+        return rows - self.images
 
     def columns(self, t: torch.Tensor) -> torch.Tensor:
         """The class's token columns of ``t`` [..., K] -> [..., T], in order. Consecutive
@@ -150,9 +161,9 @@ class CaptureCrossAttnProcessor:
         )
 
     def _record(self, attn, hidden_states, encoder_hidden_states, temb) -> None:
-        half = hidden_states.shape[0] // 2
-        x = hidden_states[half:]
-        ctx = encoder_hidden_states[half:]
+        start = self.store.cond_start(hidden_states.shape[0])
+        x = hidden_states[start:]
+        ctx = encoder_hidden_states[start:]
         if attn.spatial_norm is not None:
             x = attn.spatial_norm(x, temb)
         if x.ndim == 4:
@@ -178,11 +189,15 @@ def capture_cross_attention(
     token_positions: Sequence[int],
     latent_hw: tuple[int, int],
     layers: Collection[str] | None = None,
+    images: int | None = None,
 ) -> Iterator[AttributionStore]:
     """Record class-token cross-attention of every ``attn2`` layer while the block runs.
 
     ``layers``: processor names (``unet.attn_processors`` keys) to capture instead of every
     ``attn2`` layer (referring segmentation captures the coarse layers only, REFERENCE 2).
+    ``images``: the images the pipeline makes per UNet call; given, the capture takes the last
+    that many rows of each batch as the conditional ones, with or without classifier-free
+    guidance (``guidance_scale`` 1 runs the conditional rows alone); None: the second half.
 
     Usage::
 
@@ -192,7 +207,7 @@ def capture_cross_attention(
 
     The UNet's original processors are restored on exit, also after an exception.
     """
-    store = AttributionStore(list(token_positions), tuple(latent_hw))
+    store = AttributionStore(list(token_positions), tuple(latent_hw), images)
     original = dict(unet.attn_processors)
     if layers is not None:
         unknown = sorted(set(layers) - set(original))

@@ -166,7 +166,7 @@ def generate_sd(
             noise[j] = torch.randn((channels, *latent_hw), generator=g, dtype=torch.float32)
         latents = noise.to(device=device, dtype=pipe.unet.dtype)
         tracer = (
-            capture_cross_attention(pipe.unet, positions, latent_hw)
+            capture_cross_attention(pipe.unet, positions, latent_hw, images=rows)
             if capture
             else contextlib.nullcontext()
         )

@@ -188,3 +188,25 @@ def test_generate_rejects_merging_template():
 def test_registry_entry():
     assert GENERATORS.get("sd") is generate_sd
     assert DEFAULT_TEMPLATE.count("{}") == 1
+
+
+def test_guidance_1_captures_each_image_s_own_attention():
+    """Issue 27 item 5: at guidance 1 diffusers runs the conditional rows alone (no CFG batch);
+    the capture takes them all, not the second half, so each image keeps its own maps."""
+    cfg = default_generator_config("tiny", steps=2, unet_batch=4, guidance=1.0)
+    batched = generate_sd("red apple", "red apple", cfg, 0, [0, 1, 2], batch_size=3)
+    for i in (0, 2):
+        alone = generate_sd("red apple", "red apple", cfg, 0, [i], batch_size=1)[0]
+        assert alone.image.tobytes() == batched[i].image.tobytes()
+        assert alone.attribution.tobytes() == batched[i].attribution.tobytes()
+    assert batched[0].attribution.max() > 0
+    assert not np.array_equal(batched[0].attribution, batched[2].attribution)
+
+
+def test_capture_refuses_a_batch_of_neither_size():
+    from protodb.synthesis.attention import AttributionStore
+
+    store = AttributionStore([1], (2, 2), images=3)
+    assert store.cond_start(6) == 3 and store.cond_start(3) == 0
+    with pytest.raises(RuntimeError, match="5 rows for 3 images"):
+        store.cond_start(5)
