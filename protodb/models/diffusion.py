@@ -10,6 +10,7 @@ import gzip
 from pathlib import Path
 from typing import Any
 
+from protodb.errors import ProtodbError
 from protodb.models.defaults import SD_DEFAULT
 from protodb.models.loading import TINY, fork_seeded, missing_model, quiet_loading, resolve_model
 
@@ -176,6 +177,13 @@ def _load_sd_modules(model: str, revision: str | None, device: str, dtype: str):
             )
         except (OSError, ValueError) as err:
             raise missing_model("Stable Diffusion", model, err) from None
+        if pipe.unet.dtype != torch_dtype:  # provenance records dtype: it must be what ran
+            import diffusers
+
+            raise ProtodbError(
+                f"diffusers {diffusers.__version__} loaded {model} in {pipe.unet.dtype}, not "
+                f"{dtype}; pip install 'diffusers>=0.40'"
+            )
         pipe.scheduler = sd_scheduler(final_sigmas_type)
         if model == SD_DEFAULT:
             from protodb.models.architectures import check_architecture

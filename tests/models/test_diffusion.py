@@ -77,3 +77,23 @@ def test_sd_pipelines_of_one_model_share_modules_whatever_the_scheduler():
     ext = get_extractor(default_extractor_config("tiny", "sd"), "cpu")
     pipe = load_sd(gen.model, gen.revision, "cpu", "float32", gen.final_sigmas_type)
     assert ext.pipe.unet is pipe.unet and ext.pipe.vae is pipe.vae
+
+
+def test_pyproject_requires_the_diffusers_that_reads_dtype():
+    """Issue 27 item 7: ``from_pretrained(..., dtype=)`` is read by diffusers 0.40 and later
+    (earlier releases drop it and load float32); the floor must be that release."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    floor = re.search(r'"diffusers>=([0-9.]+)"', text)
+    assert floor, "pyproject.toml names no diffusers floor"
+    assert tuple(int(x) for x in floor.group(1).split(".")[:2]) >= (0, 40)
+
+
+def test_a_pipeline_from_a_local_directory_has_the_dtype_asked_for(tmp_path):
+    load_sd(TINY, None, "cpu", "float32", "sigma_min").save_pretrained(tmp_path / "sd")
+    pipe = load_sd(str(tmp_path / "sd"), None, "cpu", "float16", "sigma_min")
+    assert {pipe.unet.dtype, pipe.vae.dtype, pipe.text_encoder.dtype} == {torch.float16}
+    pipe = load_sd(str(tmp_path / "sd"), None, "cpu", "float32", "sigma_min")
+    assert pipe.unet.dtype == torch.float32
