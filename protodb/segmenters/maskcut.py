@@ -1,11 +1,15 @@
 """Segmenter ``maskcut``: normalized-cut proposals on self-supervised ViT features, the MaskCut
-stage CutLER itself starts from (REFERENCE 1.3).
+stage CutLER itself starts from (REFERENCE 1.3), after CutLER's ``maskcut/maskcut.py``.
 
 Patch keys of DINO ViT-B/8 (the ``dino`` extractor at 480 px; the tiny twin on the tiny
 profile), cosine affinity thresholded at tau = 0.15 (edges 1, else 1e-5), the second-smallest
-generalized eigenvector of (D - W) y = lambda D y split at its mean, the side holding the
-largest |y| kept (the other side if it holds 2+ image corners); the kept patches are cut from
-the graph and the search repeats, up to 3 masks per image. Patch masks go to image size by
+generalized eigenvector of (D - W) y = lambda D y split at its mean. The foreground is the side
+holding the largest |y|, reversed when 3 or more of the 4 image corners fall in it; the mask is
+the connected component (4-connected, as ``scipy.ndimage.label``) of the seed, the patch where
+the foreground's eigenvector peaks. Up to 3 masks per image: the features of the patches of
+earlier masks are zeroed (they stay in the graph, as in CutLER), a mask whose IoU with the
+previous one is over 0.5 or that covers 1 % of the patches or less is dropped (from the second
+on), and each mask loses the patches of the masks before it. Patch masks go to image size by
 nearest-neighbour upsampling.
 """
 
@@ -18,52 +22,84 @@ from protodb.segmenters.base import SEGMENTERS, segmenter_model
 MASKCUT_TAU = 0.15
 MASKCUT_MASKS = 3
 MASKCUT_INPUT = 480
+MASKCUT_REVERSE_CORNERS = 3  # reverse the cut when this many image corners are foreground
+MASKCUT_MAX_IOU = 0.5  # a mask overlapping the previous one more than this is dropped
+MASKCUT_MIN_AREA = 0.01  # ... and so is one of at most this share of the patches
 
 
-def ncut_bipartition(features: np.ndarray, active: np.ndarray, tau: float = MASKCUT_TAU):
-    """One normalized cut over the active patches.
-
-    features: float [P, D] (L2-normalised rows); active: bool [P], patches still in the graph.
-    Returns bool [P], the foreground side (False outside ``active``), or None if the graph is
-    too small (< 3 active patches).
-    """
+def second_eigenvector(features: np.ndarray, tau: float = MASKCUT_TAU) -> np.ndarray | None:
+    """The normalized cut's eigenvector: float [P, D] features (unit or zero rows) -> float64
+    [P], the second-smallest generalized eigenvector of (D - W) y = lambda D y with W the
+    cosine affinity binarised at ``tau`` (1 above, 1e-5 else); None for under 3 patches."""
     from scipy.linalg import eigh
 
-    idx = np.flatnonzero(active)
-    if idx.size < 3:
+    if len(features) < 3:
         return None
-    f = features[idx].astype(np.float64)
-    w = f @ f.T
-    w = np.where(w > tau, 1.0, 1e-5)
+    f = features.astype(np.float64)
+    w = np.where(f @ f.T > tau, 1.0, 1e-5)
     d = np.diag(w.sum(1))
-    _, vec = eigh(d - w, d, subset_by_index=[1, 1])
-    y = vec[:, 0]
-    side = y > y.mean()
-    if not side[np.argmax(np.abs(y))]:
-        side = ~side
-    out = np.zeros(active.shape, bool)
-    out[idx[side]] = True
-    return out
+    return eigh(d - w, d, subset_by_index=[1, 1])[1][:, 0]
+
+
+def foreground(vec: np.ndarray, hw: tuple[int, int]) -> tuple[np.ndarray, int]:
+    """CutLER's choice of side: float [P] eigenvector on an h x w grid -> (bool [P] the
+    foreground side, split at the mean; the seed patch, where the foreground's vector peaks).
+    The side holding the largest |y| is foreground unless 3+ image corners are in it."""
+    h, w = hw
+    side = vec > vec.mean()
+    corners = [0, w - 1, (h - 1) * w, h * w - 1]
+    if sum(bool(side[c]) for c in corners) >= MASKCUT_REVERSE_CORNERS:
+        reverse = True
+    else:
+        reverse = not side[int(np.argmax(np.abs(vec)))]
+    if reverse:
+        side, vec = ~side, -vec
+    return side, int(np.argmax(vec))
+
+
+def seed_component(side: np.ndarray, seed: int, hw: tuple[int, int]) -> np.ndarray:
+    """The 4-connected component of bool [P] ``side`` (an h x w grid) holding patch ``seed``:
+    bool [P] (empty if the seed is not in ``side``)."""
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(side.reshape(hw))
+    label = labels.ravel()[seed]
+    return (labels.ravel() == label) & (label > 0)
+
+
+def kept(mask: np.ndarray, previous: np.ndarray) -> bool:
+    """CutLER's check of a mask after the first: bool [P] ``mask`` is kept unless its IoU with
+    the previous one is over 0.5 or it covers 1 % of the patches or less."""
+    union = np.logical_or(mask, previous).sum()
+    iou = np.logical_and(mask, previous).sum() / union if union else 0.0
+    return bool(iou <= MASKCUT_MAX_IOU and mask.mean() > MASKCUT_MIN_AREA)
 
 
 def maskcut_grid(features: np.ndarray, n_masks: int = MASKCUT_MASKS, tau: float = MASKCUT_TAU):
-    """MaskCut on a feature grid: float [D, h, w] -> bool [M, h, w] (M <= n_masks)."""
+    """MaskCut on a feature grid (see the module): float [D, h, w] -> bool [M, h, w], M <=
+    n_masks non-empty masks, disjoint, in the order found."""
     d, h, w = features.shape
     f = features.reshape(d, -1).T.astype(np.float64)
     f /= np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
-    active = np.ones(h * w, bool)
-    corners = [0, w - 1, (h - 1) * w, h * w - 1]
+    painted = np.zeros(h * w, bool)  # patches of earlier masks: their features zeroed
+    taken = np.zeros(h * w, bool)  # union of the masks returned
+    previous = None
     masks = []
-    for _ in range(n_masks):
-        side = ncut_bipartition(f, active, tau)
-        if side is None:
+    for i in range(n_masks):
+        if previous is not None:
+            painted |= previous
+        vec = second_eigenvector(np.where(painted[:, None], 0.0, f), tau)
+        if vec is None:
             break
-        if sum(side[c] for c in corners) >= 2:
-            side = active & ~side
-        if not side.any():
-            break
-        masks.append(side.reshape(h, w))
-        active &= ~side
+        side, seed = foreground(vec, (h, w))
+        mask = seed_component(side, seed, (h, w))
+        if i >= 1 and not kept(mask, previous):
+            mask = np.zeros_like(mask)
+        previous = mask
+        out = mask & ~taken
+        taken |= out
+        if out.any():
+            masks.append(out.reshape(h, w))
     return np.stack(masks) if masks else np.zeros((0, h, w), bool)
 
 

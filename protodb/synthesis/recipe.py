@@ -28,6 +28,10 @@ def mask_config(source: str) -> dict[str, Any]:
             "tau": maskcut.MASKCUT_TAU,
             "masks": maskcut.MASKCUT_MASKS,
             "input": maskcut.MASKCUT_INPUT,
+            "reverse_corners": maskcut.MASKCUT_REVERSE_CORNERS,
+            "component": "seed",
+            "max_iou": maskcut.MASKCUT_MAX_IOU,
+            "min_area": maskcut.MASKCUT_MIN_AREA,
         }
         return {"select": select, "proposals": proposals}
     if source == "sam":

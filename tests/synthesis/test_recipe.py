@@ -28,7 +28,15 @@ def test_a_recipe_id_names_its_mask_source_and_hashes_everything_that_changes_a_
     ids = {base.id, *(r.id for r in others)}
     assert len(ids) == 4
     assert others[0].id.startswith("maskcut-")
-    assert others[0].config["mask"]["proposals"] == {"tau": 0.15, "masks": 3, "input": 480}
+    assert others[0].config["mask"]["proposals"] == {
+        "tau": 0.15,
+        "masks": 3,
+        "input": 480,
+        "reverse_corners": 3,  # CutLER's rules (issue 27 item 8)
+        "component": "seed",
+        "max_iou": 0.5,
+        "min_area": 0.01,
+    }
     assert make_recipe("otsu", 32, 32) == base  # deterministic
     assert recipe_id(json.loads(base.to_json())) == base.id
     assert default_recipe_id() == base.id and default_recipe_id(8) == others[1].id
@@ -55,7 +63,7 @@ def test_parse_recipe_choices():
         parse_recipe_choices([f"={a}"])
 
 
-@pytest.mark.parametrize("source", ["otsu", "maskcut", "sam", "some-segmenter"])
+@pytest.mark.parametrize("source", ["otsu", "sam", "some-segmenter"])
 def test_the_banks_legacy_recipes_are_what_add_still_makes(source):
     """The bank keeps the mask configs of sets built before recipe ids (protodb.bank.recipe,
     which imports nothing of synthesis); a plain add today must still make those recipes, or
@@ -64,3 +72,13 @@ def test_the_banks_legacy_recipes_are_what_add_still_makes(source):
 
     assert legacy_recipe(source, 8) == make_recipe(source, 8)
     assert plain_recipe_id(8) == default_recipe_id(8)
+
+
+def test_maskcut_after_cutlers_rules_is_a_new_recipe():
+    """Issue 27 item 8: MaskCut's corner, seed-component and drop rules change its masks, so
+    its sets get a new recipe id; sets built before keep theirs (frozen in the bank)."""
+    new = make_recipe("maskcut", 8)
+    assert new.id != legacy_recipe("maskcut", 8).id
+    proposals = new.config["mask"]["proposals"]
+    assert proposals["reverse_corners"] == 3 and proposals["component"] == "seed"
+    assert proposals["max_iou"] == 0.5 and proposals["min_area"] == 0.01
