@@ -8,7 +8,15 @@ from typing import Annotated
 
 import typer
 
-from protodb.cli.common import JsonOpt, RayOpt, WorkersOpt, err, open_db, user_errors
+from protodb.cli.common import (
+    JsonOpt,
+    RayOpt,
+    WorkersOpt,
+    err,
+    flag_errors,
+    open_db,
+    user_errors,
+)
 
 PrefilterOpt = Annotated[
     bool | None,
@@ -148,7 +156,12 @@ def explain(
         ),
     ],
     out: Annotated[
-        Path, typer.Option("--out", help="PNG of the support regions behind the pixel.")
+        Path,
+        typer.Option(
+            "--out",
+            help="Picture of the support regions behind the pixel: a .png (.jpg, .webp) file, "
+            "or a folder (one that exists, or a path without suffix) for IMAGE_explain.png.",
+        ),
     ] = Path("explain.png"),  # several --at: <stem>_<x>_<y>.png beside it
     windows: WindowsOpt = True,
     prefilter: PrefilterOpt = None,
@@ -178,7 +191,8 @@ def explain(
         config = _query_config(
             db, windows=windows, prefilter=prefilter, eta=eta, pamr=pamr, stuff_filter=stuff_filter
         )
-        found = db.explain(image, vocab=vocab, at=points, out=out, config=config)
+        with flag_errors({"out": "--out"}):
+            found = db.explain(image, vocab=vocab, at=points, out=out, config=config)
         if as_json:
             data = [e.to_dict() for e in found]
             typer.echo(json.dumps(data[0] if len(data) == 1 else data, indent=2))

@@ -20,7 +20,7 @@ import numpy as np
 from protodb.bank.reads import supports_where
 from protodb.bank.schema import sql_str
 from protodb.bank.store import Bank
-from protodb.errors import ProtodbError
+from protodb.errors import ParameterError, ProtodbError
 
 TILE = 160
 MAX_TILES = 8
@@ -182,12 +182,18 @@ def explain(bank: Bank, segmenter, image: np.ndarray, x: int, y: int, *, out=Non
 
 
 def explain_points(
-    bank: Bank, segmenter, image: np.ndarray, points: Sequence[tuple[int, int]], *, out=None
+    bank: Bank,
+    segmenter,
+    image: np.ndarray,
+    points: Sequence[tuple[int, int]],
+    *,
+    out=None,
+    stem: str = "image",
 ) -> list[Explanation]:
     """Explain several pixels (x, y) of one image from one segmentation of it (the image is
     segmented once, however many pixels are asked about). Every point is checked before any
-    work. With ``out`` (a .png path), the pictures go to ``out`` for one point and to
-    ``<out stem>_<x>_<y>.png`` beside it for several."""
+    work. With ``out``, the pictures go where :func:`picture_paths` says (``stem``: the image
+    file's, for the picture's name in a folder)."""
     h, w = image.shape[:2]
     if not points:
         raise ProtodbError("no pixel to explain: give --at X,Y (repeatable)")
@@ -197,18 +203,36 @@ def explain_points(
                 f"--at {x},{y} is outside the image ({w}x{h}); "
                 f"give X in 0..{w - 1}, Y in 0..{h - 1}"
             )
+    out_paths = picture_paths(out, points, stem)
     res = segmenter.segment(image)
-    out_paths: list[Path | None] = [None] * len(points)
-    if out is not None:
-        base = Path(out)
-        if len(points) == 1:
-            out_paths = [base]
-        else:
-            out_paths = [base.with_name(f"{base.stem}_{x}_{y}{base.suffix}") for x, y in points]
     return [
         _explain_at(bank, segmenter, image, res, x, y, path)
         for (x, y), path in zip(points, out_paths, strict=True)
     ]
+
+
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def picture_paths(out, points: Sequence[tuple[int, int]], stem: str = "image") -> list[Path | None]:
+    """Where the pictures of ``points`` go, decided before any work. ``out``: an image path
+    (.png, .jpg, .jpeg, .webp), or a folder (one that exists, or a path with no suffix, made on
+    write) that gets ``<stem>_explain.png``; for several points ``<name>_<x>_<y><suffix>``
+    beside that path instead; None: no pictures. Another suffix is refused."""
+    if out is None:
+        return [None] * len(points)
+    base = Path(out)
+    if base.is_dir() or (not base.suffix and not base.exists()):
+        base = base / f"{stem}_explain.png"
+    elif base.suffix.lower() not in PICTURE_SUFFIXES:
+        raise ParameterError(
+            "out",
+            str(out),
+            f"is not a picture path; give a {', '.join(PICTURE_SUFFIXES)} file or a folder",
+        )
+    if len(points) == 1:
+        return [base]
+    return [base.with_name(f"{base.stem}_{x}_{y}{base.suffix}") for x, y in points]
 
 
 def _explain_at(bank: Bank, segmenter, image, res, x: int, y: int, out) -> Explanation:

@@ -78,8 +78,7 @@ class VocabHandle:
         from protodb.query.explain import explain_points
 
         is_path = isinstance(image, str | os.PathLike)
-        if out is not None and Path(out).is_dir():  # a folder: the picture goes inside it
-            out = Path(out) / f"{Path(image).stem if is_path else 'image'}_explain.png"
+        stem = Path(image).stem if is_path else "image"
         array = load_rgb(image) if is_path else np.asarray(image)
         bank = self.runtime.open_existing()
-        return explain_points(bank, self.segmenter, array, points, out=out)
+        return explain_points(bank, self.segmenter, array, points, out=out, stem=stem)

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import make_image
@@ -154,3 +156,21 @@ def test_cli_explain_with_repeated_at(tiny_bank, tmp_path):
     assert (tmp_path / "w_12_30.png").exists() and (tmp_path / "w_60_5.png").exists()
     r = CliRunner().invoke(app, [*args[:-6], "--vocab", "v1", "--at", "12;30"])
     assert r.exit_code != 0 and "--at '12;30' must be X,Y" in r.output
+
+
+def test_out_without_a_suffix_is_a_folder_and_a_bad_suffix_is_refused_first(tiny_bank, tmp_path):
+    """Issue 27 item 10a: ``--out PATH`` with no image suffix was an internal error (PIL's
+    'unknown file extension') after the segmentation; now it is a folder, made on write."""
+    from protodb.errors import ParameterError
+
+    handle = tiny_bank.db.vocab("v1")
+    img = make_image(50, 70, 0)
+    one = handle.explain_points(img, [(12, 30)], out=tmp_path / "why")
+    assert one[0].picture == str(tmp_path / "why" / "image_explain.png")
+    two = handle.explain_points(img, [(1, 2), (3, 4)], out=tmp_path / "why")  # exists now
+    names = [Path(e.picture).name for e in two]
+    assert names == ["image_explain_1_2.png", "image_explain_3_4.png"]
+    assert all(Path(e.picture).exists() for e in one + two)
+    with pytest.raises(ParameterError, match=r"out='.*why.txt' is not a picture path"):
+        handle.explain_points(img, [(1, 1)], out=tmp_path / "why.txt")
+    assert not (tmp_path / "why.txt").exists()
