@@ -19,7 +19,8 @@ Layouts (``root`` is the directory given with ``--root``):
 - ``world``: the offline TEST WORLD (``protodb world dataset``): VOC layout, the world's
   synthetic classes (protodb.profiles.test_world).
 
-Label PNGs are read as their raw values (palette indices for palette PNGs).
+Label PNGs are read as their raw values (palette indices for palette PNGs). Images are read in
+stored pixel order (no EXIF rotation), the order their labels are drawn in.
 """
 
 from __future__ import annotations
@@ -65,8 +66,10 @@ class Dataset:
         return len(self.samples)
 
     def load(self, sample: Sample) -> tuple[np.ndarray, np.ndarray]:
-        """-> (image uint8 [H, W, 3] RGB, labels uint8 [H, W] in [0, K) or 255)."""
-        image = load_rgb(sample.image)
+        """-> (image uint8 [H, W, 3] RGB, labels uint8 [H, W] in [0, K) or 255), both in the
+        files' stored pixel order: the image's EXIF orientation is not applied, since the
+        benchmarks' labels are drawn on the stored pixels (REFERENCE 1.9)."""
+        image = load_rgb(sample.image, exif=False)
         labels = read_labels(sample.label)
         if labels.shape != image.shape[:2]:
             raise ProtodbError(
