@@ -156,6 +156,18 @@ def test_listings(cli_bank):
     assert "red apple" in run(bank, "history").output
 
 
+def test_vocab_show_gives_each_class_kind_as_the_query_uses_it(cli_bank):
+    bank, _ = cli_bank
+    text = run(bank, "vocab", "show", "v1").output
+    assert "1: red apple (thing, lexicon; generator" in text
+    assert "2: grass (stuff, lexicon; generator" in text
+    shown = json.loads(run(bank, "vocab", "show", "v1", "--json").stdout)
+    assert [(c["kind"], c["kind_source"]) for c in shown["classes"]] == [
+        ("thing", "lexicon"),
+        ("stuff", "lexicon"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [

@@ -169,3 +169,23 @@ def test_benchmark_images_are_read_in_stored_pixel_order_not_exif_rotated(tmp_pa
     assert image[got == 1, 0].min() > 200 and image[got == 0, 0].max() < 50
     # a user's photo (segment) still shows as a viewer shows it
     assert load_rgb(root / "images" / f"a{suffix}").shape == (40, 24, 3)
+
+
+def test_dataset_kinds_come_from_the_dataset_not_the_lexicon():
+    from protodb.evaluation.datasets import dataset_kinds
+    from protodb.synthesis.kinds import lexicon_kind
+
+    voc = dataset_kinds("voc", dataset_classes("voc"))
+    assert lexicon_kind("table")[0] == "stuff"  # COCO-Stuff's table
+    assert voc["table"] == ("thing", "dataset voc") and len(voc) == 20
+    assert {k for k, _ in voc.values()} == {"thing"}
+    coco = dataset_kinds("coco-object", dataset_classes("coco-object"))
+    assert len(coco) == 80 and {k for k, _ in coco.values()} == {"thing"}
+    ctx = dataset_kinds("context", dataset_classes("context"))
+    stuff = sorted(c for c, (k, _) in ctx.items() if k == "stuff")
+    assert len(ctx) == 59 and len(stuff) == 22 and {"sky", "wall", "road", "grass"} <= set(stuff)
+    assert all(ctx[c][0] == "thing" for c in voc)  # VOC's 20 are things in Context too
+    assert ctx["table"][0] == "thing" and ctx["food"][0] == "thing"
+    world = dataset_kinds("world", dataset_classes("world"))
+    assert {k for k, _ in world.values()} == {"stuff", "thing"}
+    assert dataset_kinds("folder", ["anything"]) is None
