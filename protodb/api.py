@@ -341,9 +341,8 @@ class ProtoDB:
     def create_vocab_from_dataset(
         self, name: str, dataset: str, *, root: str | os.PathLike | None = None, **options
     ) -> Vocabulary:
-        """Pin vocabulary ``name`` over a dataset's classes (without background, label order):
-        voc, context, coco-object, world, or folder (with ``root`` holding classes.txt); each
-        class's kind pinned as the dataset defines it (evaluation.datasets.dataset_kinds)."""
+        """Pin vocabulary ``name`` over a dataset's classes (no background, label order) with
+        the dataset's kinds: voc, context, coco-object, world, folder (``root``: classes.txt)."""
         from protodb.evaluation.datasets import dataset_classes, dataset_kinds
 
         classes = dataset_classes(dataset, root)

@@ -328,6 +328,26 @@ def test_world_eval_with_ablations_is_labelled_as_the_test_world(world):
     assert r.exit_code == 2 and "profile world" in r.stderr
 
 
+def test_vocab_from_dataset_pins_the_dataset_kinds(world, tmp_path):
+    """--from-dataset pins each class's kind as the dataset defines it (source "dataset ...")
+    and vocab show --json gives it."""
+    import shutil
+
+    from protodb.profiles import test_world
+
+    bank = tmp_path / "bank"
+    shutil.copytree(world.bank, bank)
+    r = runner.invoke(app, ["--bank", str(bank), "vocab", "create", "w2", "--from-dataset=world"])
+    assert r.exit_code == 0, (r.output, r.stderr)
+    r = runner.invoke(app, ["--bank", str(bank), "vocab", "show", "w2", "--json"])
+    shown = json.loads(r.stdout)["classes"]
+    kind = test_world().class_kind
+    assert [(c["kind"], c["kind_source"]) for c in shown] == [
+        (kind(c["name"]), "dataset world") for c in shown
+    ]
+    assert {c["kind"] for c in shown} == {"stuff", "thing"}
+
+
 def test_add_generation_options(tmp_path):
     """--seed (repeatable), --stuff, --from, --steps, --guidance, --template, --extractor."""
     names = tmp_path / "classes.txt"
