@@ -45,7 +45,8 @@ def vocab_create(
         typer.Option(
             "--from-dataset",
             help="Take the classes of a dataset's class list: voc, context, coco-object, world "
-            "(the offline test world), or folder (with --root).",
+            "(the offline test world), or folder (with --root). Each class's kind (stuff or "
+            "thing) is pinned as the dataset defines it (folder: the bank's kinds).",
         ),
     ] = None,
     root: Annotated[
@@ -93,7 +94,8 @@ def vocab_show(
     name: Annotated[str, typer.Argument(help="Vocabulary name.")],
     as_json: JsonOpt = False,
 ) -> None:
-    """Show a vocabulary: label numbers, pinned sets and table versions."""
+    """Show a vocabulary: label numbers, each class's kind as the query uses it (stuff or
+    thing, and where it came from), pinned sets and table versions."""
     with user_errors():
         v = open_db(ctx).vocab(name).info
         if as_json:
@@ -103,5 +105,6 @@ def vocab_show(
         echo("  0: background")
         for i, c in enumerate(v.classes, 1):
             recipe = f", recipe {c.recipe_id}" if c.recipe_id else ""
-            echo(f"  {i}: {c.name} (generator {c.generator_id}, seed {c.seed}{recipe})")
+            kind = f"{c.kind}, {c.kind_source}; " if c.kind else ""
+            echo(f"  {i}: {c.name} ({kind}generator {c.generator_id}, seed {c.seed}{recipe})")
         echo(f"  extractors: {', '.join(e.extractor_id for e in v.extractors)}")

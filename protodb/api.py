@@ -170,14 +170,14 @@ class ProtoDB:
 
     def create_vocab(
         self, name: str, classes: Sequence[str], *, extractors=None, seed=None,
-        generator_id=None, recipes: Sequence[str] | None = None,
+        generator_id=None, recipes: Sequence[str] | None = None, kinds=None,
     ) -> Vocabulary:  # fmt: skip
         """Pin a vocabulary (protodb.bank.vocab.create_vocab); recipes: ``ID`` or
-        ``CLASS=ID`` each, the prototype recipe of a class with several."""
+        ``CLASS=ID`` each, the prototype recipe of a class with several; kinds: pinned kinds."""
         return create_vocab(
             self.open_existing(), name, list(classes),
             extractors=list(extractors) if extractors else None, seed=seed,
-            generator_id=generator_id, recipes=list(recipes) if recipes else None,
+            generator_id=generator_id, recipes=list(recipes) if recipes else None, kinds=kinds,
         )  # fmt: skip
 
     def vocabs(self) -> list[Vocabulary]:
@@ -341,11 +341,12 @@ class ProtoDB:
     def create_vocab_from_dataset(
         self, name: str, dataset: str, *, root: str | os.PathLike | None = None, **options
     ) -> Vocabulary:
-        """Pin vocabulary ``name`` over a dataset's classes (without background, label order):
-        voc, context, coco-object, world, or folder (with ``root`` holding classes.txt)."""
-        from protodb.evaluation.datasets import dataset_classes
+        """Pin vocabulary ``name`` over a dataset's classes (no background, label order) with
+        the dataset's kinds: voc, context, coco-object, world, folder (``root``: classes.txt)."""
+        from protodb.evaluation.datasets import dataset_classes, dataset_kinds
 
-        return self.create_vocab(name, dataset_classes(dataset, root), **options)
+        classes = dataset_classes(dataset, root)
+        return self.create_vocab(name, classes, kinds=dataset_kinds(dataset, classes), **options)
 
     def evaluate(
         self,

@@ -51,7 +51,7 @@ def to_rgb(im) -> np.ndarray:
     return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
 
 
-def _read(path: str | Path, decode: bool) -> np.ndarray | None:
+def _read(path: str | Path, decode: bool, exif: bool = True) -> np.ndarray | None:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     p = Path(path)
@@ -70,6 +70,8 @@ def _read(path: str | Path, decode: bool) -> np.ndarray | None:
                 )
             if not decode:
                 return None
+            if not exif:  # stored pixel order: what a benchmark's labels are drawn on
+                return to_rgb(im)
             return to_rgb(ImageOps.exif_transpose(im))  # the orientation a viewer shows
     except Image.DecompressionBombError:
         raise ProtodbError(
@@ -82,12 +84,16 @@ def _read(path: str | Path, decode: bool) -> np.ndarray | None:
         ) from None
 
 
-def load_rgb(path: str | Path) -> np.ndarray:
+def load_rgb(path: str | Path, *, exif: bool = True) -> np.ndarray:
     """Read an image file as uint8 [H, W, 3] RGB, as a person sees it (EXIF orientation,
     16-bit scaled, transparency over white), after checking its size against the pixel limit
     from its header. Raises a ProtodbError naming the file (missing, unreadable, truncated, too
-    large)."""
-    return _read(path, decode=True)
+    large).
+
+    exif: apply the EXIF Orientation tag (right for a user's photo). False: the pixels in the
+    order the file stores them, as a benchmark's label maps are drawn (the evaluation and
+    referring-set readers)."""
+    return _read(path, decode=True, exif=exif)
 
 
 def check_image(path: str | Path) -> None:

@@ -2,20 +2,24 @@
 
 ``create_vocab`` resolves each class to one completed prototype set per extractor and records
 the version of every bank table, so :func:`protodb.query.assemble.assemble` reads exactly the
-same rows forever, whatever is added to the bank later.
+same rows forever, whatever is added to the bank later. It pins each class's kind (stuff or
+thing) too: the query's stuff/thing handling reads the vocabulary's kinds, never the bank's
+``classes`` row or the lexicon again. A vocabulary made before kinds were pinned reads its
+kinds from the ``classes`` table at its pinned version (:func:`class_kinds`), as before.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 import pyarrow as pa
 
 from protodb.bank.schema import now, sql_str
 from protodb.bank.store import Bank
-from protodb.errors import NotFoundError, ProtodbError
+from protodb.errors import NotFoundError, ParameterError, ProtodbError
 from protodb.extractors.base import ExtractorConfig
 from protodb.names import canonical, class_key
 
@@ -27,13 +31,21 @@ MAX_CLASSES = 255
 class VocabClass:
     """A class of a vocabulary and the prototype set it pins: (generator, seed, recipe) with
     each of the vocabulary's extractors. recipe_id "": a vocabulary made before recipe ids
-    (schema 3), which names the one set of its key at its pinned versions."""
+    (schema 3), which names the one set of its key at its pinned versions.
+
+    kind: "stuff" or "thing", as the query uses it (the stuff filter, the pre-filter);
+    kind_source: where it came from: "dataset <name>" (``--from-dataset``), "user", or the
+    ``classes`` row's source when pinned ("user", "lexicon", "auto"; "unknown" for a class of
+    unknown kind, a thing to the query); "" / "": a vocabulary made before kinds were pinned,
+    whose reads fill both from the ``classes`` table (the source then ends "(not pinned)")."""
 
     name: str
     class_key: str
     generator_id: str
     seed: int
     recipe_id: str = ""
+    kind: str = ""
+    kind_source: str = ""
 
     def set_key(self) -> tuple[str, str, int, str]:
         """(class_key, generator_id, seed, recipe_id), as ``load_prototypes`` takes it."""
@@ -98,12 +110,49 @@ def _from_row(r: dict) -> Vocabulary:
 
 
 def _class_fields(c: dict) -> dict:
-    names = ("name", "class_key", "generator_id", "seed", "recipe_id")
+    names = ("name", "class_key", "generator_id", "seed", "recipe_id", "kind", "kind_source")
     return {k: v for k, v in c.items() if k in names}
 
 
+def _query_kind(kind: str, source: str) -> tuple[str, str]:
+    """A ``classes`` row's (kind, kind_source) as the query uses it: unknown is a thing."""
+    if kind == "stuff":
+        return "stuff", source
+    return "thing", source if kind == "thing" else "unknown"
+
+
+def class_kinds(bank, vocab: Vocabulary) -> list[tuple[str, str]]:
+    """(kind, kind_source) per class of ``vocab`` in label order, kind "stuff" or "thing" as
+    the query uses it: the pinned kind, else (a vocabulary made before kinds were pinned) the
+    ``classes`` row at the vocabulary's pinned version, source suffixed " (not pinned)"."""
+    if all(c.kind for c in vocab.classes):
+        return [(c.kind, c.kind_source) for c in vocab.classes]
+    version = vocab.versions.get("classes")
+    rows = bank.read("classes", version=version, columns=["class_key", "kind", "kind_source"])
+    table = {r["class_key"]: (r["kind"], r["kind_source"]) for r in rows.to_pylist()}
+    out = []
+    for c in vocab.classes:
+        if c.kind:
+            out.append((c.kind, c.kind_source))
+            continue
+        kind, source = _query_kind(*table.get(c.class_key, ("unknown", "none")))
+        out.append((kind, f"{source} (not pinned)"))
+    return out
+
+
+def _with_kinds(bank, vocab: Vocabulary) -> Vocabulary:
+    """``vocab`` with every class's kind filled (:func:`class_kinds`)."""
+    if all(c.kind for c in vocab.classes):
+        return vocab
+    kinds = class_kinds(bank, vocab)
+    pairs = zip(vocab.classes, kinds, strict=True)
+    vocab.classes = [replace(c, kind=k, kind_source=s) for c, (k, s) in pairs]
+    return vocab
+
+
 def list_vocabs(bank: Bank) -> list[Vocabulary]:
-    return sorted((_from_row(r) for r in bank.read("vocabs").to_pylist()), key=lambda v: v.name)
+    vocabs = (_with_kinds(bank, _from_row(r)) for r in bank.read("vocabs").to_pylist())
+    return sorted(vocabs, key=lambda v: v.name)
 
 
 def get_vocab(bank: Bank, name: str) -> Vocabulary:
@@ -114,7 +163,21 @@ def get_vocab(bank: Bank, name: str) -> Vocabulary:
             f"unknown vocabulary {name!r} (known: {known}); "
             f"create it with `protodb vocab create {name} CLASS...`"
         )
-    return _from_row(rows[0])
+    return _with_kinds(bank, _from_row(rows[0]))
+
+
+def _kind_choices(kinds, classes: list[str]) -> dict[str, tuple[str, str]]:
+    """``kinds`` of :func:`create_vocab` by class key -> (kind, source)."""
+    out: dict[str, tuple[str, str]] = {}
+    keys = {class_key(c) for c in classes}
+    for name, value in (kinds or {}).items():
+        kind, source = (value, "user") if isinstance(value, str) else tuple(value)
+        if kind not in ("stuff", "thing"):
+            raise ParameterError("kinds", kind, f"(class {name!r}) is not one of stuff, thing")
+        if class_key(name) not in keys:
+            raise ParameterError("kinds", name, "names a class that is not in the vocabulary")
+        out[class_key(name)] = (kind, str(source))
+    return out
 
 
 def create_vocab(
@@ -126,6 +189,7 @@ def create_vocab(
     seed: int | None = None,
     generator_id: str | None = None,
     recipes: list[str] | None = None,
+    kinds: Mapping[str, str | tuple[str, str]] | None = None,
 ) -> Vocabulary:
     """Pin a vocabulary of ``classes`` (in label order) under ``name``.
 
@@ -137,10 +201,15 @@ def create_vocab(
     without a choice uses its only recipe; with several, the one a plain ``add`` makes (otsu
     masks, K = 32, every level; any n) when exactly one is that; else it is a one-line error
     naming the class, its recipes and the flag.
+
+    kinds: class -> "stuff" / "thing" (source "user") or (kind, source), e.g. a dataset's
+    (:func:`protodb.evaluation.datasets.dataset_kinds`); a class not named pins the kind of its
+    ``classes`` row now (unknown: thing). The query uses the pinned kinds.
     """
     from protodb.bank.recipe import parse_recipe_choices
 
     everywhere, per_class = parse_recipe_choices(recipes)
+    pinned_kinds = _kind_choices(kinds, list(classes))
     if not isinstance(name, str) or not VOCAB_NAME.fullmatch(name):
         raise ProtodbError(
             f"invalid vocabulary name {name!r}: use 1-64 letters, digits, '_', '.' or '-', "
@@ -168,6 +237,8 @@ def create_vocab(
     chosen: list[VocabClass] = []
     ext_sets: list[dict[str, dict]] = []
     seen: set[str] = set()
+    rows_of = bank.read("classes", columns=["class_key", "kind", "kind_source"]).to_pylist()
+    class_rows = {r["class_key"]: (r["kind"], r["kind_source"]) for r in rows_of}
     for raw in classes:
         display, key = canonical(raw), class_key(raw)
         if key in seen:
@@ -196,7 +267,8 @@ def create_vocab(
         gid, s = pairs[0]
         rows = [r for r in rows if (r["generator_id"], r["seed"]) == (gid, s)]
         rows = _pick_recipe(rows, display, [], None)
-        chosen.append(VocabClass(rows[0]["name"], key, gid, int(s), rows[0]["recipe_id"]))
+        kind = pinned_kinds.get(key) or _query_kind(*class_rows.get(key, ("unknown", "none")))
+        chosen.append(VocabClass(rows[0]["name"], key, gid, int(s), rows[0]["recipe_id"], *kind))
         ext_sets.append({r["extractor_id"]: r for r in rows})
 
     common = _without_superseded(sorted(set.intersection(*(set(e) for e in ext_sets))), ext_sets[0])

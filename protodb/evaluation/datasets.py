@@ -3,7 +3,10 @@
 A dataset is a class list (label 0 = background, 255 = ignore) and a list of (image, label PNG)
 pairs. Class lists of the benchmarks live in ``schemas/datasets/<name>.json`` with the renamings
 of REFERENCE 1.9 (aeroplane -> airplane, diningtable -> table, tvmonitor -> monitor,
-pottedplant -> potted plant); the original names are kept beside them.
+pottedplant -> potted plant); the original names are kept beside them, and so is each class's
+kind (stuff or thing, :func:`dataset_kinds`): a vocabulary made from a dataset pins the
+dataset's kinds, not the lexicon's (VOC's renamed diningtable, 'table', is a thing, although
+COCO-Stuff's 'table' is stuff).
 
 Layouts (``root`` is the directory given with ``--root``):
 
@@ -19,7 +22,8 @@ Layouts (``root`` is the directory given with ``--root``):
 - ``world``: the offline TEST WORLD (``protodb world dataset``): VOC layout, the world's
   synthetic classes (protodb.profiles.test_world).
 
-Label PNGs are read as their raw values (palette indices for palette PNGs).
+Label PNGs are read as their raw values (palette indices for palette PNGs). Images are read in
+stored pixel order (no EXIF rotation), the order their labels are drawn in.
 """
 
 from __future__ import annotations
@@ -65,8 +69,10 @@ class Dataset:
         return len(self.samples)
 
     def load(self, sample: Sample) -> tuple[np.ndarray, np.ndarray]:
-        """-> (image uint8 [H, W, 3] RGB, labels uint8 [H, W] in [0, K) or 255)."""
-        image = load_rgb(sample.image)
+        """-> (image uint8 [H, W, 3] RGB, labels uint8 [H, W] in [0, K) or 255), both in the
+        files' stored pixel order: the image's EXIF orientation is not applied, since the
+        benchmarks' labels are drawn on the stored pixels (REFERENCE 1.9)."""
+        image = load_rgb(sample.image, exif=False)
         labels = read_labels(sample.label)
         if labels.shape != image.shape[:2]:
             raise ProtodbError(
@@ -104,7 +110,8 @@ def read_labels(path: Path) -> np.ndarray:
 @cache
 def class_spec(name: str) -> dict:
     """The parsed ``schemas/datasets/<name>.json`` (keys: name, description, layout,
-    ignore_label, renamed, original, classes)."""
+    ignore_label, renamed, original, classes, stuff: the stuff classes, every other class is a
+    thing; kinds_source: where that split comes from)."""
     text = resources.files("protodb.schemas").joinpath(f"datasets/{name}.json").read_text("utf-8")
     return json.loads(text)
 
@@ -243,3 +250,22 @@ def dataset_classes(name: str, root: str | Path | None = None) -> list[str]:
 
         return list(test_world().class_names)
     return list(class_spec(name)["classes"][1:])
+
+
+def dataset_kinds(name: str, classes: list[str]) -> dict[str, tuple[str, str]] | None:
+    """Each of ``classes`` (a dataset's, from :func:`dataset_classes`) -> (kind, source), the
+    kind "stuff" or "thing" as the dataset defines it and source "dataset <name>"; None for
+    ``folder`` (its classes.txt states no kind: the bank's kinds apply).
+
+    voc and coco-object: all things; context: the split of ``schemas/datasets/context.json``
+    (after Mottaghi et al., CVPR 2014; see its ``kinds_source``); world: the test world's."""
+    DATASETS.get(name)
+    if name == "folder":
+        return None
+    if name == "world":
+        from protodb.profiles import test_world
+
+        kind_of = test_world().class_kind
+        return {c: (kind_of(c), "dataset world") for c in classes}
+    stuff = set(class_spec(name)["stuff"])
+    return {c: ("stuff" if c in stuff else "thing", f"dataset {name}") for c in classes}

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from protodb.bank.store import Bank
-from protodb.bank.vocab import VocabExtractor, Vocabulary
+from protodb.bank.vocab import VocabExtractor, Vocabulary, class_kinds
 
 LEVEL_ORDER = {"class": 0, "instance": 1, "part": 2}
 
@@ -52,8 +52,8 @@ def assemble(bank: Bank, vocab: Vocabulary) -> list[ExtractorPrototypes]:
     """Load the vocabulary's pinned prototypes: fg rows per class, and a background class made
     of the union of the bg rows of all its classes (each bg row remembers its class in
     ``source``, so a segmentation can keep only the bg rows of the classes it kept). Row order
-    is deterministic. Class kinds come from the classes table at the pinned version; a kind
-    other than "stuff" ("thing" or "unknown") counts as a thing. The query-time selection
+    is deterministic. Class kinds are the vocabulary's pinned kinds (:func:`class_stuff`); a
+    kind other than "stuff" ("thing" or "unknown") counts as a thing. The query-time selection
     (levels, background, stuff filtering) is :func:`protodb.query.segment.select_rows`."""
     keys = {c.class_key: i + 1 for i, c in enumerate(vocab.classes)}
     pinned = {(c.class_key, c.generator_id, c.seed) for c in vocab.classes}
@@ -96,11 +96,10 @@ def assemble(bank: Bank, vocab: Vocabulary) -> list[ExtractorPrototypes]:
 
 
 def class_stuff(bank: Bank, vocab: Vocabulary) -> np.ndarray:
-    """bool [1 + C]: label i is a stuff class (kind "stuff" in the classes table at the
-    vocabulary's pinned version; "thing" and "unknown" are things). Index 0 is False."""
-    version = vocab.versions.get("classes")
-    kinds = {r["class_key"]: r["kind"] for r in bank.read("classes", version=version).to_pylist()}
-    return np.array([False] + [kinds.get(c.class_key) == "stuff" for c in vocab.classes])
+    """bool [1 + C]: label i is a stuff class, by the kinds the vocabulary pinned
+    (protodb.bank.vocab.class_kinds: a vocabulary made before kinds were pinned reads the
+    classes table at its pinned version; "thing" and "unknown" are things). Index 0 is False."""
+    return np.array([False] + [kind == "stuff" for kind, _ in class_kinds(bank, vocab)])
 
 
 def filter_stuff(p: ExtractorPrototypes, threshold: float = 0.85) -> ExtractorPrototypes:

@@ -165,7 +165,7 @@ def _load_png_mask(path: Path) -> Callable[[tuple[int, int]], np.ndarray]:
 def _image_loader(path: Path) -> Callable[[], np.ndarray]:
     from protodb.images import load_rgb
 
-    return lambda: load_rgb(path)
+    return lambda: load_rgb(path, exif=False)  # stored pixel order, as its mask is drawn
 
 
 def folder_items(root: Path) -> list[RefItem]:

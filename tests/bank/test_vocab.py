@@ -224,3 +224,52 @@ def test_a_recipe_choice_that_cannot_be_made_is_one_line(recipe_bank, classes, r
         create_vocab(bank, "r-bad", classes, recipes=recipes)
     assert "\n" not in str(err.value)
     assert bank.versions() == before
+
+
+def test_a_vocabulary_pins_the_kinds_the_query_uses(bank_copy):
+    """A dataset's kind beats the lexicon's (VOC's 'table' is a thing, COCO-Stuff's is stuff):
+    here grass, stuff in the bank, is pinned a thing; the query and the record follow the pin."""
+    import protodb
+    from protodb.query.assemble import class_stuff
+
+    db = protodb.connect(bank_copy, profile="tiny", device="cpu")
+    bank = open_bank(str(bank_copy), create=False)
+    plain = create_vocab(bank, "plain", CLASSES)
+    assert [(c.kind, c.kind_source) for c in plain.classes] == [
+        ("thing", "lexicon"),
+        ("stuff", "lexicon"),
+    ]
+    pinned = create_vocab(bank, "pinned", CLASSES, kinds={"grass": ("thing", "dataset voc")})
+    assert [(c.kind, c.kind_source) for c in pinned.classes][1] == ("thing", "dataset voc")
+    again = get_vocab(open_bank(str(bank_copy), create=False), "pinned")
+    assert again.classes == pinned.classes
+    assert [c["kind"] for c in again.to_dict()["classes"]] == ["thing", "thing"]
+    assert class_stuff(bank, plain).tolist() == [False, False, True]
+    assert class_stuff(bank, again).tolist() == [False, False, False]
+    assert db.vocab("pinned").segmenter.stuff.tolist() == [False, False, False]
+    assert db.vocab("plain").segmenter.stuff.tolist() == [False, False, True]
+
+
+def test_kind_choices_that_cannot_be_pinned_are_one_line(error_bank):
+    with pytest.raises(ProtodbError, match=r"kinds='solid' \(class 'grass'\) is not one of"):
+        create_vocab(error_bank, "k1", CLASSES, kinds={"grass": "solid"})
+    with pytest.raises(ProtodbError, match=r"kinds='sky' names a class that is not in"):
+        create_vocab(error_bank, "k2", CLASSES, kinds={"sky": "stuff"})
+
+
+def test_a_vocabulary_made_before_kinds_were_pinned_reads_the_classes_table(bank_copy):
+    import pyarrow as pa
+
+    bank = open_bank(str(bank_copy), create=False)
+    row = bank.read("vocabs", "name = 'v1'").to_pylist()[0]
+    classes = json.loads(row["classes"])
+    for c in classes:
+        c.pop("kind", None), c.pop("kind_source", None)
+    row.update(name="old", classes=json.dumps(classes))
+    bank.append("vocabs", pa.Table.from_pylist([row], schema=bank.read("vocabs").schema))
+    old = get_vocab(bank, "old")
+    assert [(c.kind, c.kind_source) for c in old.classes] == [
+        ("thing", "lexicon (not pinned)"),
+        ("stuff", "lexicon (not pinned)"),
+    ]
+    assert [v.name for v in list_vocabs(bank)] == ["old", "v1"]

@@ -156,6 +156,18 @@ def test_listings(cli_bank):
     assert "red apple" in run(bank, "history").output
 
 
+def test_vocab_show_gives_each_class_kind_as_the_query_uses_it(cli_bank):
+    bank, _ = cli_bank
+    text = run(bank, "vocab", "show", "v1").output
+    assert "1: red apple (thing, lexicon; generator" in text
+    assert "2: grass (stuff, lexicon; generator" in text
+    shown = json.loads(run(bank, "vocab", "show", "v1", "--json").stdout)
+    assert [(c["kind"], c["kind_source"]) for c in shown["classes"]] == [
+        ("thing", "lexicon"),
+        ("stuff", "lexicon"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
@@ -314,6 +326,26 @@ def test_world_eval_with_ablations_is_labelled_as_the_test_world(world):
     assert "no text encoder" in r.stdout
     r = runner.invoke(app, ["--profile", "tiny", "--bank", str(world.bank), "world", "bank"])
     assert r.exit_code == 2 and "profile world" in r.stderr
+
+
+def test_vocab_from_dataset_pins_the_dataset_kinds(world, tmp_path):
+    """--from-dataset pins each class's kind as the dataset defines it (source "dataset ...")
+    and vocab show --json gives it."""
+    import shutil
+
+    from protodb.profiles import test_world
+
+    bank = tmp_path / "bank"
+    shutil.copytree(world.bank, bank)
+    r = runner.invoke(app, ["--bank", str(bank), "vocab", "create", "w2", "--from-dataset=world"])
+    assert r.exit_code == 0, (r.output, r.stderr)
+    r = runner.invoke(app, ["--bank", str(bank), "vocab", "show", "w2", "--json"])
+    shown = json.loads(r.stdout)["classes"]
+    kind = test_world().class_kind
+    assert [(c["kind"], c["kind_source"]) for c in shown] == [
+        (kind(c["name"]), "dataset world") for c in shown
+    ]
+    assert {c["kind"] for c in shown} == {"stuff", "thing"}
 
 
 def test_add_generation_options(tmp_path):

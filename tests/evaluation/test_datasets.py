@@ -139,3 +139,53 @@ def test_a_folder_without_a_world_dataset_names_the_command_that_makes_one(tmp_p
         open_dataset("world", tmp_path)
     r = CliRunner().invoke(app, ["world", "dataset", "--help"])
     assert r.exit_code == 0  # the command the message names exists
+
+
+def _rotated_photo(path, stored: np.ndarray) -> None:
+    """Save ``stored`` (uint8 [H, W, 3]) with EXIF Orientation 6 (a viewer turns it 90 deg)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(stored).save(path, exif=exif, quality=100, subsampling=0)
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_benchmark_images_are_read_in_stored_pixel_order_not_exif_rotated(tmp_path, suffix):
+    """Labels are drawn on the stored pixels: the reader must not apply EXIF rotation."""
+    from protodb.images import load_rgb
+
+    stored = np.zeros((24, 40, 3), np.uint8)
+    stored[:8, :16] = (250, 0, 0)  # a red block top-left in stored order
+    labels = np.zeros((24, 40), np.uint8)
+    labels[:8, :16] = 1
+    root = tmp_path / "ds"
+    _rotated_photo(root / "images" / f"a{suffix}", stored)
+    (root / "labels").mkdir(parents=True)
+    Image.fromarray(labels, mode="L").save(root / "labels" / "a.png")
+    (root / "classes.txt").write_text("apple\n")
+    ds = open_dataset("folder", root)
+    image, got = ds.load(ds.samples[0])
+    assert image.shape == (24, 40, 3) and np.array_equal(got, labels)
+    assert image[got == 1, 0].min() > 200 and image[got == 0, 0].max() < 50
+    # a user's photo (segment) still shows as a viewer shows it
+    assert load_rgb(root / "images" / f"a{suffix}").shape == (40, 24, 3)
+
+
+def test_dataset_kinds_come_from_the_dataset_not_the_lexicon():
+    from protodb.evaluation.datasets import dataset_kinds
+    from protodb.synthesis.kinds import lexicon_kind
+
+    voc = dataset_kinds("voc", dataset_classes("voc"))
+    assert lexicon_kind("table")[0] == "stuff"  # COCO-Stuff's table
+    assert voc["table"] == ("thing", "dataset voc") and len(voc) == 20
+    assert {k for k, _ in voc.values()} == {"thing"}
+    coco = dataset_kinds("coco-object", dataset_classes("coco-object"))
+    assert len(coco) == 80 and {k for k, _ in coco.values()} == {"thing"}
+    ctx = dataset_kinds("context", dataset_classes("context"))
+    stuff = sorted(c for c, (k, _) in ctx.items() if k == "stuff")
+    assert len(ctx) == 59 and len(stuff) == 22 and {"sky", "wall", "road", "grass"} <= set(stuff)
+    assert all(ctx[c][0] == "thing" for c in voc)  # VOC's 20 are things in Context too
+    assert ctx["table"][0] == "thing" and ctx["food"][0] == "thing"
+    world = dataset_kinds("world", dataset_classes("world"))
+    assert {k for k, _ in world.values()} == {"stuff", "thing"}
+    assert dataset_kinds("folder", ["anything"]) is None

@@ -151,3 +151,18 @@ def test_folder_form_and_tiny_end_to_end(tmp_path):
     assert rep.n == 1 and 0.0 <= rep.miou <= 1.0 and rep.rows[0]["id"] == "e1"
     assert rep.rows[0]["iou"] <= rep.rows[0]["best_proposal_iou"] + 1e-9
     assert json.loads(json.dumps(rep.to_dict()))["precision"]["Pr@0.9"] in (0.0, 1.0)
+
+
+def test_referring_set_images_are_read_in_stored_pixel_order(tmp_path):
+    """A referring set's masks are drawn on the stored pixels: no EXIF rotation."""
+    root = tmp_path / "folder"
+    (root / "images").mkdir(parents=True)
+    stored = np.zeros((20, 36, 3), np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # a viewer turns it 90 degrees
+    Image.fromarray(stored).save(root / "images" / "a.png", exif=exif)
+    (root / "expressions.jsonl").write_text(
+        json.dumps({"id": "e1", "image": "a.png", "expression": "it"}) + "\n"
+    )
+    (item,) = folder_items(root)
+    assert item.image().shape == (20, 36, 3)
