@@ -2,7 +2,7 @@
 oIoU per mode, seconds per (image, expression) and the share of each stage.
 
     python -m bench.bench_refer [--images 24] [--seed 0] [--profile world-learned] [--bank DIR]
-    python -m bench.bench_refer --arch512 [--device cuda] [--pairs 2]
+    python -m bench.bench_refer --arch512 [--device cuda] [--pairs 2] [--points-per-side 32]
 
 Profile ``world-learned`` (default): the attention is the shipped learned Stable Diffusion's own
 (nothing drawn from ground truth); CLIP is the tiny random-weight twin, so every
@@ -39,8 +39,12 @@ def main() -> None:
     parser.add_argument(
         "--arch512",
         action="store_true",
-        help="instead: seconds per pair at 512 px with SD 1.5's and CLIP ViT-B/16's real "
-        "architectures (random weights), SAM-free (attention proposals), on --device",
+        help="instead: seconds per pair at 512 px with SD 1.5's, CLIP ViT-B/16's and SAM "
+        "ViT-H's real architectures (random weights), refer's default SAM proposals (32 x 32 "
+        "points), on --device",
+    )
+    parser.add_argument(
+        "--points-per-side", type=int, default=None, help="--arch512: SAM grid (default: 32)"
     )
     parser.add_argument("--quick", action="store_true", help="8 scenes, no bank-aware rows")
     parser.add_argument("--device", default="cpu")
@@ -71,7 +75,7 @@ def main() -> None:
         db = protodb.connect(bank, profile=args.profile, device="cpu")
         vocabs: list[str] = []
         if get_profile(args.profile).test_world and not args.no_bank:  # world-learned
-            if "sd" not in {v.name for v in db.vocabs()}:
+            if not bank.exists() or "sd" not in {v.name for v in db.vocabs()}:
                 db.build_world(n=8, seed=0, extractors=("sd", "world"), progress=False)
                 names = db.vocab("world").info.class_names
                 db.create_vocab("sd", names, extractors=["sd"], seed=0)
@@ -137,11 +141,14 @@ def arch512(args) -> None:
     dtype = torch.float16 if args.device.startswith("cuda") else torch.float32
     pipe = random_sd_pipeline(0).to(args.device, dtype)
     clip = open_clip.create_model("ViT-B-16-quickgelu", pretrained=None).eval().to(args.device)
+    proposals = ProposalConfig()  # refer's defaults: SAM ViT-H, 32 x 32 points, multimask
+    if args.points_per_side:
+        proposals = replace(proposals, points_per_side=args.points_per_side)
+    sam = random_sam(proposals.sam_model).to(args.device)
     config = ReferConfig(
-        attention=default_attention_config("default", size=512),
-        proposals=ProposalConfig(source="attention", min_area_px=0, min_area_ratio=0.01),
+        attention=default_attention_config("default", size=512), proposals=proposals
     )
-    referrer = Referrer(config, args.device, pipe=pipe, clip_net=clip)
+    referrer = Referrer(config, args.device, pipe=pipe, clip_net=clip, sam_net=sam)
     totals: dict[str, float] = {}
     wall = 0.0
     import time
@@ -157,9 +164,25 @@ def arch512(args) -> None:
             totals[k] = totals.get(k, 0.0) + v
     n = args.pairs
     dev = args.device.split(":")[0]
+    print(
+        f"# SAM {proposals.sam_model} (random weights), {proposals.points_per_side} x "
+        f"{proposals.points_per_side} points; proposals of the last pair: {len(r.proposals)}"
+    )
     figure(f"refer_arch512_{dev}_time", wall / n, "s/pair", digits=2)
     for k, v in totals.items():
         figure(f"refer_arch512_{dev}_share_{k}", 100 * v / wall, "%", digits=1)
+
+
+def random_sam(model: str):
+    """SAM built from its shipped architecture config (schemas/models) with random weights."""
+    from transformers import SamConfig, SamModel
+
+    from protodb.models.architectures import architectures, shipped_config
+
+    (arch,) = [a for a in architectures().values() if a.model == model and a.config]
+    cfg = dict(shipped_config(arch.config))
+    cfg.pop("model_type")
+    return SamModel(SamConfig(**cfg)).eval()
 
 
 if __name__ == "__main__":

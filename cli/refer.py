@@ -8,7 +8,15 @@ from typing import Annotated
 
 import typer
 
-from protodb.cli.common import JsonOpt, echo, err, open_db, profile_notice, user_errors
+from protodb.cli.common import (
+    JsonOpt,
+    echo,
+    err,
+    flag_errors,
+    open_db,
+    profile_notice,
+    user_errors,
+)
 
 
 def refer(
@@ -52,8 +60,58 @@ def refer(
         typer.Option(
             "--source",
             help="Proposals: attention (threshold ladder 5..95 %), maskcut, sam, "
-            "attention+maskcut or attention+sam. Default: sam (reference); attention on the "
-            "tiny and world-learned profiles.",
+            "attention+maskcut or attention+sam. Default: sam (the reference's SAM ViT-H automatic "
+            "masks, see --sam-model); attention on the tiny and world profiles.",
+        ),
+    ] = None,
+    sam_model: Annotated[
+        str | None,
+        typer.Option(
+            "--sam-model",
+            help="SAM for the sam sources: hub id, local dir or tiny. Default: "
+            "facebook/sam-vit-huge (the reference's ViT-H); e.g. facebook/sam-vit-base is "
+            "smaller and faster.",
+        ),
+    ] = None,
+    points_per_side: Annotated[
+        int | None,
+        typer.Option(
+            "--points-per-side",
+            help="SAM's N x N grid of point prompts. Default 32 (reference); 4 on the tiny "
+            "and world profiles.",
+        ),
+    ] = None,
+    points_per_batch: Annotated[
+        int | None,
+        typer.Option("--points-per-batch", help="Point prompts SAM decodes at once (64)."),
+    ] = None,
+    multimask: Annotated[
+        bool | None,
+        typer.Option(
+            "--multimask/--best-mask",
+            help="All three SAM masks of a point reach the filters (reference), or only the "
+            "one of best predicted IoU.",
+        ),
+    ] = None,
+    pred_iou_thresh: Annotated[
+        float | None,
+        typer.Option(
+            "--pred-iou-thresh", help="Keep SAM masks of predicted IoU above this (0.88)."
+        ),
+    ] = None,
+    stability_score_thresh: Annotated[
+        float | None,
+        typer.Option(
+            "--stability-score-thresh",
+            help="Keep SAM masks whose stability score (IoU of the mask at logit +1 and -1) "
+            "reaches this (0.95; 0: off).",
+        ),
+    ] = None,
+    box_nms_thresh: Annotated[
+        float | None,
+        typer.Option(
+            "--box-nms-thresh",
+            help="Drop a SAM mask whose box overlaps a better one above this IoU (0.7).",
         ),
     ] = None,
     discriminative: Annotated[
@@ -115,11 +173,19 @@ def refer(
         config = db.refer_config(discriminative=discriminative, subject_method=subject_method)
         if position_weight is not None:
             config = replace(config, weights=replace(config.weights, position=position_weight))
-        if source is not None:
-            from protodb.refer.proposals import ProposalConfig
-
-            config = replace(config, proposals=replace(config.proposals, source=source))
-            ProposalConfig.__post_init__(config.proposals)  # an unknown source: one line
+        given = {
+            "source": source,
+            "sam_model": sam_model,
+            "points_per_side": points_per_side,
+            "points_per_batch": points_per_batch,
+            "multimask": multimask,
+            "pred_iou_thresh": pred_iou_thresh,
+            "stability_score_thresh": stability_score_thresh,
+            "box_nms_thresh": box_nms_thresh,
+        }
+        given = {k: v for k, v in given.items() if v is not None}
+        with flag_errors({k: "--" + k.replace("_", "-") for k in given}):
+            config = replace(config, proposals=replace(config.proposals, **given))
         if not as_json:
             profile_notice(db)
             from protodb.profiles import get_profile

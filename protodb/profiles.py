@@ -128,9 +128,16 @@ test_world.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 # The tiny twins: small random-weight models (offline tests); outputs are not meaningful.
 # Referring on the 64 px profiles: the generator-only proposals (attention) of more than 1 %
-# of the image, and the tiny random-weight CLIP (its scores are noise).
+# of the image, and the tiny random-weight CLIP (its scores are noise); with --source sam, the
+# tiny SAM twin on a 4 x 4 grid (the reference's ViT-H at 32 x 32 would take minutes).
 TINY_REFER = {
-    "proposals": {"source": "attention", "min_area_px": 0, "min_area_ratio": 0.01},
+    "proposals": {
+        "source": "attention",
+        "min_area_px": 0,
+        "min_area_ratio": 0.01,
+        "sam_model": TINY,
+        "points_per_side": 4,
+    },
     "clip_model": TINY,
 }
 TINY_CLIP_NOTICE = "discriminative scores come from the tiny random-weight CLIP: they are noise"

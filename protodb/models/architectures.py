@@ -29,6 +29,7 @@ from protodb.models.defaults import (
     DINOV2_DEFAULT,
     MAE_DEFAULT,
     SAM_DEFAULT,
+    SAM_REFER_DEFAULT,
     SD_DEFAULT,
 )
 
@@ -93,7 +94,23 @@ def _arch() -> dict[str, Architecture]:
             "MAE", MAE_DEFAULT, "vit-mae-base.json", {"patch": 16, **vit_b, "positions": 197}
         ),
         "sam": Architecture(
-            "SAM", SAM_DEFAULT, "sam-vit-base.json", {"patch": 16, **vit_b, "image_size": 1024}
+            "SAM",
+            SAM_DEFAULT,
+            "sam-vit-base.json",
+            {"patch": 16, **vit_b, "heads": 12, "global_attn": [2, 5, 8, 11], "image_size": 1024},
+        ),
+        "sam-vit-h": Architecture(
+            "SAM ViT-H",
+            SAM_REFER_DEFAULT,
+            "sam-vit-huge.json",
+            {
+                "patch": 16,
+                "width": 1280,
+                "layers": 32,
+                "heads": 16,
+                "global_attn": [7, 15, 23, 31],
+                "image_size": 1024,
+            },
         ),
     }
 
@@ -103,7 +120,7 @@ ARCHITECTURES: dict[str, Architecture] = {}
 
 def architectures() -> dict[str, Architecture]:
     """Every real-profile model, by kind (sd-unet, sd-text-encoder, sd-vae, clip, dino, dinov2,
-    mae, sam)."""
+    mae, sam, sam-vit-h)."""
     if not ARCHITECTURES:
         ARCHITECTURES.update(_arch())
     return ARCHITECTURES
@@ -156,7 +173,7 @@ def build(kind: str):
             from transformers import ViTMAEConfig, ViTMAEModel
 
             return ViTMAEModel(ViTMAEConfig(**cfg))
-        if kind == "sam":
+        if kind in ("sam", "sam-vit-h"):
             from transformers import SamConfig, SamModel
 
             return SamModel(SamConfig(**cfg))
@@ -228,6 +245,8 @@ def _facts(kind: str) -> Callable[[Any], dict[str, Any]]:
             "patch": c.patch_size,
             "width": c.hidden_size,
             "layers": _count(m, r"(.*\.)?vision_encoder\.layers\.\d+"),
+            "heads": c.num_attention_heads,
+            "global_attn": list(c.global_attn_indexes),
             "image_size": c.image_size,
         }
 
@@ -240,6 +259,7 @@ def _facts(kind: str) -> Callable[[Any], dict[str, Any]]:
         "dinov2": _vit_facts,
         "mae": _vit_facts,
         "sam": sam,
+        "sam-vit-h": sam,
     }[kind]
 
 

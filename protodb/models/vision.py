@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import functools
 
-from protodb.models.defaults import DINO_DEFAULT, DINOV2_DEFAULT, MAE_DEFAULT, SAM_DEFAULT
+from protodb.models.defaults import (
+    DINO_DEFAULT,
+    DINOV2_DEFAULT,
+    MAE_DEFAULT,
+    SAM_DEFAULT,
+    SAM_REFER_DEFAULT,
+)
 from protodb.models.loading import TINY, fork_seeded, from_pretrained
 
 # The tiny twins of the ViT extractors (DINOv2, DINO, MAE): 2 layers, 32 dims, patch 8, 64 px.
@@ -78,8 +84,9 @@ def load_mae(model: str, revision: str | None, device: str):
 @functools.lru_cache(maxsize=2)
 def load_sam(model: str, revision: str | None, device: str):
     """Return a transformers SamModel in eval mode (called directly, not through the slow
-    mask-generation pipeline). ``model``: hub id (default ViT-B ``facebook/sam-vit-base``),
-    local dir, or "tiny" (64 px input, patch 8, 32 dims)."""
+    mask-generation pipeline). ``model``: hub id (the segmenters' default ViT-B
+    ``facebook/sam-vit-base``; referring proposals: ViT-H ``facebook/sam-vit-huge``), local dir,
+    or "tiny" (64 px input, patch 8, 32 dims)."""
     from transformers import (
         SamConfig,
         SamMaskDecoderConfig,
@@ -115,6 +122,7 @@ def load_sam(model: str, revision: str | None, device: str):
     else:
         net = from_pretrained(SamModel, "SAM", model, revision)
     _check_default("sam", net, model, SAM_DEFAULT)
+    _check_default("sam-vit-h", net, model, SAM_REFER_DEFAULT)
     return net.eval().to(device)
 
 

@@ -5,7 +5,9 @@ Dataset forms (``--root DIR``):
 
 - ``folder``: ``images/``, ``masks/<id>.png`` (the referent, any non-zero pixel), and
   ``expressions.jsonl``, one ``{"id", "image", "expression"}`` a line (``image`` relative to
-  the root, or a file name in images/; an optional ``"mask"`` path replaces masks/<id>.png).
+  the root, else to images/; an optional ``"mask"`` path, relative to the root, else to
+  masks/, replaces masks/<id>.png; a row whose image or mask is in neither place is refused
+  when the set is read).
   The test world's referring set (``pairs.jsonl`` with explicit masks) reads the same.
 - ``refcoco`` / ``refcoco+`` / ``refcocog``, JSON: the refer toolkit's layout with its pickle
   converted to JSON: ``refs(unc).json`` (``refs(umd).json`` for refcocog; ``refs.json`` also
@@ -168,6 +170,18 @@ def _image_loader(path: Path) -> Callable[[], np.ndarray]:
     return lambda: load_rgb(path, exif=False)  # stored pixel order, as its mask is drawn
 
 
+def _locate(root: Path, folder: str, name: str, what: str, where: str) -> Path:
+    """A row's ``image`` / ``mask`` file: ``root/name`` when it is a file, else
+    ``root/folder/name``; neither raises NotFoundError naming the row and both places."""
+    for path in (root / name, root / folder / name):
+        if path.is_file():
+            return path
+    raise NotFoundError(
+        f"{where}: {what} {name!r} is neither at {str(root / name)!r} nor at "
+        f"{str(root / folder / name)!r}; fix the row's {what!r} path"
+    )
+
+
 def folder_items(root: Path) -> list[RefItem]:
     """The items of a ``folder`` dataset (module docstring)."""
     listing = root / "expressions.jsonl"
@@ -189,9 +203,9 @@ def folder_items(root: Path) -> list[RefItem]:
             raise ProtodbError(
                 f"{listing}:{n} must be a JSON object with 'image' and 'expression' (and 'id')"
             ) from None
-        image_path = root / image if (root / image).is_file() else root / "images" / image
+        image_path = _locate(root, "images", image, "image", f"{listing}:{n}")
         if "mask" in row:
-            mask_path = root / str(row["mask"])
+            mask_path = _locate(root, "masks", str(row["mask"]), "mask", f"{listing}:{n}")
             rid = str(row.get("id") or Path(row["mask"]).stem)
         else:
             if "id" not in row:

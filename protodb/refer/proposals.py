@@ -3,8 +3,10 @@
 Sources:
 - ``attention``: the subject's attention map thresholded at 5 %, 10 %, ..., 95 % (Ref-Diff's
   generator-only variant; every level kept, duplicates dropped);
-- ``maskcut`` / ``sam``: protodb's unsupervised segmenters (Ref-Diff's released code: SAM
-  automatic masks), the ``top_k`` largest by area;
+- ``sam`` (default): SAM's automatic mask generator as Ref-Diff's released code ran it (SAM
+  ViT-H, 32 x 32 point prompts, all three masks per point, predicted IoU > 0.88, stability
+  score >= 0.95, box NMS at IoU 0.7; protodb.segmenters.amg), the ``top_k`` largest by area;
+- ``maskcut``: protodb's normalized-cut segmenter, the ``top_k`` largest by area;
 - ``attention+maskcut`` / ``attention+sam``: the union of both.
 Masks of <= ``min_area_px`` pixels or <= ``min_area_ratio`` of the image are dropped (reference:
 10,000 px and 0.0, for COCO-size images); when nothing is left, the whole image is the one
@@ -18,6 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from protodb.errors import ProtodbError
+from protodb.models.defaults import SAM_REFER_DEFAULT
+from protodb.segmenters.amg import REFERENCE_AMG, AmgConfig
 
 SOURCES = ("attention", "maskcut", "sam", "attention+maskcut", "attention+sam")
 LADDER = tuple(round(0.05 * k, 2) for k in range(1, 20))  # 0.05, 0.10, ..., 0.95
@@ -27,7 +31,11 @@ LADDER = tuple(round(0.05 * k, 2) for k in range(1, 20))  # 0.05, 0.10, ..., 0.9
 class ProposalConfig:
     """source: one of SOURCES; ladder: attention thresholds (fractions of the min-max normalised
     map); top_k: segmenter masks kept, largest first; min_area_px / min_area_ratio: masks at or
-    below either are dropped; segmenter_model: the segmenter's model (None: its default)."""
+    below either are dropped; segmenter_model: the maskcut segmenter's model (None: its
+    default). SAM (the ``sam`` sources): sam_model, hub id, local dir or "tiny" (reference:
+    ViT-H), and its automatic mask generator's settings, AmgConfig's fields (reference: 32
+    points per side, 64 a batch, multimask, predicted IoU > 0.88, stability >= 0.95 at offset 1,
+    box NMS 0.7)."""
 
     source: str = "sam"
     ladder: tuple[float, ...] = LADDER
@@ -35,6 +43,14 @@ class ProposalConfig:
     min_area_px: int = 10_000
     min_area_ratio: float = 0.0
     segmenter_model: str | None = None
+    sam_model: str = SAM_REFER_DEFAULT
+    points_per_side: int = REFERENCE_AMG.points_per_side
+    points_per_batch: int = REFERENCE_AMG.points_per_batch
+    multimask: bool = REFERENCE_AMG.multimask
+    pred_iou_thresh: float = REFERENCE_AMG.pred_iou_thresh
+    stability_score_thresh: float = REFERENCE_AMG.stability_score_thresh
+    stability_score_offset: float = REFERENCE_AMG.stability_score_offset
+    box_nms_thresh: float = REFERENCE_AMG.box_nms_thresh
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -45,6 +61,20 @@ class ProposalConfig:
             raise ProtodbError(f"top_k={self.top_k} must be >= 1 (Ref-Diff: 10)")
         if not all(0.0 < t < 1.0 for t in self.ladder) or not self.ladder:
             raise ProtodbError(f"ladder {self.ladder} must hold thresholds between 0 and 1")
+        _ = self.amg  # a bad SAM setting: ParameterError naming it
+
+    @property
+    def amg(self) -> AmgConfig:
+        """The SAM automatic mask generator's settings."""
+        return AmgConfig(
+            points_per_side=self.points_per_side,
+            points_per_batch=self.points_per_batch,
+            multimask=self.multimask,
+            pred_iou_thresh=self.pred_iou_thresh,
+            stability_score_thresh=self.stability_score_thresh,
+            stability_score_offset=self.stability_score_offset,
+            box_nms_thresh=self.box_nms_thresh,
+        )
 
     @property
     def segmenter(self) -> str | None:
@@ -100,13 +130,19 @@ def dedupe(masks: np.ndarray, labels: list[str]) -> tuple[np.ndarray, list[str]]
 
 
 def segmenter_masks(
-    image: np.ndarray, config: ProposalConfig, device: str = "cpu"
+    image: np.ndarray, config: ProposalConfig, device: str = "cpu", net=None
 ) -> tuple[np.ndarray, list[str]]:
-    """The segmenter's masks, the ``top_k`` largest (bool [K, H, W], labels "name#i")."""
+    """The segmenter's masks, the ``top_k`` largest (bool [K, H, W], labels "name#i"); SAM
+    runs ``config.sam_model`` (or ``net``, a SamModel built by the caller) with ``config.amg``.
+    """
     from protodb.segmenters.base import SEGMENTERS
 
     name = config.segmenter
-    masks = np.asarray(SEGMENTERS.get(name)(image, device=device, model=config.segmenter_model))
+    if name == "sam":
+        kwargs = {"model": config.sam_model, "amg": config.amg, "net": net}
+    else:
+        kwargs = {"model": config.segmenter_model}
+    masks = np.asarray(SEGMENTERS.get(name)(image, device=device, **kwargs))
     masks = masks.astype(bool).reshape(-1, *image.shape[:2])
     order = top_k_by_area(masks, config.top_k) if len(masks) else np.zeros(0, int)
     return masks[order], [f"{name}#{i}" for i in order]
@@ -119,10 +155,12 @@ def make_proposals(
     *,
     device: str = "cpu",
     extra: tuple[np.ndarray, list[str]] | None = None,
+    segmenter_net=None,
 ) -> Proposals:
     """The proposals of ``config.source`` (plus ``extra`` masks, e.g. the bank's), filtered by
     size and deduplicated; the whole image when nothing is left. image: uint8 [H, W, 3];
-    attention: float [H, W] in [0, 1] (needed by the attention source)."""
+    attention: float [H, W] in [0, 1] (needed by the attention source); segmenter_net: a
+    SamModel to run instead of loading ``config.sam_model``."""
     h, w = image.shape[:2]
     parts: list[tuple[np.ndarray, list[str]]] = []
     if config.uses_attention:
@@ -130,7 +168,7 @@ def make_proposals(
             raise ValueError("the attention source needs the attention map")
         parts.append(threshold_ladder(attention, config.ladder))
     if config.segmenter is not None:
-        parts.append(segmenter_masks(image, config, device))
+        parts.append(segmenter_masks(image, config, device, segmenter_net))
     if extra is not None:
         parts.append(extra)
     masks = np.concatenate([m.reshape(-1, h, w) for m, _ in parts]) if parts else None

@@ -64,9 +64,10 @@ class ReferConfig:
 
 def default_refer_config(profile: str | Profile, **overrides) -> ReferConfig:
     """A profile's referring settings (its ``refer`` fields over the reference's SD 1.5 at
-    1024 px, SAM proposals, CLIP ViT-B/16: on ``tiny`` and ``world-learned`` the profile's
-    diffusion model at 64 px, attention proposals (the generator-only variant) of more than 1 %
-    of the image, and the tiny random-weight CLIP), the proposals on the profile's segmenter
+    1024 px, SAM ViT-H automatic masks at 32 x 32 points, CLIP ViT-B/16: on ``tiny`` and
+    ``world-learned`` the profile's diffusion model at 64 px, attention proposals (the
+    generator-only variant) of more than 1 % of the image, the tiny SAM twin at 4 x 4 points
+    for ``--source sam``, and the tiny random-weight CLIP), maskcut on the profile's segmenter
     model. ``overrides``: ReferConfig fields."""
     p = get_profile(profile)
     fields = dict(p.refer)
@@ -171,13 +172,21 @@ class Referrer:
     proposals and its prototype score map a further score)."""
 
     def __init__(
-        self, config: ReferConfig, device: str = "cpu", vocab=None, *, pipe=None, clip_net=None
+        self,
+        config: ReferConfig,
+        device: str = "cpu",
+        vocab=None,
+        *,
+        pipe=None,
+        clip_net=None,
+        sam_net=None,
     ) -> None:
-        """``pipe`` / ``clip_net``: models built by the caller instead of loaded by name (the
-        benchmark's real architectures with random weights)."""
+        """``pipe`` / ``clip_net`` / ``sam_net``: models built by the caller instead of loaded
+        by name (the benchmark's real architectures with random weights)."""
         self.config = config
         self.device = device
         self.vocab = vocab
+        self.sam_net = sam_net
         self.pipe = pipe if pipe is not None else load_pipeline(config.attention, device)
         self.clip = None
         if config.discriminative:
@@ -231,7 +240,10 @@ class Referrer:
         t2 = time.perf_counter()
         extra, bank_map, bank_class = self._bank(image, text, subj)
         t3 = time.perf_counter()
-        props = make_proposals(image, att.map, cfg.proposals, device=self.device, extra=extra)
+        props = make_proposals(
+            image, att.map, cfg.proposals, device=self.device, extra=extra,
+            segmenter_net=self.sam_net,
+        )  # fmt: skip
         masks = props.masks
         t4 = time.perf_counter()
         gen = generative_score(att.map, masks)

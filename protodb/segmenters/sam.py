@@ -1,6 +1,13 @@
 """Segmenter ``sam``: SAM automatic masks (transformers ``SamModel`` called directly; the
-mask-generation pipeline is very slow): a grid of point prompts, the best of three candidate
-masks per point kept when its predicted IoU >= 0.88, duplicates dropped (REFERENCE 1.3).
+mask-generation pipeline is very slow).
+
+Two generators over one image embedding:
+- ``amg`` given (protodb.segmenters.amg.AmgConfig): segment-anything's automatic mask
+  generator, as Ref-Diff's proposals used it (REFERENCE 2: 32 x 32 points, all three masks per
+  point, predicted IoU > 0.88, stability >= 0.95, box NMS 0.7);
+- no ``amg`` (the bank's ``sam`` mask source, protodb's stand-in for CutLER, REFERENCE 1.3):
+  a 16 x 16 grid, the best of three candidate masks per point kept when its predicted IoU >=
+  0.88, duplicates (mask IoU > 0.7) dropped. Its settings are in the bank's recipes.
 """
 
 from __future__ import annotations
@@ -42,15 +49,20 @@ def sam(
     model: str | None = None,
     iou_threshold: float = SAM_IOU,
     points: int | None = None,
+    amg=None,
+    net=None,
 ) -> np.ndarray:
     """SAM automatic masks of one image: uint8 [H, W, 3] -> bool [M, H, W].
 
     transformers' SamModel called directly: the image (longest side resized to the model's
-    input, padded bottom-right, ImageNet-normalised) is embedded once; a grid of point prompts
+    input, padded bottom-right, ImageNet-normalised) is embedded once. With ``amg`` (an
+    AmgConfig) its automatic mask generator runs (module docstring; ``iou_threshold`` and
+    ``points`` unused), masks best predicted IoU first. Without: a grid of point prompts
     (``points`` x ``points``, default 16; 4 for the tiny twin) is decoded in batches of 64
     with three candidate masks each; per point the candidate with the best predicted IoU is
     kept if it reaches ``iou_threshold``; duplicates (mask IoU > 0.7) are dropped. ``model``:
-    hub id, path, or "tiny" (default: the tiny twin for images under 128 px, else ViT-B).
+    hub id, path, or "tiny" (default: the tiny twin for images under 128 px, else ViT-B);
+    ``net``: a SamModel built by the caller, used instead of loading ``model`` (benchmarks).
     """
     import torch
     import torch.nn.functional as F
@@ -63,7 +75,7 @@ def sam(
     h, w = image.shape[:2]
     name = segmenter_model(model, image, SAM_DEFAULT)
     tiny = is_twin(name)
-    net = load_sam(name, None, device)
+    net = net if net is not None else load_sam(name, None, device)
     side = int(net.config.vision_config.image_size)
     grid_n = points or (4 if tiny else SAM_POINTS)
     scale = side / max(h, w)
@@ -74,6 +86,12 @@ def sam(
         1, 3, 1, 1
     )
     x = F.pad(x, (0, side - rw, 0, side - rh))
+    if amg is not None:
+        from protodb.segmenters.amg import amg_masks
+
+        with torch.inference_mode():
+            emb = net.get_image_embeddings(x.to(device))
+        return amg_masks(net, emb, (h, w), (rh, rw), amg, device)[0]
     ys = (np.arange(grid_n) + 0.5) / grid_n * rh
     xs = (np.arange(grid_n) + 0.5) / grid_n * rw
     pts = np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2).astype(np.float32)  # (x, y)

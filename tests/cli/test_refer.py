@@ -79,6 +79,25 @@ def test_refer_from_pairs_jsonl_generator_only(refset, tmp_path):
     assert data[0]["position"] == "left" and data[1]["position"] == "right"
 
 
+def test_refer_sam_flags_reach_the_recorded_config(refset, tmp_path):
+    image = refset / "images" / "refer_0_0000.png"
+    args = ["--source", "sam", "--sam-model", "tiny", "--points-per-side", "2", "--best-mask"]
+    args += ["--pred-iou-thresh", "0", "--stability-score-thresh", "0", "--box-nms-thresh", "1"]
+    r = run(tmp_path, "refer", str(image), "the star", "--out", str(tmp_path / "o"),
+            "--generator-only", "--json", *args)  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    (data,) = json.loads(r.output)
+    c = data["config"]["proposals"]
+    assert (c["source"], c["sam_model"], c["points_per_side"], c["multimask"]) == (
+        "sam",
+        "tiny",
+        2,
+        False,
+    )
+    assert (c["pred_iou_thresh"], c["stability_score_thresh"], c["box_nms_thresh"]) == (0, 0, 1)
+    assert all(p["source"].startswith(("sam#", "image")) for p in data["proposals"])
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
@@ -90,6 +109,8 @@ def test_refer_from_pairs_jsonl_generator_only(refset, tmp_path):
         (["--from", "missing.jsonl"], "does not exist"),
         (["--from", "BADJSONL"], "must be a JSON object"),
         (["IMG", "the dog", "--source", "grabcut"], "proposal source 'grabcut'"),
+        (["IMG", "the dog", "--points-per-side", "0"], "--points-per-side 0 must be >= 1"),
+        (["IMG", "the dog", "--stability-score-thresh", "2"], "--stability-score-thresh 2.0"),
         (["IMG", "the dog", "--subject", "cat"], "not a word of the expression"),
         (["IMG", "the dog", "--subject-method", "parser"], "subject method 'parser'"),
     ],

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import protodb
-from protodb.errors import ProtodbError
+from protodb.errors import NotFoundError, ProtodbError
 from protodb.query.outputs import encode_rle
 from protodb.refer.evaluate import (
     folder_items,
@@ -166,3 +166,23 @@ def test_referring_set_images_are_read_in_stored_pixel_order(tmp_path):
     )
     (item,) = folder_items(root)
     assert item.image().shape == (20, 36, 3)
+
+
+def test_folder_row_mask_is_found_like_its_image(tmp_path):
+    """A row's "mask": "x.png" is read from the root, else from masks/, as "image" is from the
+    root, else images/; a file in neither place is refused naming the row, for both alike."""
+    root = tmp_path / "set"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    Image.fromarray(np.zeros((8, 10, 3), np.uint8)).save(root / "images" / "a.png")
+    m = np.zeros((8, 10), bool)
+    m[2:5, 3:7] = True
+    Image.fromarray(m).save(root / "masks" / "x.png")
+    row = {"image": "a.png", "mask": "x.png", "expression": "the thing"}
+    (root / "expressions.jsonl").write_text(json.dumps(row) + "\n")
+    (item,) = folder_items(root)
+    assert item.id == "x" and np.array_equal(item.mask((8, 10)), m)
+    for key, missing in (("mask", "y.png"), ("image", "b.png")):
+        (root / "expressions.jsonl").write_text(json.dumps({**row, key: missing}) + "\n")
+        with pytest.raises(NotFoundError, match=rf"jsonl:1: {key} '{missing}' is neither at"):
+            folder_items(root)

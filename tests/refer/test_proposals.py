@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from protodb.errors import ProtodbError
+from protodb.errors import ParameterError, ProtodbError
 from protodb.refer.proposals import (
     LADDER,
     ProposalConfig,
@@ -14,6 +17,8 @@ from protodb.refer.proposals import (
     threshold_ladder,
     top_k_by_area,
 )
+from protodb.refer.refer import ReferConfig, default_refer_config
+from protodb.segmenters.amg import REFERENCE_AMG
 
 
 def test_ladder_is_five_to_ninety_five_percent():
@@ -51,6 +56,34 @@ def test_size_filter_drops_masks_at_or_below_either_limit():
 def test_reference_defaults():
     c = ProposalConfig()
     assert (c.top_k, c.min_area_px, c.min_area_ratio, c.source) == (10, 10_000, 0.0, "sam")
+
+
+def test_reference_sam_settings_are_the_default_of_refer():
+    """Ref-Diff's released code: SAM ViT-H's automatic mask generator, 32 x 32 points, all three
+    masks per point, predicted IoU > 0.88, stability >= 0.95 (offset 1), box NMS 0.7."""
+    for c in (ProposalConfig(), default_refer_config("default").proposals):
+        assert c.source == "sam" and c.sam_model == "facebook/sam-vit-huge"
+        assert (c.points_per_side, c.multimask, c.pred_iou_thresh) == (32, True, 0.88)
+        assert (c.stability_score_thresh, c.stability_score_offset) == (0.95, 1.0)
+        assert c.box_nms_thresh == 0.7 and c.amg == REFERENCE_AMG
+    assert ReferConfig().to_dict()["proposals"]["sam_model"] == "facebook/sam-vit-huge"
+
+
+def test_tiny_refer_stays_fast_through_its_profile():
+    """tiny's record names the tiny SAM twin on a 4 x 4 grid: --source sam takes well under a
+    second a 64 px image once the twin is built."""
+    c = replace(default_refer_config("tiny").proposals, source="sam")
+    assert (c.sam_model, c.points_per_side) == ("tiny", 4)
+    image = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    make_proposals(image, None, c)  # builds the twin
+    t = time.perf_counter()
+    p = make_proposals(image, None, c)
+    assert time.perf_counter() - t < 1.0 and p.masks.shape[1:] == (64, 64)
+
+
+def test_a_bad_sam_setting_names_its_parameter():
+    with pytest.raises(ParameterError, match="points_per_side=0 must be >= 1"):
+        ProposalConfig(points_per_side=0)
 
 
 def test_nothing_left_gives_the_whole_image():
