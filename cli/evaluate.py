@@ -100,7 +100,7 @@ def eval_(
         if task != "segment":
             raise ProtodbError(f"--task {task!r} is unknown; use segment or refer")
         if vocab is None and student is None:
-            raise ProtodbError("--task segment needs --vocab NAME (or --student DIR)")
+            raise ProtodbError("--vocab is required for --task segment (or --student DIR)")
 
         names = parse_ablations(ablate) if ablate else []
         result = open_db(ctx).evaluate(
