@@ -75,13 +75,14 @@ def eval_(
         typer.Option(
             "--unseen",
             help="ZS3: the unseen classes, comma-separated, or voc (VOC's 15/5 split: potted "
-            "plant, sheep, sofa, train, monitor); also reports mIoU on seen, unseen, hIoU.",
+            "plant, sheep, sofa, train, monitor); adds mIoU on seen (the rest, background too), on "
+            "unseen, and their harmonic mean hIoU.",
         ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """mIoU of a vocabulary on a labelled dataset, with a per-class IoU table (REFERENCE 1.9).
+    """mIoU of a vocabulary (or --student) on a labelled dataset, per-class IoUs (REFERENCE 1.9).
 
     Example: protodb eval --dataset voc --root VOCdevkit/VOC2012 --vocab voc21 --limit 100
     (a student: protodb eval --dataset voc --root VOCdevkit/VOC2012 --student s/ --unseen voc)

@@ -26,10 +26,12 @@ from protodb.errors import ParameterError
 from protodb.names import class_key
 
 VOC_UNSEEN = ("potted plant", "sheep", "sofa", "train", "monitor")
+# REFERENCE 3 names these five; the 15/5 split is SPNet's (Xian et al., CVPR 2019), as far as
+# we know (not checked against that paper here); ZS3Net's own VOC splits (valeoai/ZS3,
+# data/pascal_voc_unseen_classes.txt) are 2-10 unseen classes starting cow, motorbike.
 VOC_SPLIT_SOURCE = (
-    "VOC 15/5: unseen potted plant, sheep, sofa, train, tvmonitor (the last five VOC labels), the "
-    "split of SPNet (Xian et al., CVPR 2019) used by the ZS3 benchmarks grounded diffusion reports "
-    "on (REFERENCE 3)"
+    "VOC 15/5 (REFERENCE 3): unseen potted plant, sheep, sofa, train, tvmonitor, the last five "
+    "VOC labels (SPNet's split, Xian et al. 2019)"
 )
 BACKGROUND = "background"
 
