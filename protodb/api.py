@@ -358,9 +358,8 @@ class ProtoDB:
         config: QueryConfig | None = None,
         ablations: Sequence[str] = (),
         progress: bool = True,
-        student: str | os.PathLike | None = None,
-        unseen: str | Sequence[str] | None = None,
-    ):
+        student: str | os.PathLike | None = None, unseen: str | Sequence[str] | None = None,
+    ):  # fmt: skip
         """mIoU of ``vocab`` (or the student in directory ``student``) on ``dataset`` (voc, context,
         coco-object, folder, world) at ``root``, its first ``limit`` images; ``unseen``: ZS3's split
         (protodb.evaluation.zs3.dataset_split). Returns an evaluation.evaluate.EvalReport, or an
