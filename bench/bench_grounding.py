@@ -7,8 +7,9 @@ Trains a head (protodb.grounded.train.train_grounding) on synthetic images of si
 (red disc, yellow star, purple square, grass, sky, sand), masks from the training-free
 ``attention`` source (the paper used Mask R-CNN masks), and scores it on procedural captioned
 world scenes with EXACT masks: per-class IoU, mean over the seen classes and over the two unseen
-ones (orange triangle, water). Baseline in the same run: the untrained head (same architecture
-and features, its initial weights).
+ones (orange triangle, water), and their harmonic mean (hIoU, the ZS3 protocol's, shared with
+``protodb eval --unseen``: protodb.evaluation.zs3). Baseline in the same run: the untrained head
+(same architecture and features, its initial weights).
 ``--bank``: a world-learned bank with vocabulary ``world`` (else one is built, n=8).
 """
 
@@ -73,6 +74,9 @@ def main() -> None:
         base = untrained.mean(seen)
         figure(f"grounding_miou_{split}", 100 * (trained.mean(seen) or 0.0), "mIoU %",
                f"untrained head {100 * (base or 0.0):.1f}", digits=1)  # fmt: skip
+    hiou, base_h = trained.zs3().hiou, untrained.zs3().hiou  # ZS3: 2 s u / (s + u)
+    figure("grounding_hiou", 100 * (hiou or 0.0), "hIoU %",
+           f"untrained head {100 * (base_h or 0.0):.1f}", digits=1)  # fmt: skip
     print("#   " + ", ".join(f"{k}{'' if k in SEEN else ' (unseen)'} {100 * v:.1f}"
                           for k, v in sorted(trained.ious.items())))  # fmt: skip
     figure("grounding_train", train_s, "s", f"{rep.images} images, {steps} steps")

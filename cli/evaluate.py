@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from protodb.cli.common import JsonOpt, open_db, user_errors
+from protodb.cli.common import JsonOpt, flag_errors, open_db, user_errors
 
 
 def _pct(x: float | None) -> str:
@@ -66,25 +66,42 @@ def eval_(
             help="--task refer: CLIP scores too, or attention alone.",
         ),
     ] = True,
+    student: Annotated[
+        Path | None,
+        typer.Option("--student", help="Score the student `protodb distill` saved here instead."),
+    ] = None,
+    unseen: Annotated[
+        str | None,
+        typer.Option(
+            "--unseen",
+            help="ZS3: the unseen classes, comma-separated, or voc (VOC's 15/5 split: potted "
+            "plant, sheep, sofa, train, monitor); adds mIoU on seen (the rest, background too), on "
+            "unseen, and their harmonic mean hIoU.",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """mIoU of a vocabulary on a labelled dataset, with a per-class IoU table (REFERENCE 1.9).
+    """mIoU of a vocabulary (or --student) on a labelled dataset, per-class IoUs (REFERENCE 1.9).
 
     Example: protodb eval --dataset voc --root VOCdevkit/VOC2012 --vocab voc21 --limit 100
+    (a student: protodb eval --dataset voc --root VOCdevkit/VOC2012 --student s/ --unseen voc)
     """
-    with user_errors():
+    with user_errors(), flag_errors({"unseen": "--unseen"}):
         from protodb.errors import ProtodbError
         from protodb.evaluation.evaluate import AblationReport, parse_ablations
+        from protodb.evaluation.zs3 import format_zs3
 
         if task == "refer":
+            if student is not None or unseen is not None:
+                raise ProtodbError("--student and --unseen score --task segment; drop them")
             _eval_refer(ctx, dataset, root, vocab, limit, split, discriminative, report, quiet,
                         as_json)  # fmt: skip
             return
         if task != "segment":
             raise ProtodbError(f"--task {task!r} is unknown; use segment or refer")
-        if vocab is None:
-            raise ProtodbError("--vocab is required for --task segment: name a vocabulary")
+        if vocab is None and student is None:
+            raise ProtodbError("--vocab is required for --task segment (or --student DIR)")
 
         names = parse_ablations(ablate) if ablate else []
         result = open_db(ctx).evaluate(
@@ -94,6 +111,8 @@ def eval_(
             limit=limit,
             ablations=names,
             progress=not quiet and not as_json,
+            student=student,
+            unseen=unseen,
         )
         if _report_and_json(result.to_dict(), report, as_json):
             return
@@ -113,6 +132,8 @@ def eval_(
             f"mIoU {100 * full.miou:.1f} over {len(full.classes)} classes "
             f"(pixel accuracy {100 * full.pixel_accuracy:.1f}%, {full.seconds:.1f} s)"
         )
+        if full.zs3 is not None:
+            typer.echo(f"{format_zs3(full.zs3)} [{full.zs3.source}]")
         for note in full.notes:
             typer.echo(f"note: {note}")
         if isinstance(result, AblationReport):

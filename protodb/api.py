@@ -353,24 +353,33 @@ class ProtoDB:
         dataset: str,
         root: str | os.PathLike,
         *,
-        vocab: str,
+        vocab: str | None = None,
         limit: int | None = None,
         config: QueryConfig | None = None,
         ablations: Sequence[str] = (),
         progress: bool = True,
-    ):
-        """mIoU of ``vocab`` on dataset ``dataset`` (voc, context, coco-object, folder, world)
-        at ``root``, the first ``limit`` images only when given. Returns a
-        protodb.evaluation.evaluate.EvalReport, or an AblationReport when ``ablations`` are named (a
-        subset of protodb.evaluation.evaluate.ABLATIONS)."""
+        student: str | os.PathLike | None = None, unseen: str | Sequence[str] | None = None,
+    ):  # fmt: skip
+        """mIoU of ``vocab`` (or the student in directory ``student``) on ``dataset`` (voc, context,
+        coco-object, folder, world) at ``root``, its first ``limit`` images; ``unseen``: ZS3's split
+        (protodb.evaluation.zs3.dataset_split). Returns an evaluation.evaluate.EvalReport, or an
+        AblationReport for ``ablations`` (a subset of protodb.evaluation.evaluate.ABLATIONS)."""
         from protodb.evaluation.datasets import open_dataset
         from protodb.evaluation.evaluate import ablate, evaluate
+        from protodb.evaluation.zs3 import attach, dataset_split
+        from protodb.grounded.student import evaluate_student
 
         ds, runtime = open_dataset(dataset, root, limit=limit), self.runtime
+        split = dataset_split(unseen, ds)
+        if student is not None:
+            return evaluate_student(student, ds, split, vocab=vocab, ablations=ablations,
+                                    progress=progress)  # fmt: skip
         self.open_existing()
         if ablations:
-            return ablate(runtime, vocab, ds, list(ablations), config=config, progress=progress)
-        return evaluate(runtime, vocab, ds, config=config, progress=progress)
+            report = ablate(runtime, vocab, ds, list(ablations), config=config, progress=progress)
+        else:
+            report = evaluate(runtime, vocab, ds, config=config, progress=progress)
+        return attach(report, split)
 
     def synth(self, *, vocab: str, out: str | os.PathLike, **options):
         """Write (or complete) a synthetic labelled dataset in ``out`` with vocabulary

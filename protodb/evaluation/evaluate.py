@@ -25,6 +25,7 @@ import numpy as np
 
 from protodb.errors import ProtodbError
 from protodb.evaluation.datasets import IGNORE, Dataset
+from protodb.evaluation.zs3 import ZS3Result
 from protodb.names import class_key
 from protodb.query.config import QueryConfig
 
@@ -105,16 +106,35 @@ class EvalReport:
     seconds: float
     test_world: bool = False
     notes: list[str] = field(default_factory=list)
+    zs3: ZS3Result | None = None  # seen / unseen / hIoU when a split is given (evaluation.zs3)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def label_map(vocab_classes: list[str], dataset: Dataset) -> np.ndarray:
+def class_table(meter: MIoU, classes: list[str]) -> list[ClassIoU]:
+    """The per-class rows of ``meter`` (one per label of ``classes``, in label order)."""
+    iou, gt_pixels = meter.iou(), meter.hist.sum(1)
+    return [
+        ClassIoU(
+            label=i,
+            name=name,
+            iou=None if np.isnan(iou[i]) else float(iou[i]),
+            intersection=int(meter.intersection[i]),
+            union=int(meter.union[i]),
+            gt_pixels=int(gt_pixels[i]),
+        )
+        for i, name in enumerate(classes)
+    ]
+
+
+def label_map(
+    vocab_classes: list[str], dataset: Dataset, *, what: str = "the vocabulary's", hint=None
+) -> np.ndarray:
     """uint8 [256] lookup: prediction label (0 = background, i = vocab class i) -> dataset label.
 
-    Raises a ProtodbError naming the classes that differ and how to build a matching vocabulary.
-    """
+    Raises a ProtodbError naming the classes that differ and how to build a matching vocabulary
+    (``what``, ``hint``: another subject and fix for the message, e.g. a student's)."""
     want = {class_key(c): i for i, c in enumerate(dataset.classes) if i > 0}
     have = [class_key(c) for c in vocab_classes]
     missing = [dataset.classes[i] for k, i in want.items() if k not in have]
@@ -125,9 +145,9 @@ def label_map(vocab_classes: list[str], dataset: Dataset) -> np.ndarray:
             parts.append(f"missing {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
         if extra:
             parts.append(f"not in the dataset: {', '.join(extra[:8])}")
+        hint = hint or f"build one with `protodb vocab create NAME --from-dataset {dataset.name}`"
         raise ProtodbError(
-            f"the vocabulary's classes do not match dataset {dataset.name!r} ({'; '.join(parts)}); "
-            f"build one with `protodb vocab create NAME --from-dataset {dataset.name}`"
+            f"{what} classes do not match dataset {dataset.name!r} ({'; '.join(parts)}); {hint}"
         )
     lut = np.zeros(256, np.uint8)
     for i, k in enumerate(have, start=1):
@@ -165,19 +185,7 @@ def evaluate(
         image, gt = dataset.load(sample)
         pred = lut[handle.segment(image).labels]
         meter.update(pred, gt)
-    iou = meter.iou()
-    gt_pixels = meter.hist.sum(1)
-    rows = [
-        ClassIoU(
-            label=i,
-            name=name,
-            iou=None if np.isnan(iou[i]) else float(iou[i]),
-            intersection=int(meter.intersection[i]),
-            union=int(meter.union[i]),
-            gt_pixels=int(gt_pixels[i]),
-        )
-        for i, name in enumerate(dataset.classes)
-    ]
+    rows = class_table(meter, dataset.classes)
     return EvalReport(
         dataset=dataset.name,
         root=str(dataset.root),

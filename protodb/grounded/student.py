@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,6 +212,60 @@ def _record_in_bank(bank, out: str | os.PathLike, record: dict) -> None:
             "steps": record["steps"],
         },
     )
+
+
+def evaluate_student(
+    path: str | os.PathLike,
+    dataset,
+    split=None,
+    *,
+    vocab: str | None = None,
+    ablations: Sequence[str] = (),
+    progress: bool = True,
+):
+    """mIoU of the student saved in ``path`` (as :func:`distill` writes it) on ``dataset`` (a
+    protodb.evaluation.datasets.Dataset), like ``protodb eval`` for a vocabulary: the student's
+    label i is mapped to the dataset's class of the same name, confusions accumulated over the
+    dataset (protodb.evaluation.evaluate). ``split``: a protodb.evaluation.zs3.Split for the
+    seen / unseen / hIoU figures; ``vocab``: when given, the vocabulary the student must come
+    from; ``ablations``: refused (they remove parts of the query engine, which a student has
+    not). Returns an EvalReport whose ``config`` is the student's record
+    (its directory, vocabulary, training settings) and ``vocab`` the vocabulary it came from."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    from protodb.evaluation.evaluate import EvalReport, MIoU, class_table, label_map
+    from protodb.evaluation.zs3 import attach
+
+    if ablations:
+        raise ProtodbError(
+            f"--ablate {','.join(ablations)}: a student has no query engine to ablate; drop "
+            "--ablate, or evaluate the vocabulary (--vocab without --student)"
+        )
+    start = time.perf_counter()
+    student = Student.load(path)
+    if vocab is not None:
+        StudentHandle(student, vocab)  # refuses a student of another vocabulary
+    vocab = student.record.get("vocab", "")
+    hint = "distill a student from a vocabulary over the dataset's classes"
+    lut = label_map(student.classes, dataset, what="the student's", hint=hint)
+    meter = MIoU(len(dataset.classes))
+    for sample in tqdm(dataset.samples, desc=f"eval {dataset.name} (student)", unit="img",
+                       disable=not progress, file=sys.stderr, leave=False):  # fmt: skip
+        image, gt = dataset.load(sample)
+        meter.update(lut[student.segment(image)], gt)
+    skip = ("classes", "data_settings")  # the label names are the table; the data is named
+    config = {"student": str(Path(path).resolve())}
+    config.update({k: v for k, v in student.record.items() if k not in skip})
+    report = EvalReport(
+        dataset=dataset.name, root=str(dataset.root), vocab=vocab, n_images=len(dataset),
+        miou=meter.miou(), pixel_accuracy=meter.pixel_accuracy(),
+        classes=class_table(meter, dataset.classes), config=config,
+        seconds=time.perf_counter() - start, test_world=dataset.test_world,
+        notes=[f"student {str(path)!r} of vocabulary {vocab!r}, not its prototypes"],
+    )  # fmt: skip
+    return attach(report, split)
 
 
 class StudentHandle:

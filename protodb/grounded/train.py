@@ -135,14 +135,24 @@ def train_grounding(
 @dataclass
 class SeenUnseen:
     """Per class IoU (summed intersections over summed unions, over scenes) on exact masks, and
-    the means over seen and unseen classes."""
+    the ZS3 figures over them: the classes the head was trained on (``seen``) against the rest."""
 
     ious: dict[str, float] = field(default_factory=dict)
     seen: list[str] = field(default_factory=list)
 
+    def zs3(self):
+        """mIoU over the seen classes scored, over the unseen ones, and their harmonic mean
+        (protodb.evaluation.zs3.split_scores, the figures `protodb eval --unseen` reports)."""
+        from protodb.evaluation.zs3 import Split, split_scores
+
+        seen = tuple(n for n in self.ious if n in self.seen)
+        unseen = tuple(n for n in self.ious if n not in self.seen)
+        split = Split(seen, unseen, "seen: the classes the head was trained on")
+        return split_scores(self.ious, split)
+
     def mean(self, seen: bool) -> float | None:
-        v = [x for k, x in self.ious.items() if (k in self.seen) == seen]
-        return float(np.mean(v)) if v else None
+        z = self.zs3()
+        return z.miou_seen if seen else z.miou_unseen
 
 
 def score_on_scenes(head, generator, *, n: int = 16, seed: int = 1, device: str = "cpu"):

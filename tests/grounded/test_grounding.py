@@ -176,3 +176,18 @@ def test_a_seen_class_outside_the_vocabulary_is_refused(tiny_bank, tmp_path):
         str(tmp_path / "head"),
     )
     assert res.exit_code != 0 and "seen class 'unicorn' is not in vocabulary 'v1'" in res.stderr
+
+
+def test_the_heads_seen_unseen_scores_give_the_zs3_figures():
+    """score_on_scenes' result: means over the seen classes scored and the rest, and their
+    harmonic mean, by the function `protodb eval --unseen` uses (protodb.evaluation.zs3)."""
+    from protodb.grounded.train import SeenUnseen
+
+    ious = {"red disc": 0.6, "sky": 0.8, "water": 0.2, "orange triangle": 0.4}
+    su = SeenUnseen(ious, seen=["red disc", "sky", "sand"])  # sand: seen, never drawn
+    z = su.zs3()
+    assert z.seen == ["red disc", "sky"] and z.unseen == ["water", "orange triangle"]
+    assert z.miou_seen == pytest.approx(0.7) and z.miou_unseen == pytest.approx(0.3)
+    assert z.hiou == pytest.approx(2 * 0.7 * 0.3 / 1.0)
+    assert su.mean(True) == z.miou_seen and su.mean(False) == z.miou_unseen
+    assert SeenUnseen({"sky": 0.5}, ["sky"]).zs3().hiou is None  # no unseen class scored
