@@ -8,7 +8,15 @@ from typing import Annotated
 
 import typer
 
-from protodb.cli.common import JsonOpt, open_db, user_errors
+from protodb.cli.common import JsonOpt, flag_errors, open_db, user_errors
+from protodb.cli.query_options import (
+    EtaOpt,
+    PamrOpt,
+    PrefilterOpt,
+    StuffOpt,
+    WindowsOpt,
+    query_config,
+)
 
 
 def _pct(x: float | None) -> str:
@@ -41,8 +49,21 @@ def eval_(
         str | None,
         typer.Option(
             "--ablate",
-            help="Also report the mIoU with components removed, a comma-separated subset of "
-            "bg,instances,parts,prefilter,stuff.",
+            help="Also report the mIoU with components removed (Table 3): all, or a "
+            "comma-separated subset of bg,instances,parts,prefilter,stuff.",
+        ),
+    ] = None,
+    windows: WindowsOpt = True,
+    prefilter: PrefilterOpt = None,
+    eta: EtaOpt = None,
+    pamr: PamrOpt = False,
+    stuff_filter: StuffOpt = True,
+    bg_threshold: Annotated[
+        float | None,
+        typer.Option(
+            "--bg-threshold",
+            help="--ablate bg: without bg prototypes, a pixel whose best fg score is at most "
+            "this is background (default 0.72, the paper's Table 3).",
         ),
     ] = None,
     report: Annotated[
@@ -71,6 +92,9 @@ def eval_(
 ) -> None:
     """mIoU of a vocabulary on a labelled dataset, with a per-class IoU table (REFERENCE 1.9).
 
+    The query options and their defaults are segment's (the same images give the same labels);
+    the report records the query config it ran with.
+
     Example: protodb eval --dataset voc --root VOCdevkit/VOC2012 --vocab voc21 --limit 100
     """
     with user_errors():
@@ -87,11 +111,16 @@ def eval_(
             raise ProtodbError("--vocab is required for --task segment: name a vocabulary")
 
         names = parse_ablations(ablate) if ablate else []
-        result = open_db(ctx).evaluate(
+        db = open_db(ctx)
+        with flag_errors({"bg_threshold": "--bg-threshold"}):
+            config = query_config(db, windows=windows, prefilter=prefilter, eta=eta, pamr=pamr,
+                                  stuff_filter=stuff_filter, bg_threshold=bg_threshold)  # fmt: skip
+        result = db.evaluate(
             dataset,
             root,
             vocab=vocab,
             limit=limit,
+            config=config,
             ablations=names,
             progress=not quiet and not as_json,
         )
@@ -105,6 +134,7 @@ def eval_(
             f"dataset {full.dataset}{world}: {full.n_images} images from {full.root}, "
             f"vocabulary {full.vocab}"
         )
+        typer.echo(f"query: {full.config_line()}")
         typer.echo("  label  IoU    class")
         for c in full.classes:
             absent = "  (absent from both: counted 0)" if c.iou is None else ""
@@ -119,7 +149,9 @@ def eval_(
             typer.echo("ablations (mIoU without the component; change from the full mIoU):")
             for r in result.rows:
                 delta = "" if r.delta is None else f"{100 * r.delta:+6.1f}"
-                typer.echo(f"  -{r.name:<10} {_pct(r.miou)} {delta:>6}  {r.removes} {r.note}")
+                typer.echo(f"  -{r.name:<10} {_pct(r.miou)} {delta:>6}  {r.removes}")
+                if r.note:
+                    typer.echo(f"  {'':11} {r.note}")
         if report is not None:
             typer.echo(f"report: {report}")
 

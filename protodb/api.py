@@ -359,9 +359,9 @@ class ProtoDB:
         progress: bool = True,
     ):
         """mIoU of ``vocab`` on dataset ``dataset`` (voc, context, coco-object, folder, world)
-        at ``root``, the first ``limit`` images only when given. Returns a
-        protodb.evaluation.evaluate.EvalReport, or an AblationReport when ``ablations`` are named (a
-        subset of protodb.evaluation.evaluate.ABLATIONS)."""
+        at ``root``, the first ``limit`` images only when given; ``config``: default
+        :meth:`default_query_config`, as segment's. Returns an EvalReport, or an AblationReport
+        when ``ablations`` (of protodb.evaluation.evaluate.ABLATIONS) are named."""
         from protodb.evaluation.datasets import open_dataset
         from protodb.evaluation.evaluate import ablate, evaluate
 
