@@ -233,7 +233,7 @@ def _world_vocab(vocab) -> bool:
 
 ABLATIONS = ("bg", "instances", "parts", "prefilter", "stuff")
 _REMOVES = {
-    "bg": "background prototypes (background where the best fg score <= {t}, the paper's rule)",
+    "bg": "background prototypes (background where the best fg score <= {t}; the paper's: 0.72)",
     "instances": "instance prototypes",
     "parts": "part prototypes",
     "prefilter": "CLIP category pre-filter",
