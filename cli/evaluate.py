@@ -9,6 +9,14 @@ from typing import Annotated
 import typer
 
 from protodb.cli.common import JsonOpt, flag_errors, open_db, user_errors
+from protodb.cli.query_options import (
+    EtaOpt,
+    PamrOpt,
+    PrefilterOpt,
+    StuffOpt,
+    WindowsOpt,
+    query_config,
+)
 
 
 def _pct(x: float | None) -> str:
@@ -41,8 +49,21 @@ def eval_(
         str | None,
         typer.Option(
             "--ablate",
-            help="Also report the mIoU with components removed, a comma-separated subset of "
-            "bg,instances,parts,prefilter,stuff.",
+            help="Also report the mIoU with components removed (Table 3): all, or a "
+            "comma-separated subset of bg,instances,parts,prefilter,stuff.",
+        ),
+    ] = None,
+    windows: WindowsOpt = True,
+    prefilter: PrefilterOpt = None,
+    eta: EtaOpt = None,
+    pamr: PamrOpt = False,
+    stuff_filter: StuffOpt = True,
+    bg_threshold: Annotated[
+        float | None,
+        typer.Option(
+            "--bg-threshold",
+            help="--ablate bg: without bg prototypes, a pixel whose best fg score is at most "
+            "this is background (default 0.72, the paper's Table 3).",
         ),
     ] = None,
     report: Annotated[
@@ -84,6 +105,9 @@ def eval_(
 ) -> None:
     """mIoU of a vocabulary (or --student) on a labelled dataset, per-class IoUs (REFERENCE 1.9).
 
+    The query options and their defaults are segment's (the same images give the same labels);
+    the report records the query config it ran with.
+
     Example: protodb eval --dataset voc --root VOCdevkit/VOC2012 --vocab voc21 --limit 100
     (a student: protodb eval --dataset voc --root VOCdevkit/VOC2012 --student s/ --unseen voc)
     """
@@ -104,11 +128,16 @@ def eval_(
             raise ProtodbError("--vocab is required for --task segment (or --student DIR)")
 
         names = parse_ablations(ablate) if ablate else []
-        result = open_db(ctx).evaluate(
+        db = open_db(ctx)
+        with flag_errors({"bg_threshold": "--bg-threshold"}):
+            config = query_config(db, windows=windows, prefilter=prefilter, eta=eta, pamr=pamr,
+                                  stuff_filter=stuff_filter, bg_threshold=bg_threshold)  # fmt: skip
+        result = db.evaluate(
             dataset,
             root,
             vocab=vocab,
             limit=limit,
+            config=config,
             ablations=names,
             progress=not quiet and not as_json,
             student=student,
@@ -124,6 +153,7 @@ def eval_(
             f"dataset {full.dataset}{world}: {full.n_images} images from {full.root}, "
             f"vocabulary {full.vocab}"
         )
+        typer.echo(f"query: {full.config_line()}")
         typer.echo("  label  IoU    class")
         for c in full.classes:
             absent = "  (absent from both: counted 0)" if c.iou is None else ""
@@ -140,7 +170,9 @@ def eval_(
             typer.echo("ablations (mIoU without the component; change from the full mIoU):")
             for r in result.rows:
                 delta = "" if r.delta is None else f"{100 * r.delta:+6.1f}"
-                typer.echo(f"  -{r.name:<10} {_pct(r.miou)} {delta:>6}  {r.removes} {r.note}")
+                typer.echo(f"  -{r.name:<10} {_pct(r.miou)} {delta:>6}  {r.removes}")
+                if r.note:
+                    typer.echo(f"  {'':11} {r.note}")
         if report is not None:
             typer.echo(f"report: {report}")
 

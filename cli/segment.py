@@ -1,4 +1,4 @@
-"""`protodb segment` and `protodb explain`, with the query options they share."""
+"""`protodb segment` and `protodb explain`, with the query options (protodb.cli.query_options)."""
 
 from __future__ import annotations
 
@@ -8,59 +8,15 @@ from typing import Annotated
 
 import typer
 
-from protodb.cli.common import (
-    JsonOpt,
-    RayOpt,
-    WorkersOpt,
-    err,
-    flag_errors,
-    open_db,
-    user_errors,
+from protodb.cli.common import JsonOpt, RayOpt, WorkersOpt, flag_errors, open_db, user_errors
+from protodb.cli.query_options import (
+    EtaOpt,
+    PamrOpt,
+    PrefilterOpt,
+    StuffOpt,
+    WindowsOpt,
+    query_config,
 )
-
-PrefilterOpt = Annotated[
-    bool | None,
-    typer.Option(
-        "--prefilter/--no-prefilter",
-        help="CLIP category pre-filter (REFERENCE 1.7). Default: on for the default profile "
-        "(as in the paper), off for --profile tiny (its CLIP has random weights).",
-    ),
-]
-WindowsOpt = Annotated[
-    bool,
-    typer.Option(
-        "--windows/--no-windows",
-        help="Sliding windows 448 and 336 (stride 224) plus the whole image, else the whole "
-        "image only.",
-    ),
-]
-EtaOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--eta", help="Pre-filter: at most this many candidate classes (default 10, the paper's)."
-    ),
-]
-PamrOpt = Annotated[bool, typer.Option("--pamr", help="Refine the scores with PAMR.")]
-StuffOpt = Annotated[
-    bool,
-    typer.Option(
-        "--stuff-filter/--no-stuff-filter",
-        help="Stuff classes give no bg prototypes; thing bg prototypes close (cosine > 0.85) to "
-        "a stuff fg prototype are dropped.",
-    ),
-]
-
-
-def _query_config(db, *, windows, prefilter, eta, pamr, stuff_filter):
-    config = db.default_query_config(
-        windows=windows, prefilter=prefilter, eta=eta, pamr=pamr, stuff_filter=stuff_filter
-    )
-    if prefilter is None:
-        from protodb.profiles import get_profile
-
-        why = get_profile(db.settings.profile).prefilter_reason
-        err(f"pre-filter {'on' if config.prefilter else 'off'} ({why}; --prefilter to change)")
-    return config
 
 
 def segment(
@@ -111,7 +67,7 @@ def segment(
         db = open_db(ctx)
         config = None
         if student is None:  # a student has no query options
-            config = _query_config(
+            config = query_config(
                 db,
                 windows=windows,
                 prefilter=prefilter,
@@ -188,7 +144,7 @@ def explain(
                 ) from None
             points.append((x, y))
         db = open_db(ctx)
-        config = _query_config(
+        config = query_config(
             db, windows=windows, prefilter=prefilter, eta=eta, pamr=pamr, stuff_filter=stuff_filter
         )
         with flag_errors({"out": "--out"}):

@@ -349,37 +349,27 @@ class ProtoDB:
         return self.create_vocab(name, classes, kinds=dataset_kinds(dataset, classes), **options)
 
     def evaluate(
-        self,
-        dataset: str,
-        root: str | os.PathLike,
-        *,
-        vocab: str | None = None,
-        limit: int | None = None,
-        config: QueryConfig | None = None,
-        ablations: Sequence[str] = (),
-        progress: bool = True,
+        self, dataset: str, root: str | os.PathLike, *, vocab: str | None = None,
+        limit: int | None = None, config: QueryConfig | None = None,
+        ablations: Sequence[str] = (), progress: bool = True,
         student: str | os.PathLike | None = None, unseen: str | Sequence[str] | None = None,
     ):  # fmt: skip
         """mIoU of ``vocab`` (or the student in directory ``student``) on ``dataset`` (voc, context,
-        coco-object, folder, world) at ``root``, its first ``limit`` images; ``unseen``: ZS3's split
+        coco-object, folder, world) at ``root``, its first ``limit`` images; ``config``: default
+        :meth:`default_query_config`, as segment's; ``unseen``: ZS3's split
         (protodb.evaluation.zs3.dataset_split). Returns an evaluation.evaluate.EvalReport, or an
         AblationReport for ``ablations`` (a subset of protodb.evaluation.evaluate.ABLATIONS)."""
         from protodb.evaluation.datasets import open_dataset
-        from protodb.evaluation.evaluate import ablate, evaluate
-        from protodb.evaluation.zs3 import attach, dataset_split
+        from protodb.evaluation.evaluate import evaluate_vocab
+        from protodb.evaluation.zs3 import dataset_split
         from protodb.grounded.student import evaluate_student
 
-        ds, runtime = open_dataset(dataset, root, limit=limit), self.runtime
-        split = dataset_split(unseen, ds)
-        if student is not None:
-            return evaluate_student(student, ds, split, vocab=vocab, ablations=ablations,
-                                    progress=progress)  # fmt: skip
+        ds = open_dataset(dataset, root, limit=limit)
+        split, opts = dataset_split(unseen, ds), {"ablations": ablations, "progress": progress}
+        if student is not None:  # a bad split is refused above, before any work
+            return evaluate_student(student, ds, split, vocab=vocab, **opts)
         self.open_existing()
-        if ablations:
-            report = ablate(runtime, vocab, ds, list(ablations), config=config, progress=progress)
-        else:
-            report = evaluate(runtime, vocab, ds, config=config, progress=progress)
-        return attach(report, split)
+        return evaluate_vocab(self.runtime, vocab, ds, split, config=config, **opts)
 
     def synth(self, *, vocab: str, out: str | os.PathLike, **options):
         """Write (or complete) a synthetic labelled dataset in ``out`` with vocabulary

@@ -9,9 +9,14 @@ Prediction label i (the vocabulary's i-th class) is mapped to the dataset label 
 with the same name (compared case-insensitively, after the renamings of the class list); the
 vocabulary must hold exactly the dataset's classes, in any order.
 
+The query config is the profile's unless one is given: exactly what ``segment`` uses (the CLIP
+pre-filter on for the default profile, as the paper's Table 1), recorded in the report.
+
 Ablations (the paper's Table 3) re-run the evaluation with one component of the query engine
-removed, through :class:`protodb.query.config.QueryConfig`: ``bg`` (background=False),
-``instances`` / ``parts`` (that prototype level dropped), ``prefilter`` (prefilter=False), ``stuff``
+removed from that base config, through :class:`protodb.query.config.QueryConfig`: ``bg``
+(background=False: background where the best fg score is at most ``bg_threshold``, 0.72, as the
+paper's row), ``instances`` / ``parts`` (that prototype level dropped), ``prefilter``
+(prefilter=False; skipped, saying why, when the base run has it off), ``stuff``
 (stuff_filter=False).
 """
 
@@ -19,12 +24,13 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
 from protodb.errors import ProtodbError
-from protodb.evaluation.datasets import IGNORE, Dataset
+from protodb.evaluation.datasets import IGNORE, Dataset, Sample
 from protodb.evaluation.zs3 import ZS3Result
 from protodb.names import class_key
 from protodb.query.config import QueryConfig
@@ -92,8 +98,8 @@ class ClassIoU:
 @dataclass
 class EvalReport:
     """The result of one evaluation. miou, pixel_accuracy in [0, 1]; classes: per-class table
-    in label order; config: the QueryConfig fields used; test_world: True on the offline world
-    (synthetic data, not a benchmark)."""
+    in label order; config: the QueryConfig it ran with (its fields, ``dataclasses.asdict``);
+    test_world: True on the offline world (synthetic data, not a benchmark)."""
 
     dataset: str
     root: str
@@ -110,6 +116,25 @@ class EvalReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def config_line(self) -> str:
+        """The query config it ran with, in one line (what ``protodb eval`` prints)."""
+        return describe_config(self.config)
+
+
+def describe_config(config: dict) -> str:
+    """One line for a QueryConfig's fields (``asdict``): the components on and off."""
+
+    def on(key: str) -> str:
+        return "on" if config[key] else "off"
+
+    bg = "on" if config["background"] else f"off (bg where fg <= {config['bg_threshold']:g})"
+    prefilter = f"on (eta {config['eta']})" if config["prefilter"] else "off"
+    return (
+        f"windows {on('windows')}, pre-filter {prefilter}, background prototypes {bg}, "
+        f"levels {'+'.join(config['levels'])}, stuff filter {on('stuff_filter')}, "
+        f"PAMR {on('pamr')}"
+    )
 
 
 def class_table(meter: MIoU, classes: list[str]) -> list[ClassIoU]:
@@ -162,20 +187,21 @@ def evaluate(
     *,
     config: QueryConfig | None = None,
     progress: bool = True,
+    on_image: Callable[[Sample, np.ndarray], None] | None = None,
 ) -> EvalReport:
     """Segment every sample of ``dataset`` with vocabulary ``vocab`` of ``runtime`` (a
-    protodb.runtime.Runtime: ``vocab(name, config)`` gives its handle) and accumulate mIoU.
-    ``config``: the query engine's options (default QueryConfig())."""
+    protodb.runtime.Runtime or a ProtoDB: ``vocab(name, config)`` gives its handle) and
+    accumulate mIoU. ``config``: the query engine's options (default: the profile's, exactly
+    what ``segment`` uses: ``runtime.vocab(name)``'s); the report records the config it ran
+    with. ``on_image(sample, labels)``: called per sample with the predicted labels, uint8
+    [H, W] (0 = background, i = vocabulary class i), before they are mapped to dataset labels.
+    """
     from tqdm.auto import tqdm
 
-    config = config or QueryConfig()
     start = time.perf_counter()
-    notes = []
-    world = dataset.test_world or _world_vocab(runtime.vocab(vocab).info)
-    if world and config.prefilter:
-        config = replace(config, prefilter=False)
-        notes.append("pre-filter off: the test world has no text encoder")
-    handle = runtime.vocab(vocab, config)
+    handle = runtime.vocab(vocab, config)  # None: the profile's defaults, as segment's
+    config = handle.config
+    world = dataset.test_world or _world_vocab(handle.info)
     lut = label_map(handle.info.class_names, dataset)
     meter = MIoU(len(dataset.classes))
     desc = f"eval {dataset.name}" + (" (test world)" if dataset.test_world else "")
@@ -183,8 +209,10 @@ def evaluate(
         dataset.samples, desc=desc, unit="img", disable=not progress, file=sys.stderr, leave=False
     ):
         image, gt = dataset.load(sample)
-        pred = lut[handle.segment(image).labels]
-        meter.update(pred, gt)
+        labels = handle.segment(image).labels
+        if on_image is not None:
+            on_image(sample, labels)
+        meter.update(lut[labels], gt)
     rows = class_table(meter, dataset.classes)
     return EvalReport(
         dataset=dataset.name,
@@ -197,7 +225,6 @@ def evaluate(
         config=asdict(config),
         seconds=time.perf_counter() - start,
         test_world=world,
-        notes=notes,
     )
 
 
@@ -214,7 +241,7 @@ def _world_vocab(vocab) -> bool:
 
 ABLATIONS = ("bg", "instances", "parts", "prefilter", "stuff")
 _REMOVES = {
-    "bg": "background prototypes",
+    "bg": "background prototypes (background where the best fg score <= {t}; the paper's: 0.72)",
     "instances": "instance prototypes",
     "parts": "part prototypes",
     "prefilter": "CLIP category pre-filter",
@@ -240,25 +267,30 @@ def ablated_config(name: str, base: QueryConfig) -> QueryConfig | str:
 
 
 def parse_ablations(text: str) -> list[str]:
-    """'bg,instances' -> ["bg", "instances"]; unknown names raise a ProtodbError."""
+    """'bg,instances' -> ["bg", "instances"]; 'all' -> every ablation (ABLATIONS); unknown
+    names raise a ProtodbError."""
+    if text.strip() == "all":
+        return list(ABLATIONS)
     names = [t.strip() for t in text.split(",") if t.strip()]
     bad = [n for n in names if n not in ABLATIONS]
     if bad or not names:
         raise ProtodbError(
-            f"--ablate {text!r}: use a comma-separated subset of {', '.join(ABLATIONS)}"
+            f"--ablate {text!r}: use all or a comma-separated subset of {','.join(ABLATIONS)}"
         )
     return list(dict.fromkeys(names))
 
 
 @dataclass
 class AblationRow:
-    """One ablation: miou (None when not applicable) and delta = miou - full miou, in [0, 1]."""
+    """One ablation: miou (None when skipped) and delta = miou - full miou, in [-1, 1]; config:
+    the QueryConfig fields it ran with (None when skipped); note: why it was skipped."""
 
     name: str
     removes: str
     miou: float | None
     delta: float | None
     note: str = ""
+    config: dict | None = None
 
 
 @dataclass
@@ -286,25 +318,50 @@ def ablate(
     for n in names:
         if n not in ABLATIONS:
             raise ProtodbError(f"unknown ablation {n!r}; choose from {', '.join(ABLATIONS)}")
-    base = config or QueryConfig()
+    base = runtime.vocab(vocab, config).config  # None: the profile's, as evaluate's
     full = evaluate(runtime, vocab, dataset, config=base, progress=progress)
     report = AblationReport(full)
     for n in names:
-        if n == "prefilter" and full.test_world:
-            report.rows.append(
-                AblationRow(
-                    n,
-                    _REMOVES[n],
-                    None,
-                    None,
-                    "not applicable: the test world has no text encoder, so no pre-filter runs",
-                )
-            )
-            continue
         cfg = ablated_config(n, base)
+        removes = _REMOVES[n].format(t=f"{base.bg_threshold:g}")
         if isinstance(cfg, str):
-            report.rows.append(AblationRow(n, _REMOVES[n], None, None, f"not applicable: {cfg}"))
+            why = _prefilter_off(runtime, base) if n == "prefilter" else cfg
+            report.rows.append(AblationRow(n, removes, None, None, f"skipped: {why}"))
             continue
         r = evaluate(runtime, vocab, dataset, config=cfg, progress=progress)
-        report.rows.append(AblationRow(n, _REMOVES[n], r.miou, r.miou - full.miou))
+        report.rows.append(AblationRow(n, removes, r.miou, r.miou - full.miou, "", r.config))
     return report
+
+
+def _prefilter_off(runtime, base: QueryConfig) -> str:
+    """Why the base run has no pre-filter to remove, and the fix."""
+    from protodb.profiles import get_profile
+
+    profile = get_profile(runtime.settings.profile)
+    why = profile.prefilter_reason if profile.prefilter == base.prefilter else "turned off"
+    return (
+        f"the pre-filter is off in the base run ({why}); ablate it from a base run with it on "
+        "(--prefilter, QueryConfig(prefilter=True))"
+    )
+
+
+def evaluate_vocab(
+    runtime,
+    vocab: str,
+    dataset: Dataset,
+    split=None,
+    *,
+    ablations: Sequence[str] = (),
+    config: QueryConfig | None = None,
+    progress: bool = True,
+) -> EvalReport | AblationReport:
+    """``protodb eval`` of a vocabulary: :func:`ablate` when ``ablations`` are named, else
+    :func:`evaluate`, with the ZS3 figures of ``split`` (protodb.evaluation.zs3.Split, or None)
+    attached to the full run."""
+    from protodb.evaluation.zs3 import attach
+
+    if ablations:
+        report = ablate(runtime, vocab, dataset, list(ablations), config=config, progress=progress)
+    else:
+        report = evaluate(runtime, vocab, dataset, config=config, progress=progress)
+    return attach(report, split)

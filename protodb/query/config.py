@@ -3,14 +3,15 @@
 One frozen :class:`QueryConfig` travels from the CLI / API into
 :class:`protodb.query.segment.Segmenter`.
 Fields that switch a component off are what the evaluation harness's ablations toggle
-(REFERENCE Table 3): ``background``, ``levels``, ``prefilter`` and ``stuff_filter``.
+(REFERENCE Table 3): ``background`` (with ``bg_threshold``), ``levels``, ``prefilter`` and
+``stuff_filter``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from protodb.errors import ProtodbError
+from protodb.errors import ParameterError, ProtodbError
 from protodb.profiles import Profile, get_profile
 
 LEVELS = ("class", "instance", "part")
@@ -20,7 +21,10 @@ LEVELS = ("class", "instance", "part")
 class QueryConfig:
     """windows: sliding windows (448 and 336, stride 224, on the image resized to short side
     448) plus the whole image, else the whole image only (protodb.query.windows); background: a
-    background class from the bg prototypes; levels: prototype levels used (subset of
+    background class scored by the bg prototypes, else (Table 3's "without background
+    prototypes") a constant background score ``bg_threshold`` in [-1, 1], so that a pixel whose
+    best fused fg score is at most the threshold is background (0.72, the paper's grid-searched
+    value; 0 gives the bare argmax over the classes); levels: prototype levels used (subset of
     class/instance/part); stuff_filter / stuff_threshold: stuff classes give no bg prototypes
     and thing bg prototypes with cosine > threshold to a stuff fg prototype are dropped
     (protodb.query.assemble.filter_stuff); prefilter / eta: the CLIP pre-filter keeping at most
@@ -36,6 +40,7 @@ class QueryConfig:
 
     windows: bool = True
     background: bool = True
+    bg_threshold: float = 0.72
     levels: tuple[str, ...] = LEVELS
     stuff_filter: bool = True
     stuff_threshold: float = 0.85
@@ -57,6 +62,10 @@ class QueryConfig:
         if bad or not self.levels:
             raise ProtodbError(
                 f"levels={self.levels!r} must be a non-empty subset of {', '.join(LEVELS)}"
+            )
+        if not -1.0 <= self.bg_threshold <= 1.0:
+            raise ParameterError(
+                "bg_threshold", self.bg_threshold, "must be in [-1, 1] (the paper's is 0.72)"
             )
         if not -1.0 <= self.stuff_threshold <= 1.0:
             raise ProtodbError(f"stuff_threshold={self.stuff_threshold} must be in [-1, 1]")

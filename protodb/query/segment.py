@@ -5,8 +5,10 @@ the background class is the union of the bg prototypes of the classes kept. For 
 of the vocabulary and each window (protodb.query.windows; windows of one size go through the
 extractor as one batch): features, per-label scores by protodb.query.match (a per-class max of
 cosine similarities), bilinearly upsampled to the window and clamped to [-1, 1]. Scores are
-averaged over windows and extractors, optionally refined by PAMR (protodb.query.pamr) on the resized
-image, resized to the image, non-positive scores zeroed, and the argmax taken.
+averaged over windows and extractors (without background prototypes, ``background=False``, the
+background score is the constant ``bg_threshold``, as the paper's Table 3 ablation), optionally
+refined by PAMR (protodb.query.pamr) on the resized image, resized to the image, non-positive
+scores zeroed, and the argmax taken.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from protodb.bank.vocab import Vocabulary
+from protodb.errors import ProtodbError
 from protodb.extractors.factory import images_per_call
 from protodb.progress import OFF, Progress
 from protodb.query.assemble import ExtractorPrototypes, filter_stuff
@@ -30,7 +33,8 @@ from protodb.query.windows import Window, resized_size, sliding_windows
 @dataclass
 class SegmentResult:
     """labels: uint8 [H, W] (0 = background, i = vocabulary class i); scores: float32
-    [1 + C, H, W] in [-1, 1] (averaged over windows and extractors); winners: extractor id ->
+    [1 + C, H, W] in [-1, 1] (averaged over windows and extractors; row 0 is the constant
+    ``bg_threshold`` when the config has no background prototypes); winners: extractor id ->
     int32 [H, W], the prototype row (of that extractor's assembled prototypes, as
     :func:`protodb.query.assemble.assemble` returns them) behind the winning label, -1 for none;
     winner_scores: extractor id -> float32 [H, W], that prototype's cosine similarity at the
@@ -163,8 +167,14 @@ class Segmenter:
 
             model, pretrained = self.config.clip_model, self.config.clip_pretrained
             if model is None:
-                models = (p.protos.extractor.config.model for p in self.parts)
-                model, pretrained = paired_clip(models)
+                configs = [p.protos.extractor.config for p in self.parts]
+                if any(c.name == "world" or c.model.startswith("protodb:world") for c in configs):
+                    raise ProtodbError(
+                        f"prefilter=True: vocabulary {self.vocab.name!r} is of the offline test "
+                        "world, which has no CLIP for the pre-filter; turn it off "
+                        "(--no-prefilter) or use --profile world or world-learned"
+                    )
+                model, pretrained = paired_clip(c.model for c in configs)
             self.clip = ClipEncoders(model, pretrained, self.device)
         return self.clip
 
@@ -245,6 +255,10 @@ class Segmenter:
                 bar.set_description_str(f"windows, {part.protos.extractor.config.name}")
                 small.append(self._match_part(part, kept, groups, canvas_image, total, bar))
         total /= count * len(self.parts)
+        if not self.config.background:
+            # Table 3's "without background prototypes": no bg prototypes, so background is a
+            # constant score, and a pixel whose best fg score is at most it is background
+            total[0] = self.config.bg_threshold
         if self.config.pamr:
             from protodb.query.pamr import pamr
 

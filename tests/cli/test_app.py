@@ -318,8 +318,8 @@ def test_eval_and_vocab_from_dataset_user_errors(cli_bank, tmp_path):
 def test_world_eval_with_ablations_is_labelled_as_the_test_world(world):
     r = runner.invoke(
         app,
-        ["--bank", str(world.bank), "eval", "--dataset", "world", "--root", str(world.data),
-         "--vocab", "world", "--limit", "6", "--ablate", "bg,prefilter", "-q"],
+        ["--bank", str(world.bank), "--profile", "world", "eval", "--dataset", "world", "--root",
+         str(world.data), "--vocab", "world", "--limit", "6", "--ablate", "bg,prefilter", "-q"],
     )  # fmt: skip
     assert r.exit_code == 0, (r.output, r.stderr)
     assert "offline TEST WORLD" in r.stdout and "-bg" in r.stdout
@@ -346,6 +346,69 @@ def test_vocab_from_dataset_pins_the_dataset_kinds(world, tmp_path):
         (kind(c["name"]), "dataset world") for c in shown
     ]
     assert {c["kind"] for c in shown} == {"stuff", "thing"}
+
+
+def _world(world, *args):
+    r = runner.invoke(app, ["--bank", str(world.bank), "--profile", "world", *args])
+    assert r.exit_code == 0, (r.output, r.stderr)
+    return r
+
+
+def test_world_eval_ablate_all_prints_every_row_bg_by_the_papers_threshold(world, tmp_path):
+    """Must show (issue 27): bg, instances, parts, prefilter (its skip line: no CLIP) and stuff;
+    bg by the fg threshold 0.72, recorded in the report."""
+    base = ["eval", "--dataset", "world", "--root", str(world.data), "--vocab", "world",
+            "--limit", "1", "-q"]  # fmt: skip
+    report = tmp_path / "r.json"
+    r = _world(world, *base, "--ablate", "all", "--report", str(report))
+    rows = [ln.split()[0] for ln in r.stdout.splitlines() if ln.startswith("  -")]
+    assert rows == ["-bg", "-instances", "-parts", "-prefilter", "-stuff"]
+    assert "query: windows on, pre-filter off" in r.stdout
+    lines = r.stdout.splitlines()
+    skip = lines[lines.index(next(ln for ln in lines if ln.startswith("  -prefilter"))) + 1]
+    assert "skipped" in skip and "no text encoder" in skip and "--prefilter" in skip
+    assert "pre-filter off (profile world default" in r.stderr
+    assert "best fg score <= 0.72" in r.stdout
+    data = json.loads(report.read_text())
+    by_name = {a["name"]: a for a in data["ablations"]}
+    assert list(by_name) == ["bg", "instances", "parts", "prefilter", "stuff"]
+    assert by_name["bg"]["config"]["background"] is False
+    assert by_name["bg"]["config"]["bg_threshold"] == 0.72
+    assert by_name["prefilter"]["miou"] is None and by_name["stuff"]["miou"] is not None
+    r = _world(world, *base, "--ablate", "bg", "--bg-threshold", "0.5", "--json")
+    assert json.loads(r.stdout)["ablations"][0]["config"]["bg_threshold"] == 0.5
+    r = runner.invoke(app, ["--bank", str(world.bank), "--profile", "world", *base,
+                            "--bg-threshold", "2"])  # fmt: skip
+    assert r.exit_code == 2 and "--bg-threshold 2.0 must be in [-1, 1]" in r.stderr
+    assert "Traceback" not in r.output
+
+
+def test_world_eval_and_segment_share_the_query_options(world, tmp_path):
+    """`eval` takes segment's query flags and defaults, and records the config it ran with."""
+    from dataclasses import asdict
+
+    from protodb.evaluation.datasets import open_dataset
+    from protodb.evaluation.evaluate import evaluate
+
+    base = ["eval", "--dataset", "world", "--root", str(world.data), "--vocab", "world",
+            "--limit", "2", "--json"]  # fmt: skip
+    r = _world(world, *base)
+    default = json.loads(json.dumps(asdict(world.db.default_query_config())))
+    assert json.loads(r.stdout)["config"] == default
+    flags = ["--no-windows", "--no-stuff-filter", "--pamr", "--eta", "3", "--no-prefilter"]
+    config = json.loads(_world(world, *base, *flags).stdout)["config"]
+    assert (config["windows"], config["stuff_filter"], config["pamr"]) == (False, False, True)
+    assert (config["eta"], config["prefilter"]) == (3, False)
+    ds = open_dataset("world", world.data, limit=2)
+    seen = {}
+    evaluate(
+        world.db, "world", ds, progress=False, on_image=lambda s, lab: seen.update({s.id: lab})
+    )
+    out = tmp_path / "seg"
+    _world(world, "segment", *[str(s.image) for s in ds.samples], "--vocab", "world", "--out",
+           str(out), "-q")  # fmt: skip
+    for s in ds.samples:
+        assert np.asarray(Image.open(out / f"{s.image.stem}.png")).tobytes() == seen[s.id].tobytes()
 
 
 def test_add_generation_options(tmp_path):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from protodb.errors import ProtodbError
 from protodb.evaluation.datasets import Dataset, open_dataset
@@ -114,19 +116,79 @@ def test_world_limit_and_report_json(world):
     report = world.db.evaluate("world", world.data, vocab="world", limit=3, progress=False)
     data = report.to_dict()
     assert data["n_images"] == 3 and len(data["classes"]) == 9
-    assert data["config"]["background"] is True and data["notes"] == []
-    asked = QueryConfig(prefilter=True)
+    assert data["config"] == asdict(world.db.default_query_config()) and data["notes"] == []
+    asked = QueryConfig(windows=False, eta=4)
     report = world.db.evaluate("world", world.data, vocab="world", limit=1, config=asked)
-    assert report.config["prefilter"] is False and "no text encoder" in report.notes[0]
+    assert report.config == asdict(asked)  # recorded as it ran
+    assert report.config_line().startswith("windows off, pre-filter off, background prototypes on")
+    with pytest.raises(ProtodbError, match="no CLIP for the pre-filter.*--no-prefilter"):
+        world.db.evaluate(
+            "world", world.data, vocab="world", limit=1, config=replace(asked, prefilter=True)
+        )
 
 
-def test_ablation_removing_background_lowers_miou(world):
-    ds = open_dataset("world", world.data)
-    report = ablate(world.db, "world", ds, ["bg", "parts", "prefilter"], progress=False)
-    rows = {r.name: r for r in report.rows}
-    assert rows["bg"].delta < -0.05
-    assert rows["bg"].miou == pytest.approx(report.full.miou + rows["bg"].delta)
-    assert rows["prefilter"].miou is None and "no text encoder" in rows["prefilter"].note
+def test_eval_and_segment_give_identical_labels_on_the_world(world, tmp_path):
+    """Must show (issue 27): the same images and defaults give byte-identical label maps."""
+    ds = open_dataset("world", world.data, limit=3)
+    seen = {}
+    report = evaluate(
+        world.db, "world", ds, progress=False, on_image=lambda s, lab: seen.update({s.id: lab})
+    )
+    assert report.config == asdict(world.db.default_query_config())
+    world.db.segment(
+        [str(s.image) for s in ds.samples], vocab="world", out=tmp_path, progress=False
+    )
+    for s in ds.samples:
+        png = np.asarray(Image.open(tmp_path / f"{s.image.stem}.png"))
+        assert seen[s.id].dtype == np.uint8 and seen[s.id].tobytes() == png.tobytes()
+
+
+@pytest.fixture
+def prefilter_profile(monkeypatch):
+    """The tiny profile with the pre-filter on by default (as the default profile has it; its
+    real CLIP is not here): evaluation must take that default, as segment does."""
+    from protodb.profiles import PROFILES, get_profile
+
+    name = "tiny-prefilter"
+    profile = replace(get_profile("tiny"), name=name, prefilter=True, prefilter_reason="test")
+    monkeypatch.setitem(PROFILES._items, name, profile)
+    return name
+
+
+def _tiny_dataset(root: Path, n: int = 2) -> Path:
+    from conftest import CLASSES, make_image
+
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    (root / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+    for i in range(n):
+        labels = np.zeros((40, 56), np.uint8)
+        labels[10:30, 8:30], labels[30:] = 1, 2
+        Image.fromarray(make_image(40, 56, seed=i)).save(root / "images" / f"im{i}.png")
+        Image.fromarray(labels, mode="L").save(root / "labels" / f"im{i}.png")
+    return root
+
+
+def test_eval_takes_the_profiles_prefilter_default_as_segment(
+    tiny_bank, prefilter_profile, tmp_path
+):
+    """Issue 27 item 1: `eval` ran without the pre-filter where `segment` had it on; and
+    `--ablate prefilter` must compare against a base run with it on."""
+    import protodb
+
+    db = protodb.connect(tiny_bank.path, profile=prefilter_profile, device="cpu")
+    ds = open_dataset("folder", _tiny_dataset(tmp_path / "data"))
+    seen = {}
+    report = evaluate(
+        db, "v1", ds, progress=False, on_image=lambda s, lab: seen.update({s.id: lab})
+    )
+    assert report.config["prefilter"] is True
+    assert report.config == asdict(db.default_query_config())
+    handle = db.vocab("v1")
+    for s in ds.samples:
+        assert np.array_equal(seen[s.id], handle.segment(s.image).labels)
+    rows = ablate(db, "v1", ds, ["prefilter"], progress=False).rows
+    assert rows[0].miou is not None and rows[0].config["prefilter"] is False
 
 
 def test_ablation_removing_stuff_filtering_lowers_miou_on_scenes_with_stuff(world):

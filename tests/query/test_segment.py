@@ -1,9 +1,12 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 from conftest import CLASSES, make_image
 
 from protodb.bank.vocab import VocabClass, VocabExtractor, Vocabulary
+from protodb.errors import ProtodbError
 from protodb.extractors.factory import default_extractor_config, get_extractor
 from protodb.query.assemble import ExtractorPrototypes, assemble
 from protodb.query.config import QueryConfig
@@ -192,6 +195,30 @@ def test_window_fusion_and_label_rule_by_hand():
     for ext, p in zip(("e1", "e2"), parts, strict=True):
         win = res.winners[ext]
         np.testing.assert_array_equal(p.owner[win], res.labels)
+
+
+def test_without_background_prototypes_background_is_the_fg_threshold(features_64):
+    """Table 3's "without background prototypes" (REFERENCE 1.9): the bg class is not dropped
+    to a bare argmax over the classes; a pixel is background where its best fg score is at most
+    the threshold (0.72, the paper's), recorded in the config."""
+    img, feats = features_64
+    f = feats.reshape(feats.shape[0], -1)
+    rows = [f[:, 0], f[:, 27], f[:, 63]]  # one bg prototype, then one per class
+    protos = [_protos("e1", rows, [0, 1, 2])]
+    vocab = _vocab(["a", "b"])
+    assert QueryConfig().bg_threshold == 0.72
+    off = QueryConfig(windows=False, background=False)
+    res = Segmenter(vocab, protos, config=off).segment(img)
+    assert (res.scores[0] == np.float32(0.72)).all()  # no bg prototype scores it
+    fg = res.scores[1:]
+    best = fg.max(0)
+    expected = np.where(best > 0.72, 1 + fg.argmax(0), 0)
+    np.testing.assert_array_equal(res.labels, expected)
+    assert ((best > 0) & (best <= 0.72)).mean() > 0.01  # where dropping the class would differ
+    bare = Segmenter(vocab, protos, config=replace(off, bg_threshold=0.0)).segment(img)
+    assert (bare.labels == 0).sum() < (res.labels == 0).sum()
+    with pytest.raises(ProtodbError, match=r"bg_threshold=1.5 must be in \[-1, 1\]"):
+        QueryConfig(bg_threshold=1.5)
 
 
 def test_windows_per_extractor_call_do_not_change_the_result():
