@@ -129,9 +129,13 @@ def eval_(
 
         names = parse_ablations(ablate) if ablate else []
         db = open_db(ctx)
+        config = None  # a student has no query engine
         with flag_errors({"bg_threshold": "--bg-threshold"}):
-            config = query_config(db, windows=windows, prefilter=prefilter, eta=eta, pamr=pamr,
-                                  stuff_filter=stuff_filter, bg_threshold=bg_threshold)  # fmt: skip
+            if student is None:
+                config = query_config(
+                    db, windows=windows, prefilter=prefilter, eta=eta, pamr=pamr,
+                    stuff_filter=stuff_filter, bg_threshold=bg_threshold,
+                )  # fmt: skip
         result = db.evaluate(
             dataset,
             root,

@@ -118,7 +118,10 @@ class EvalReport:
         return asdict(self)
 
     def config_line(self) -> str:
-        """The query config it ran with, in one line (what ``protodb eval`` prints)."""
+        """The query config it ran with, in one line (what ``protodb eval`` prints); a
+        student's report names the student instead (it has no query engine)."""
+        if "student" in self.config:
+            return f"none: the student in {self.config['student']}"
         return describe_config(self.config)
 
 
