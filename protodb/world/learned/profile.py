@@ -69,7 +69,7 @@ register(
         extractor=learned_extractor_config,
         extractors=("sd",),
         prefilter=False,
-        prefilter_reason=f"profile {PROFILE}",
+        prefilter_reason=f"profile {PROFILE} default: the test world has no CLIP",
         # 64 px, side / 8: its second-coarsest cross-attention, like side / 32 of SD at 1024
         attention={"model": MODEL, "weights": VERSION, "size": 64, "layer_divisor": 8},
         refer=TINY_REFER,
