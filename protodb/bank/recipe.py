@@ -25,11 +25,12 @@ from typing import Any
 
 from protodb.errors import ProtodbError
 
-DEFAULT_N = 32  # the support-set size of a plain ``add`` (REFERENCE 1.1)
-DEFAULT_PARTS = 32  # K of the part prototypes (REFERENCE 1.5); = prototypes.DEFAULT_PARTS
-DEFAULT_MASK_SOURCE = "otsu"
+# What a set built before recipe ids was built with, and what a plain ``add`` still builds
+# (tests/synthesis/test_recipe.py checks that protodb.synthesis.request's defaults agree).
+# History, not settings: add's defaults live in protodb.synthesis.request.
+LEGACY_PARTS = 32
+PLAIN_MASK_SOURCE = "otsu"
 LEVELS = ("class", "instance", "part")
-MAX_PARTS = 1024
 RECIPE_ID = re.compile(r"[a-z0-9_]{1,32}-[0-9a-f]{12}")
 
 # The mask configs ``add`` ran with when recipe ids came (schema 3), the constants of
@@ -63,8 +64,8 @@ class Recipe:
         cls,
         mask_source: str,
         mask: dict[str, Any],
-        n: int = DEFAULT_N,
-        parts: int = DEFAULT_PARTS,
+        n: int,
+        parts: int = LEGACY_PARTS,
         levels: tuple[str, ...] = LEVELS,
     ) -> Recipe:
         """The recipe of a set built with mask source ``mask_source`` run with config ``mask``
@@ -93,8 +94,8 @@ def recipe_id(config: dict) -> str:
 
 def legacy_recipe(mask_source: str, n: int) -> Recipe:
     """The recipe of a set built before recipe ids (schema 2 and earlier): its stored mask
-    source and n, K = 32 and every level, as ``add`` always built them then."""
-    source = mask_source or DEFAULT_MASK_SOURCE
+    source and n, K = 32 (LEGACY_PARTS) and every level, as ``add`` always built them then."""
+    source = mask_source or PLAIN_MASK_SOURCE
     mask = LEGACY_MASK_CONFIGS.get(source)
     if mask is None:  # a segmenter's proposals, selected as maskcut's are
         mask = {"select": _LEGACY_SELECT, "proposals": {"segmenter": source}}
@@ -104,7 +105,7 @@ def legacy_recipe(mask_source: str, n: int) -> Recipe:
 def plain_recipe_id(n: int) -> str:
     """The id of the recipe a plain ``add`` (otsu masks, K = 32, every level) makes at ``n``:
     the legacy otsu recipe, since a plain ``add`` has built sets the same way since then."""
-    return legacy_recipe(DEFAULT_MASK_SOURCE, n).id
+    return legacy_recipe(PLAIN_MASK_SOURCE, n).id
 
 
 def check_recipe(rid: object, recipe: object) -> str | None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from protodb.bank.recipe import DEFAULT_PARTS
+from protodb.synthesis.request import DEFAULT_PARTS
 
 LEVELS = ("class", "instance", "part")
 POLARITIES = ("fg", "bg")

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from protodb.bank.recipe import DEFAULT_MASK_SOURCE, DEFAULT_N, DEFAULT_PARTS, LEVELS, Recipe
+from protodb.bank.recipe import LEVELS, Recipe
+from protodb.synthesis.request import DEFAULT_MASK_SOURCE, DEFAULT_N, DEFAULT_PARTS
 
 
 def mask_config(source: str) -> dict[str, Any]:

@@ -6,7 +6,8 @@ nothing, and :meth:`AddRequest.of` fills in the defaults; :meth:`AddRequest.vali
 check of the values, and its errors (:class:`protodb.errors.ParameterError`) name the Python
 parameter (``batch_size=0 must be >= 1``); the CLI spells them as its flags.
 
-Light on purpose: the CLI imports this module to show the defaults in its help.
+Light on purpose: the CLI imports this module to show the defaults in its help (it imports
+nothing of protodb but its errors).
 """
 
 from __future__ import annotations
@@ -14,9 +15,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
-from protodb.bank.recipe import DEFAULT_MASK_SOURCE, DEFAULT_N, DEFAULT_PARTS, MAX_PARTS
 from protodb.errors import ParameterError, ProtodbError
 
+# add's defaults, their one home (the bank's recipe module keeps what sets were built with)
+DEFAULT_N = 32  # the support-set size of a plain ``add`` (REFERENCE 1.1)
+DEFAULT_PARTS = 32  # K of the part prototypes (REFERENCE 1.5)
+DEFAULT_MASK_SOURCE = "otsu"  # the paper's "without CutLER" row (REFERENCE 1.3)
+MAX_PARTS = 1024
 MAX_N = 1024  # support images of one set
 MAX_SEED = 2**63 - 1  # seeds are bank integers (int64)
 KINDS = ("stuff", "thing")

@@ -82,3 +82,12 @@ def test_maskcut_after_cutlers_rules_is_a_new_recipe():
     proposals = new.config["mask"]["proposals"]
     assert proposals["reverse_corners"] == 3 and proposals["component"] == "seed"
     assert proposals["max_iou"] == 0.5 and proposals["min_area"] == 0.01
+
+
+def test_adds_defaults_are_what_the_bank_calls_a_plain_set():
+    """add's defaults live in protodb.synthesis.request (light: the CLI's help reads them); the
+    bank keeps what a plain set was built with. They must agree."""
+    from protodb.bank.recipe import LEGACY_PARTS, PLAIN_MASK_SOURCE
+    from protodb.synthesis.request import DEFAULT_MASK_SOURCE, DEFAULT_PARTS
+
+    assert (DEFAULT_PARTS, DEFAULT_MASK_SOURCE) == (LEGACY_PARTS, PLAIN_MASK_SOURCE)
