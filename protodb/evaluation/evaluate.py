@@ -234,10 +234,7 @@ def evaluate(
 def _world_vocab(vocab) -> bool:
     """Whether the vocabulary was built in the test world (its procedural extractor, or a model
     trained on it), so reports say so."""
-    return any(
-        e.config.name == "world" or e.config.model.startswith("protodb:world")
-        for e in vocab.extractors
-    )
+    return any(e.config.of_test_world for e in vocab.extractors)
 
 
 # ---------------------------------------------------------------------------------- ablations

@@ -37,6 +37,12 @@ class ExtractorConfig(PluginConfig):
     store_dtype: str = "float16"
     weights: str | None = None
 
+    @property
+    def of_test_world(self) -> bool:
+        """Whether this extractor is the offline test world's (its procedural extractor, or a
+        model trained on it, ``protodb:world...``): no CLIP pairs with it, reports say so."""
+        return self.name == "world" or self.model.startswith("protodb:world")
+
 
 class Extractor:
     """Base class. Subclasses set ``patch`` and ``dim`` and implement ``_forward``; ``mean`` and

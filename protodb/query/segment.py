@@ -168,7 +168,7 @@ class Segmenter:
             model, pretrained = self.config.clip_model, self.config.clip_pretrained
             if model is None:
                 configs = [p.protos.extractor.config for p in self.parts]
-                if any(c.name == "world" or c.model.startswith("protodb:world") for c in configs):
+                if any(c.of_test_world for c in configs):
                     raise ProtodbError(
                         f"prefilter=True: vocabulary {self.vocab.name!r} is of the offline test "
                         "world, which has no CLIP for the pre-filter; turn it off "
