@@ -51,6 +51,16 @@ def segment(
             "--student", help="Segment with this student (from `protodb distill` on --vocab)."
         ),
     ] = None,
+    coco: Annotated[
+        str | None,
+        typer.Option(
+            "--coco",
+            help="Also write one COCO file of the whole run (images, categories with isthing, "
+            "one RLE annotation per image and class present, with its mean score), readable by "
+            "pycocotools; built from the per-image files, so --skip-existing resumes keep it "
+            "whole. --out must be local.",
+        ),
+    ] = None,
     ray: RayOpt = None,
     workers: WorkersOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -59,6 +69,8 @@ def segment(
     """Segment images with a vocabulary: palette PNG labels (0 = background, i = i-th class).
 
     Example: protodb segment photos/ 'more/*.jpg' --vocab v1 --out labels/ --skip-existing
+
+    One COCO file for the run: protodb segment photos/ --vocab v1 --out labels/ --coco run.json
 
     On Ray (inputs and --out may be s3://BUCKET/PREFIX there):
     protodb segment s3://b/photos/ --vocab v1 --out s3://b/labels/ --ray HOST:PORT --workers 4
@@ -82,19 +94,21 @@ def segment(
                 done = " (done before, skipped)" if s.get("skipped") else ""
                 typer.echo(f"{s['image']}: {areas} -> {s['label_png']}{done}")
 
-        summaries = db.segment(
-            paths,
-            vocab=vocab,
-            out=out,
-            progress=not quiet and not as_json,
-            on_image=report,
-            config=config,
-            skip_existing=skip_existing,
-            save_scores=save_scores,
-            student=student,
-            ray=ray,
-            workers=workers,
-        )
+        with flag_errors({"coco": "--coco"}):
+            summaries = db.segment(
+                paths,
+                vocab=vocab,
+                out=out,
+                progress=not quiet and not as_json,
+                on_image=report,
+                config=config,
+                skip_existing=skip_existing,
+                save_scores=save_scores,
+                student=student,
+                ray=ray,
+                workers=workers,
+                coco=coco,
+            )
         if as_json:
             typer.echo(json.dumps(summaries, indent=2))
 

@@ -209,14 +209,17 @@ class ProtoDB:
         student: str | os.PathLike | None = None,
         ray: str | None = None,
         workers: int | None = None,
+        coco: str | os.PathLike | None = None,
     ) -> list[dict]:
         """Segment image files (paths, folders, globs) into ``out``; one summary per image.
 
         protodb.query.batch.segment_paths has the options (``config``: default
         :meth:`default_query_config`); ``student``: the student distilled from ``vocab``
         (protodb.grounded.student) instead of prototype matching; ``ray``: a Ray address, with
-        ``workers`` actors and ``s3://`` paths (protodb.scale.segment.segment_ray)."""
+        ``workers`` actors and ``s3://`` paths (protodb.scale.segment.segment_ray); ``coco``:
+        also one COCO file of the run there (protodb.query.coco)."""
         from protodb.query.batch import segment_paths
+        from protodb.query.coco import coco_sink
 
         if workers is not None and ray is None:
             raise ProtodbError(f"--workers {workers} needs --ray (actors run on a Ray cluster)")
@@ -224,24 +227,25 @@ class ProtoDB:
             raise ProtodbError(
                 "--student runs in this process only; drop --ray/--workers to use it"
             )
+        sink = coco_sink(coco, self.runtime, vocab, out)
         if ray is not None:
             from protodb.scale.segment import segment_ray
 
-            return segment_ray(
+            return sink.write(segment_ray(
                 self.runtime, paths, vocab=vocab, out=out, address=ray, workers=workers,
                 config=config, skip_existing=skip_existing, save_scores=save_scores,
                 progress=progress, on_image=on_image,
-            )  # fmt: skip
+            ))  # fmt: skip
         if student is not None:
             from protodb.grounded.student import Student, StudentHandle
 
             handle = StudentHandle(Student.load(student), vocab)
         else:
             handle = self.vocab(vocab, config)
-        return segment_paths(
+        return sink.write(segment_paths(
             handle, paths, out, vocab=vocab, progress=progress, on_image=on_image,
             skip_existing=skip_existing, save_scores=save_scores,
-        )  # fmt: skip
+        ))  # fmt: skip
 
     def explain(
         self,

@@ -4,7 +4,8 @@
 - ``<stem>_overlay.png``: the labels blended over the image, with a legend panel on the right
   (a colour swatch and the name of every label present);
 - ``<stem>_rle.json``: COCO-style run-length encoded masks, one per label present
-  (``{"size": [H, W], "counts": str}``, column-major, readable by ``pycocotools.mask.decode``);
+  (``{"size": [H, W], "counts": str}``, column-major, readable by ``pycocotools.mask.decode``),
+  with the label's bbox and mean score (see :func:`rle_annotations`);
 - ``<stem>_scores.npy`` (with ``save_scores``): float32 [1 + C, H, W], the fused score maps;
 - ``<stem>.json``: the per-image summary (see :func:`write_outputs`), written last and
   atomically, so its presence means the image is finished (``--skip-existing`` relies on it).
@@ -54,9 +55,21 @@ def encode_rle(mask: np.ndarray) -> dict:
     }
 
 
+def mask_bbox(mask: np.ndarray) -> list[int]:
+    """bool [H, W] -> COCO bbox [x, y, width, height] in pixels (x = column) of the True
+    pixels, as pycocotools.mask.toBbox gives; [0, 0, 0, 0] for an empty mask."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if not rows.size:
+        return [0, 0, 0, 0]
+    x, y = int(cols[0]), int(rows[0])
+    return [x, y, int(cols[-1]) - x + 1, int(rows[-1]) - y + 1]
+
+
 def rle_annotations(result, stem: str) -> list[dict]:
     """One COCO-style record per label present, background included (category_id 0):
-    {"image": stem, "category_id": label, "category": name, "area": pixels, "segmentation"}."""
+    {"image": stem, "category_id": label, "category": name, "area": pixels, "bbox": [x, y, w,
+    h] (:func:`mask_bbox`), "score": the mean of the label's score map over its pixels (float,
+    6 decimals; [-1, 1] for prototype matching, [0, 1] for a student), "segmentation"}."""
     names = ["background", *result.classes]
     out = []
     for label in np.unique(result.labels).tolist():
@@ -67,6 +80,8 @@ def rle_annotations(result, stem: str) -> list[dict]:
                 "category_id": int(label),
                 "category": names[label],
                 "area": int(mask.sum()),
+                "bbox": mask_bbox(mask),
+                "score": round(float(result.scores[label][mask].mean()), 6),
                 "segmentation": encode_rle(mask),
             }
         )

@@ -497,6 +497,26 @@ def test_output_paths_folder_or_file(cli_bank, rgb_image, tmp_path):
     assert a_file.read_text() == "x"
 
 
+def test_segment_coco_file_and_bad_coco_paths(cli_bank, rgb_image, tmp_path):
+    bank, _ = cli_bank
+    out = tmp_path / "o"
+    for bad, needle in (
+        (tmp_path / "nowhere" / "run.json", "is in a folder that does not exist"),
+        (tmp_path, "is a folder; give a file name"),
+    ):
+        args = ("segment", str(rgb_image), "--vocab", "v1", "--out", str(out), "--coco", str(bad))
+        r = run(bank, *args, "-q", ok=False)
+        errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+        assert r.exit_code == 2 and len(errors) == 1
+        assert errors[0].startswith(f"error: --coco {str(bad)!r} {needle}")
+        assert "Traceback" not in r.output + r.stderr and not out.exists()
+    coco = tmp_path / "run.json"
+    run(bank, "segment", str(rgb_image), "--vocab", "v1", "--out", str(out), "--coco", str(coco))
+    data = json.loads(coco.read_text())
+    assert [i["file_name"] for i in data["images"]] == [rgb_image.name]
+    assert [c["name"] for c in data["categories"]] == ["red apple", "grass"]
+
+
 @pytest.mark.parametrize(
     ("args", "needles"),
     [

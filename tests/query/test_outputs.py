@@ -67,6 +67,10 @@ def test_write_outputs_files_and_summary(tmp_path):
     assert [r["category_id"] for r in rle] == [0, 1, 2]
     assert [r["category"] for r in rle] == ["background", "a", "b"]
     assert [r["area"] for r in rle] == [int((labels == k).sum()) for k in range(3)]
+    assert [r["bbox"] for r in rle[1:]] == [[3, 5, 17, 5], [25, 15, 5, 5]]
+    for r in rle:  # the label's mean score over its pixels
+        mean = res.scores[r["category_id"]][labels == r["category_id"]].mean()
+        assert r["score"] == round(float(mean), 6)
     mask_util = pytest.importorskip("pycocotools.mask")
     for r in rle:
         seg = {"size": r["segmentation"]["size"], "counts": r["segmentation"]["counts"].encode()}

@@ -78,8 +78,11 @@ def test_ray_segment_gives_the_single_process_files(
     ray_cluster, ray_timeout, tiny_bank, images, reference, tmp_path
 ):
     """20 images on 2 actors: the same summaries, in input order, and byte-identical files."""
+    from protodb.query.coco import write_coco
+
     ref_out, ref = reference
     out = tmp_path / "ray"
+    write_coco(tmp_path / "single.json", ref, tiny_bank.vocab)
     got = tiny_bank.db.segment(
         [str(images / "img0*.png"), images / "img1*.png"],  # a glob and a path-like glob
         vocab="v1",
@@ -87,8 +90,10 @@ def test_ray_segment_gives_the_single_process_files(
         progress=False,
         ray="local",  # this process is attached already: the session cluster
         workers=2,
+        coco=tmp_path / "ray.json",  # the same COCO file as the single-process run's
     )
     assert len(got) == N_IMAGES
+    assert (tmp_path / "ray.json").read_bytes() == (tmp_path / "single.json").read_bytes()
     assert [_relative(s, str(out)) for s in got] == [_relative(s, str(ref_out)) for s in ref]
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in ref_out.iterdir())
     for p in ref_out.iterdir():
