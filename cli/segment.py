@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -68,6 +69,9 @@ def segment(
 ) -> None:
     """Segment images with a vocabulary: palette PNG labels (0 = background, i = i-th class).
 
+    Ends with a summary: images, seconds per image and each class's share of the pixels
+    (--json: {"images": [per-image summaries], "run": that summary}).
+
     Example: protodb segment photos/ 'more/*.jpg' --vocab v1 --out labels/ --skip-existing
 
     One COCO file for the run: protodb segment photos/ --vocab v1 --out labels/ --coco run.json
@@ -94,6 +98,7 @@ def segment(
                 done = " (done before, skipped)" if s.get("skipped") else ""
                 typer.echo(f"{s['image']}: {areas} -> {s['label_png']}{done}")
 
+        start = time.perf_counter()
         with flag_errors({"coco": "--coco"}):
             summaries = db.segment(
                 paths,
@@ -109,8 +114,13 @@ def segment(
                 workers=workers,
                 coco=coco,
             )
+        from protodb.query.run_summary import summarize_run
+
+        run = summarize_run(summaries, time.perf_counter() - start)
         if as_json:
-            typer.echo(json.dumps(summaries, indent=2))
+            typer.echo(json.dumps({"images": summaries, "run": run.to_dict()}, indent=2))
+        else:
+            typer.echo(run.table())
 
 
 def explain(

@@ -73,9 +73,21 @@ def test_segment_writes_label_png_of_image_size(cli_bank, rgb_image, tmp_path):
 def test_segment_json_summary(cli_bank, rgb_image, tmp_path):
     bank, _ = cli_bank
     result = run(bank, "segment", str(rgb_image), "--vocab", "v1", "--out", str(tmp_path), "--json")
-    summary = json.loads(result.stdout)
+    data = json.loads(result.stdout)
+    summary = data["images"]
     assert summary[0]["height"] == 45 and summary[0]["width"] == 61
     assert abs(sum(summary[0]["areas"].values()) - 1.0) < 1e-3
+    run_ = data["run"]  # the run's summary: images, seconds per image, class shares
+    assert (run_["images"], run_["segmented"], run_["skipped"]) == (1, 1, 0)
+    assert run_["seconds_per_image"] > 0 and run_["pixels"] == 45 * 61
+    assert list(run_["shares"]) == ["background", "red apple", "grass"]
+    for name, share in run_["shares"].items():
+        assert share == summary[0]["areas"].get(name, 0.0)
+    text = run(bank, "segment", str(rgb_image), "--vocab", "v1", "--out", str(tmp_path), "-q")
+    lines = text.stdout.splitlines()
+    assert lines[1].startswith("1 images (1 segmented), ") and " s/image, " in lines[1]
+    assert lines[2].split() == ["class", "pixels"] and len(lines) == 6
+    assert lines[3].startswith("background ") and lines[3].endswith("%")
 
 
 def test_segment_query_options_and_skip_existing(cli_bank, rgb_image, tmp_path):
@@ -85,12 +97,14 @@ def test_segment_query_options_and_skip_existing(cli_bank, rgb_image, tmp_path):
     opts = ("--no-windows", "--pamr", "--save-scores", "--no-stuff-filter", "--eta", "3")
     result = run(bank, *args, *opts)
     assert "pre-filter off" in result.stderr and "tiny" in result.stderr
-    (s,) = json.loads(result.stdout)
+    (s,) = json.loads(result.stdout)["images"]
     assert s["skipped"] is False and s["kept"] is None
     assert np.load(s["scores_npy"]).shape == (3, 45, 61)
     assert json.loads((tmp_path / "o" / "photo.json").read_text())["rle_json"] == s["rle_json"]
     again = run(bank, *args, "--skip-existing")
-    assert json.loads(again.stdout)[0]["skipped"] is True
+    again = json.loads(again.stdout)
+    assert again["images"][0]["skipped"] is True
+    assert (again["run"]["skipped"], again["run"]["seconds_per_image"]) == (1, None)
     pre = run(bank, *args, "--prefilter", "--skip-existing")  # explicit: no notice
     assert "pre-filter" not in pre.stderr
     bad = run(bank, *args, "--eta", "0", ok=False)

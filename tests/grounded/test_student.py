@@ -72,7 +72,7 @@ def test_segment_with_the_student(student, made, tiny_bank, tmp_path):
     res = cli(tiny_bank.path, "segment", str(data / "JPEGImages"), "--vocab", "v1",
               "--student", str(out), "--out", str(tmp_path / "seg"), "-q", "--json")  # fmt: skip
     assert res.exit_code == 0, res.output
-    summaries = json.loads(res.stdout)
+    summaries = json.loads(res.stdout)["images"]
     assert len(summaries) == 2 and all(
         s["classes"][1:] == ["red apple", "grass"] for s in summaries
     )

@@ -167,7 +167,7 @@ def test_cli_joins_the_cluster_by_address_and_resumes(
     ]
     r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ), timeout=240)
     assert r.returncode == 0, r.stderr
-    summaries = json.loads(r.stdout)
+    summaries = json.loads(r.stdout)["images"]
     assert [Path(s["image"]).stem for s in summaries if not s["skipped"]] == ["img00", "img07"]
     assert "Traceback" not in r.stderr and " E " not in r.stderr, r.stderr
     for stem in ("img00", "img07"):
