@@ -44,6 +44,7 @@ from protodb.models.diffusion import sd_dtype
 from protodb.names import canonical, class_key
 from protodb.progress import OFF, NoBar, Progress
 from protodb.synthesis.generate import GENERATORS, GeneratorConfig, SupportImage
+from protodb.synthesis.recipe import make_recipe
 from protodb.synthesis.request import MAX_N, AddRequest  # noqa: F401 - MAX_N: tests read it here
 
 SUPPORT_KEY = ("class_key", "generator_id", "seed", "index")
@@ -140,7 +141,7 @@ def _plan(bank, name: str, generator, extractors, req: AddRequest):
     GENERATORS.get(generator.name)
     display, key = canonical(name), class_key(name)
     gid, (seed,) = generator.id, req.seeds
-    recipe = req.recipe
+    recipe = make_recipe(req.mask_source, req.n, req.parts)
     result = AddResult(display, key, gid, seed, req.n, status="exists", recipe_id=recipe.id)
     todo = []
     for ext in extractors:

@@ -131,12 +131,5 @@ class AddRequest:
 
         return [(canonical(name), s) for name in self.names for s in self.seeds]
 
-    @property
-    def recipe(self):
-        """The sets' protodb.synthesis.recipe.Recipe."""
-        from protodb.synthesis.recipe import make_recipe
-
-        return make_recipe(self.mask_source, self.n, self.parts)
-
 
 DEFAULTS = AddRequest()  # what a plain ``add`` uses (the CLI's help shows these)

@@ -13,6 +13,7 @@ from protodb.extractors.base import ExtractorConfig
 from protodb.names import class_key
 from protodb.progress import Progress
 from protodb.synthesis.generate import GeneratorConfig, default_generator_config
+from protodb.synthesis.recipe import make_recipe
 from protodb.synthesis.request import AddRequest
 
 
@@ -109,7 +110,7 @@ def check_models(
     from protodb.models.defaults import DINO_DEFAULT, SAM_DEFAULT
     from protodb.models.preflight import ModelNeed, extractor_need, generator_need, preflight
 
-    recipe_id = request.recipe.id
+    recipe_id = make_recipe(request.mask_source, request.n, request.parts).id
     mask_source = request.mask_source
     try:
         bank = runtime.open_existing()  # a bank that does not exist yet is not made for this
