@@ -230,6 +230,11 @@ def picture_paths(out, points: Sequence[tuple[int, int]], stem: str = "image") -
             str(out),
             f"is not a picture path; give a {', '.join(PICTURE_SUFFIXES)} file or a folder",
         )
+    above = base.parent
+    while not above.exists():  # the folders made on write must be makeable
+        above = above.parent
+    if not above.is_dir():
+        raise ParameterError("out", str(out), f"is under {str(above)!r}, which is not a folder")
     if len(points) == 1:
         return [base]
     return [base.with_name(f"{base.stem}_{x}_{y}{base.suffix}") for x, y in points]

@@ -17,6 +17,8 @@ import numpy as np
 
 from protodb.errors import ParameterError
 
+MAX_POINTS_PER_SIDE = 256  # 65,536 prompts, the most an image may ask for
+
 
 @dataclass(frozen=True)
 class AmgConfig:
@@ -40,6 +42,12 @@ class AmgConfig:
         for name, ref in (("points_per_side", 32), ("points_per_batch", 64)):
             if int(getattr(self, name)) < 1:
                 raise ParameterError(name, getattr(self, name), f"must be >= 1 (reference: {ref})")
+        if self.points_per_side > MAX_POINTS_PER_SIDE:  # N^2 prompts, 3 masks each
+            raise ParameterError(
+                "points_per_side",
+                self.points_per_side,
+                f"is too many; use at most {MAX_POINTS_PER_SIDE} (reference: 32)",
+            )
         if not 0.0 <= self.pred_iou_thresh < 1.0:
             raise ParameterError(
                 "pred_iou_thresh", self.pred_iou_thresh, "must be in [0, 1) (reference: 0.88)"

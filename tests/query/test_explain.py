@@ -174,3 +174,6 @@ def test_out_without_a_suffix_is_a_folder_and_a_bad_suffix_is_refused_first(tiny
     with pytest.raises(ParameterError, match=r"out='.*why.txt' is not a picture path"):
         handle.explain_points(img, [(1, 1)], out=tmp_path / "why.txt")
     assert not (tmp_path / "why.txt").exists()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ParameterError, match=r"is under '.*file', which is not a folder"):
+        handle.explain_points(img, [(1, 1)], out=tmp_path / "file" / "sub" / "w.png")

@@ -91,6 +91,7 @@ def test_the_filters_apply():
     "field, value",
     [
         ("points_per_side", 0),
+        ("points_per_side", 100_000),
         ("points_per_batch", 0),
         ("pred_iou_thresh", 1.0),
         ("stability_score_thresh", 1.5),
